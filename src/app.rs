@@ -1,0 +1,123 @@
+//! Builds the application from a configuration: storage, secrets, services, router; serves
+//! until told to stop, then drains in-flight requests within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::FromRef;
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+
+use crate::auth::Accounts;
+use crate::auth::password::Hasher;
+use crate::auth::tokens::{TokenSigner, generate_key};
+use crate::config::Config;
+use crate::http::HttpSettings;
+use crate::http::extract::TrustedProxies;
+use crate::security::crypto::FieldCipher;
+use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
+use crate::security::{random_bytes, secrets};
+use crate::store::{Store, StoreOptions};
+
+/// What handlers can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub accounts: Arc<Accounts>,
+    pub limiter: Arc<dyn Limiter>,
+    pub store: Store,
+    pub proxies: TrustedProxies,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: Store,
+    grace: Duration,
+}
+
+impl Application {
+    /// Connects the database, runs migrations, loads or creates secrets, binds `listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = open_store(&config).await?;
+        let state = AppState {
+            accounts: Arc::new(accounts(&config, &store)?),
+            limiter: Arc::new(LocalLimiter::new(Policies {
+                auth_ip: config.rate_limit_auth_ip,
+                auth_account: config.rate_limit_auth_account,
+            })),
+            store: store.clone(),
+            proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
+        };
+        let settings = HttpSettings {
+            request_timeout: config.request_timeout,
+            body_limit_bytes: config.body_limit_bytes,
+            cors_origins: config.cors_origins.clone(),
+        };
+        let router = crate::http::router(state, &settings)?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        Ok(Application { listener, router, store, grace: config.shutdown_grace })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by the grace period).
+    pub async fn run_until<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        };
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let grace = self.grace;
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result.context("serving HTTP")?,
+            () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Creates the data directory, connects, and migrates when configured to.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = Store::connect(&StoreOptions {
+        url: config.database_url.expose_secret().to_owned(),
+        max_connections: config.db_max_connections,
+    })
+    .await?;
+    if config.migrate_on_start {
+        store.migrate().await?;
+    }
+    tracing::info!(backend = store.backend_name(), data_dir = %config.data_dir.display(), "database ready");
+    Ok(store)
+}
+
+/// The accounts service with its keys (configured, or generated once and kept in the data dir).
+pub fn accounts(config: &Config, store: &Store) -> anyhow::Result<Accounts> {
+    let signing_key = match &config.signing_key {
+        Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
+        None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
+    };
+    let encryption_key = match &config.encryption_key {
+        Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
+        None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
+    };
+    let signer = TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?;
+    Ok(Accounts::new(store.accounts(), Hasher::new()?, signer, FieldCipher::new(&encryption_key)?, config.refresh_token_ttl))
+}

@@ -1,0 +1,58 @@
+//! Errors of the accounts domain and their one mapping to HTTP problems.
+
+use axum::http::StatusCode;
+
+use crate::http::error::ApiError;
+use crate::store::StoreError;
+use crate::validation::Invalid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid input")]
+    Invalid(Invalid),
+    #[error("email already registered")]
+    EmailTaken,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    Disabled,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("refresh token reused")]
+    TokenReused,
+    #[error("not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Invalid> for AuthError {
+    fn from(invalid: Invalid) -> Self {
+        AuthError::Invalid(invalid)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(invalid) => ApiError::validation(invalid),
+            AuthError::EmailTaken => ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this email already exists"),
+            AuthError::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password"),
+            AuthError::Disabled => ApiError::forbidden("this account is disabled"),
+            AuthError::InvalidToken => ApiError::invalid_token(),
+            AuthError::TokenReused => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_reused",
+                "this refresh token was already used; the session has been revoked",
+            ),
+            AuthError::NotFound(what) => ApiError::not_found(what),
+            AuthError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
+            AuthError::Store(e) => ApiError::internal(e),
+            AuthError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}

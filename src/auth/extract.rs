@@ -1,0 +1,67 @@
+//! Authentication and role extractors: `AuthUser`, `StaffUser` (support or admin), `AdminUser`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::model::Role;
+use super::service::{Accounts, Principal};
+use crate::http::error::ApiError;
+
+/// Any signed-in user whose session is live.
+pub struct AuthUser(pub Principal);
+
+/// A user with the `support` or `admin` role (read-only back office).
+pub struct StaffUser(pub Principal);
+
+/// A user with the `admin` role.
+pub struct AdminUser(pub Principal);
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(ApiError::unauthenticated)?;
+    let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::invalid_token()),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser
+where
+    Arc<Accounts>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
+        tracing::Span::current().record("user.id", principal.user_id.as_str());
+        Ok(AuthUser(principal))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StaffUser
+where
+    Arc<Accounts>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
+        if p.roles.is_staff() { Ok(StaffUser(p)) } else { Err(ApiError::forbidden("this needs the support or admin role")) }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser
+where
+    Arc<Accounts>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
+        if p.roles.has(Role::Admin) { Ok(AdminUser(p)) } else { Err(ApiError::forbidden("this needs the admin role")) }
+    }
+}

@@ -1,0 +1,13 @@
+//! Accounts and sessions: users, passwords, tokens, roles.
+
+pub mod error;
+pub mod extract;
+pub mod model;
+pub mod password;
+pub mod repo;
+pub mod routes;
+pub mod service;
+pub mod tokens;
+
+pub use repo::{AccountRepo, SqlAccounts};
+pub use service::Accounts;

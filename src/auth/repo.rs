@@ -1,0 +1,411 @@
+//! SQL for accounts and sessions, written once for both backends.
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{Backend, Columns, Db, Sql, StoreError};
+
+/// A `users` row as stored (phone and address still sealed).
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: String,
+    pub password_hash: String,
+    pub roles: i64,
+    pub country: Option<String>,
+    pub phone_enc: Option<String>,
+    pub address_enc: Option<String>,
+    pub mfa_enabled: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: String,
+    pub refresh_hash: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live; it is now spent and `new_hash` replaces it.
+    Rotated { user_id: String, session_id: String, roles: i64 },
+    /// The token was already spent: its whole session has been revoked.
+    Reused,
+    /// Unknown token, or its session is revoked, expired or its account disabled.
+    Invalid,
+}
+
+/// Whether an access token's session may still be used, and the account's current roles.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionState {
+    pub usable: bool,
+    pub roles: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// A LIKE pattern, already escaped.
+    pub email_like: Option<String>,
+    pub role_bits: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    pub country: Option<Option<String>>,
+    pub phone_enc: Option<Option<String>>,
+    pub address_enc: Option<Option<String>>,
+}
+
+#[async_trait::async_trait]
+pub trait AccountRepo: Send + Sync {
+    /// Inserts the account and its first session (if any) together; `Conflict` when the email is taken.
+    async fn create_user(&self, user: &UserRow, session: Option<&NewSession>) -> Result<(), StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError>;
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    async fn rotate_refresh(&self, presented_hash: &str, next: &NewSession) -> Result<Rotation, StoreError>;
+    /// Revokes the session of a refresh token; false when the token is unknown.
+    async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError>;
+    async fn list_sessions(&self, user_id: &str, now: DateTime<Utc>, after: Option<&str>, limit: u32) -> Result<Vec<SessionRow>, StoreError>;
+    async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn update_profile(&self, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
+    /// Sets a new password hash and revokes every session but `keep`.
+    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Erases personal data, disables the account and revokes its sessions.
+    async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError>;
+    /// Changes roles and/or the disabled flag; disabling revokes every session.
+    async fn admin_update(&self, user_id: &str, roles: Option<i64>, disabled: Option<bool>, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
+}
+
+pub struct SqlAccounts<DB: Backend> {
+    db: Db<DB>,
+}
+
+impl<DB: Backend> SqlAccounts<DB> {
+    pub fn new(db: Db<DB>) -> Self {
+        Self { db }
+    }
+}
+
+/// `SELECT <every user column> FROM users <tail>` as one static string.
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, email, email_verified, name, password_hash, roles, country, phone_enc, address_enc, mfa_enabled, disabled, created_at FROM users ",
+            $tail
+        )
+    };
+}
+
+fn user_from<R: Columns>(r: &R) -> Result<UserRow, StoreError> {
+    Ok(UserRow {
+        id: r.text("id")?,
+        email: r.text("email")?,
+        email_verified: r.flag("email_verified")?,
+        name: r.text("name")?,
+        password_hash: r.text("password_hash")?,
+        roles: r.int("roles")?,
+        country: r.opt_text("country")?,
+        phone_enc: r.opt_text("phone_enc")?,
+        address_enc: r.opt_text("address_enc")?,
+        mfa_enabled: r.flag("mfa_enabled")?,
+        disabled: r.flag("disabled")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
+    [
+        Sql::new("INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)")
+            .bind(s.id.as_str())
+            .bind(s.user_id.as_str())
+            .bind(s.now)
+            .bind(s.expires_at)
+            .bind(s.ip.clone())
+            .bind(s.user_agent.clone()),
+        Sql::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
+            .bind(s.refresh_hash.as_str())
+            .bind(s.id.as_str())
+            .bind(s.now),
+    ]
+}
+
+const REVOKE_OTHER_SESSIONS_SQL: &str =
+    "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)";
+
+#[async_trait::async_trait]
+impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
+    async fn create_user(&self, u: &UserRow, session: Option<&NewSession>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new(
+            "INSERT INTO users (id, email, email_verified, name, password_hash, roles, country, mfa_enabled, disabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(u.email_verified)
+        .bind(u.name.as_str())
+        .bind(u.password_hash.as_str())
+        .bind(u.roles)
+        .bind(u.country.clone())
+        .bind(u.mfa_enabled)
+        .bind(u.disabled)
+        .bind(u.created_at)
+        .execute(&mut tx)
+        .await?;
+        for stmt in session.into_iter().flat_map(insert_session::<DB>) {
+            stmt.execute(&mut tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        const SQL: &str = select_users!("WHERE email = $1");
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new(SQL).bind(email).fetch_optional(&mut conn).await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        const SQL: &str = select_users!("WHERE id = $1");
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new(SQL).bind(id).fetch_optional(&mut conn).await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for stmt in insert_session::<DB>(session) {
+            stmt.execute(&mut tx).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    async fn rotate_refresh(&self, presented: &str, next: &NewSession) -> Result<Rotation, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // The conditional update is the arbiter: of concurrent presenters exactly one flips it.
+        let spent = Sql::<DB>::new("UPDATE refresh_tokens SET spent_at = $2 WHERE token_hash = $1 AND spent_at IS NULL")
+            .bind(presented)
+            .bind(next.now)
+            .execute(&mut tx)
+            .await?;
+        if spent == 0 {
+            let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(presented).fetch_optional(&mut tx).await?;
+            let Some(owner) = owner else { return Ok(Rotation::Invalid) };
+            Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(owner.text("session_id")?)
+                .bind(next.now)
+                .execute(&mut tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Rotation::Reused);
+        }
+        let row = Sql::<DB>::new(
+            "SELECT s.id, s.user_id, u.roles FROM refresh_tokens r \
+             JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
+             WHERE r.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
+        )
+        .bind(presented)
+        .bind(next.now)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else { return Ok(Rotation::Invalid) };
+        let (session_id, user_id, roles) = (row.text("id")?, row.text("user_id")?, row.int("roles")?);
+        Sql::<DB>::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
+            .bind(next.refresh_hash.as_str())
+            .bind(session_id.as_str())
+            .bind(next.now)
+            .execute(&mut tx)
+            .await?;
+        Sql::<DB>::new("UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = $4, user_agent = $5 WHERE id = $1")
+            .bind(session_id.as_str())
+            .bind(next.now)
+            .bind(next.expires_at)
+            .bind(next.ip.clone())
+            .bind(next.user_agent.clone())
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated { user_id, session_id, roles })
+    }
+
+    async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(hash).fetch_optional(&mut tx).await?;
+        let Some(owner) = owner else { return Ok(false) };
+        Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(owner.text("session_id")?)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new(
+            "SELECT s.revoked_at, s.expires_at, u.roles, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.user_id = $2",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .fetch_optional(&mut conn)
+        .await?;
+        row.map(|r| {
+            let usable = r.opt_time("revoked_at")?.is_none() && r.time("expires_at")? > now && !r.flag("disabled")?;
+            Ok(SessionState { usable, roles: r.int("roles")? })
+        })
+        .transpose()
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: DateTime<Utc>, after: Option<&str>, limit: u32) -> Result<Vec<SessionRow>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(
+            "SELECT id, created_at, last_used_at, ip, user_agent FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(after.map(str::to_owned))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionRow {
+                    id: r.text("id")?,
+                    created_at: r.time("created_at")?,
+                    last_used_at: r.time("last_used_at")?,
+                    ip: r.opt_text("ip")?,
+                    user_agent: r.opt_text("user_agent")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .bind(session_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(except.map(str::to_owned)).execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn update_profile(&self, user_id: &str, u: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new(
+            "UPDATE users SET name = COALESCE($2, name), \
+             country = CASE WHEN $3 THEN $4 ELSE country END, \
+             phone_enc = CASE WHEN $5 THEN $6 ELSE phone_enc END, \
+             address_enc = CASE WHEN $7 THEN $8 ELSE address_enc END, \
+             updated_at = $9 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(u.name.clone())
+        .bind(u.country.is_some())
+        .bind(u.country.clone().flatten())
+        .bind(u.phone_enc.is_some())
+        .bind(u.phone_enc.clone().flatten())
+        .bind(u.address_enc.is_some())
+        .bind(u.address_enc.clone().flatten())
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        const SQL: &str = select_users!("WHERE id = $1");
+        let row = Sql::<DB>::new(SQL).bind(user_id).fetch_one(&mut tx).await?;
+        tx.commit().await?;
+        user_from(&row).map(Some)
+    }
+
+    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1").bind(user_id).bind(hash).bind(now).execute(&mut tx).await?;
+        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(keep.map(str::to_owned)).execute(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new(
+            "UPDATE users SET email = $2, name = 'Deleted user', password_hash = '', country = NULL, phone_enc = NULL, \
+             address_enc = NULL, mfa_enabled = FALSE, disabled = TRUE, deleted_at = $3, updated_at = $3 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(placeholder_email)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
+        const SQL: &str = select_users!("WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR (roles & $2) <> 0) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4");
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(SQL)
+            .bind(filter.email_like.clone())
+            .bind(filter.role_bits)
+            .bind(after.map(str::to_owned))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut conn)
+            .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn admin_update(&self, user_id: &str, roles: Option<i64>, disabled: Option<bool>, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new("UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), updated_at = $4 WHERE id = $1 AND deleted_at IS NULL")
+            .bind(user_id)
+            .bind(roles)
+            .bind(disabled)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if disabled == Some(true) {
+            Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
+        }
+        const SQL: &str = select_users!("WHERE id = $1");
+        let row = Sql::<DB>::new(SQL).bind(user_id).fetch_one(&mut tx).await?;
+        tx.commit().await?;
+        user_from(&row).map(Some)
+    }
+}

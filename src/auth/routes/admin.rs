@@ -1,0 +1,67 @@
+//! Back-office user management.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::extract::{AdminUser as Admin, StaffUser};
+use crate::auth::model::{AdminPatch, AdminUser, Role, Roles};
+use crate::auth::service::Accounts;
+use crate::http::error::{ApiResult, Problem};
+use crate::http::extract::{Json, Query};
+use crate::http::pagination::{Page, PageQuery};
+use crate::validation::Invalid;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UserListQuery {
+    /// Only emails starting with this (case-insensitive).
+    pub email_prefix: Option<String>,
+    /// Only users with this role: `customer`, `support` or `admin`.
+    pub role: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    pub page: PageQuery,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// The full new set of roles (`customer` is always kept).
+    pub roles: Option<Vec<String>>,
+    /// Disabling revokes every session of the user.
+    pub disabled: Option<bool>,
+}
+
+/// List users (support, admin).
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserListQuery, PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AdminUser>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_users(State(accounts): State<Arc<Accounts>>, _staff: StaffUser, Query(q): Query<UserListQuery>) -> ApiResult<Json<Page<AdminUser>>> {
+    let mut invalid = Invalid::default();
+    let role = q.role.as_deref().and_then(|r| invalid.check(Role::parse("role", r)));
+    let page = invalid.check(q.page.parse());
+    invalid.clone().finish()?;
+    let page = page.ok_or(invalid)?;
+    Ok(Json(accounts.list_users(q.email_prefix.as_deref().filter(|p| !p.is_empty()), role, page).await?))
+}
+
+/// Change a user's roles or disable them (admin).
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUserRequest,
+    params(("id" = String, Path, description = "user id (usr_…)")),
+    responses((status = 200, body = AdminUser), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "cannot demote or disable yourself", body = Problem), (status = 422, body = Problem)))]
+pub async fn update_user(
+    State(accounts): State<Arc<Accounts>>,
+    Admin(actor): Admin,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateUserRequest>,
+) -> ApiResult<Json<AdminUser>> {
+    let mut invalid = Invalid::default();
+    let roles = req
+        .roles
+        .map(|list| list.iter().enumerate().filter_map(|(i, r)| invalid.check(Role::parse(&format!("roles[{i}]"), r))).collect::<Vec<_>>())
+        .map(|list| Roles::from_list(&list));
+    invalid.finish()?;
+    Ok(Json(accounts.admin_update(&actor, &id, AdminPatch { roles, disabled: req.disabled }).await?))
+}

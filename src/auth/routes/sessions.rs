@@ -1,0 +1,139 @@
+//! Register, login, refresh, logout, and the caller's sessions.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{TokenResponse, client};
+use crate::auth::extract::AuthUser;
+use crate::auth::model::{Email, Password, SessionView, parse_name};
+use crate::auth::service::{Accounts, NewAccount};
+use crate::http::error::{ApiResult, Problem};
+use crate::http::extract::{ClientIp, Json, Query};
+use crate::http::pagination::{Page, PageQuery};
+use crate::http::rate_limit::{RateLimitHeaders, enforce};
+use crate::security::rate_limit::{Limiter, Policy};
+use crate::validation::Invalid;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8–128 characters; common and breached passwords are refused.
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// Required when the account has MFA enabled.
+    #[expect(dead_code, reason = "accepted now; checked once MFA can be enabled (issue 3)")]
+    pub totp_code: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
+    let ip = ip.0.to_string();
+    let account = email.trim().to_lowercase();
+    enforce(limiter, &[(Policy::AuthIp, ip.as_str()), (Policy::AuthAccount, account.as_str())]).await
+}
+
+/// Create an account and sign in.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = TokenResponse), (status = 409, description = "email_taken", body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn register(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<(StatusCode, RateLimitHeaders, Json<TokenResponse>)> {
+    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let mut invalid = Invalid::default();
+    let email = invalid.check(Email::parse("email", &req.email));
+    let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
+    let name = invalid.check(parse_name("name", &req.name));
+    invalid.clone().finish()?;
+    let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Err(invalid.into()) };
+    let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
+    Ok((StatusCode::CREATED, rate, Json(issued.into())))
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_credentials", body = Problem),
+        (status = 403, description = "account disabled", body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<(RateLimitHeaders, Json<TokenResponse>)> {
+    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let email = Email::parse("email", &req.email)?;
+    let issued = accounts.login(&email, &req.password, client(ip, &headers)).await?;
+    Ok((rate, Json(issued.into())))
+}
+
+/// Exchange a refresh token for a new pair. The presented token is spent; presenting it
+/// again revokes the whole session (`token_reused`).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_token or token_reused", body = Problem)))]
+pub async fn refresh(
+    State(accounts): State<Arc<Accounts>>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(accounts.refresh(&req.refresh_token, client(ip, &headers)).await?.into()))
+}
+
+/// Sign out: revoke the session of a refresh token.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204), (status = 401, description = "invalid_token", body = Problem)))]
+pub async fn logout(State(accounts): State<Arc<Accounts>>, Json(req): Json<RefreshRequest>) -> ApiResult<StatusCode> {
+    accounts.logout(&req.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's live sessions.
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "auth", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<SessionView>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_sessions(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<SessionView>>> {
+    Ok(Json(accounts.sessions(&me, page.parse()?).await?))
+}
+
+/// Revoke every session of the caller, this one included.
+#[utoipa::path(delete, path = "/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn revoke_all_sessions(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
+    accounts.revoke_all_sessions(&me).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke one of the caller's sessions.
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id (ses_…)")),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke_session(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    accounts.revoke_session(&me, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,160 @@
+//! Access tokens: Ed25519-signed JWTs with a `kid`, and the JWKS that publishes the key.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::security::sha256_hex;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub sid: String,
+    pub roles: Vec<super::model::Role>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+pub struct TokenSigner {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_x: String,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid access token")]
+pub struct InvalidToken;
+
+/// Makes a new Ed25519 private key (PKCS#8 DER).
+pub fn generate_key() -> Vec<u8> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation").as_ref().to_vec()
+}
+
+impl TokenSigner {
+    pub fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| anyhow::anyhow!("the signing key is not a PKCS#8 Ed25519 key"))?;
+        let public = pair.public_key().as_ref().to_vec();
+        let public_x = URL_SAFE_NO_PAD.encode(&public);
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.required_spec_claims = ["exp", "iat", "nbf", "sub", "iss", "aud"].into_iter().map(String::from).collect::<HashSet<_>>();
+        Ok(Self {
+            kid: sha256_hex(&public)[..16].to_owned(),
+            encoding: EncodingKey::from_ed_der(pkcs8),
+            decoding: DecodingKey::from_ed_components(&public_x)?,
+            public_x,
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn issue(&self, user_id: &str, session_id: &str, roles: Vec<super::model::Role>) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            sid: session_id.to_owned(),
+            roles,
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs() as i64,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
+    }
+
+    /// Checks algorithm, `kid`, signature, issuer, audience and time claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(InvalidToken);
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)
+    }
+
+    /// The public key set (RFC 7517) for clients and other services that verify tokens.
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: vec![Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                alg: "EdDSA",
+                key_use: "sig",
+                kid: self.kid.clone(),
+                x: self.public_x.clone(),
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
+    pub kid: String,
+    pub x: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::model::Role;
+
+    fn signer() -> TokenSigner {
+        TokenSigner::new(&generate_key(), "keel", "keel-api", Duration::from_secs(60)).unwrap()
+    }
+
+    #[test]
+    fn issues_tokens_it_accepts() {
+        let s = signer();
+        let token = s.issue("usr_1", "ses_1", vec![Role::Customer]).unwrap();
+        let claims = s.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("usr_1", "ses_1"));
+    }
+
+    #[test]
+    fn refuses_tokens_of_another_key_or_tampered() {
+        let (a, b) = (signer(), signer());
+        let token = b.issue("usr_1", "ses_1", vec![]).unwrap();
+        assert!(a.verify(&token).is_err());
+        let mine: Vec<String> = a.issue("usr_1", "ses_1", vec![]).unwrap().split('.').map(String::from).collect();
+        let other: Vec<String> = a.issue("usr_2", "ses_2", vec![]).unwrap().split('.').map(String::from).collect();
+        let spliced = format!("{}.{}.{}", mine[0], other[1], mine[2]);
+        assert!(a.verify(&spliced).is_err());
+        assert!(a.verify("not.a.token").is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Configuration: an optional `keel.toml`, then `KEEL_*` environment variables, validated once
+//! at start-up. Every key is read as text and parsed here, so a bad value is reported with the
+//! variable's name and what is allowed (the binary exits with code 2).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format as _, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::security::rate_limit::Rate;
+
+/// Every accepted key, as written in `keel.toml` (env: `KEEL_` + upper case).
+const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "db_max_connections",
+    "migrate_on_start",
+    "cors_origins",
+    "currency",
+    "log",
+    "log_format",
+    "request_timeout_secs",
+    "body_limit_bytes",
+    "shutdown_grace_secs",
+    "jwt_issuer",
+    "jwt_audience",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "signing_key",
+    "encryption_key",
+    "rate_limit_auth_ip",
+    "rate_limit_auth_account",
+    "trusted_proxies",
+];
+
+/// Keys whose values must never be echoed in an error message.
+const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The validated configuration, built once and passed down.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub db_max_connections: u32,
+    pub migrate_on_start: bool,
+    pub cors_origins: Vec<String>,
+    pub currency: String,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub signing_key: Option<SecretString>,
+    pub encryption_key: Option<SecretString>,
+    pub rate_limit_auth_ip: Option<Rate>,
+    pub rate_limit_auth_account: Option<Rate>,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// A configuration error; its message names the key, the variable and what is allowed.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A scalar setting kept as text whatever its TOML/env type (lists are joined with commas).
+struct Setting(String);
+
+impl<'de> Deserialize<'de> for Setting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Setting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean or list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Setting, E> {
+                Ok(Setting(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Setting, E> {
+                Ok(Setting(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Setting, E> {
+                Ok(Setting(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Setting, E> {
+                Ok(Setting(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Setting, E> {
+                Ok(Setting(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Setting, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(Setting(items.join(",")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Config {
+    /// Loads `keel.toml` (at `file`, or `./keel.toml` when present) and `KEEL_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("keel.toml"));
+        if file.is_some() && !path.exists() {
+            return Err(ConfigError(format!("config file {} does not exist", path.display())));
+        }
+        let figment = Figment::new().merge(Toml::file(&path)).merge(Env::prefixed("KEEL_").only(KEYS));
+        let map: BTreeMap<String, Setting> = figment.extract().map_err(|e| ConfigError(format!("configuration: {e}")))?;
+        Self::from_settings(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+
+    /// Builds a configuration from explicit `keel.toml` keys, ignoring files and environment
+    /// (tests and embedding). Same validation as start-up.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self::from_settings(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    fn from_settings(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        if let Some(unknown) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(ConfigError(format!("unknown configuration key `{unknown}`; known keys: {}", KEYS.join(", "))));
+        }
+        let s = Settings(map);
+        let data_dir = s.parse("data_dir", "a directory path", |v| Some(PathBuf::from(v)))?.unwrap_or_else(|| PathBuf::from("keel-data"));
+        let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("keel.db").display());
+        let database_url = s.parse("database_url", "a sqlite://… or postgres://… URL", |v| {
+            (v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")).then(|| v.to_owned())
+        })?;
+        Ok(Config {
+            listen: s.parse("listen", "an address:port such as 127.0.0.1:8080", |v| v.parse().ok())?.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url: SecretString::from(database_url.unwrap_or(default_db)),
+            data_dir,
+            db_max_connections: s.parse("db_max_connections", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?.unwrap_or(10),
+            migrate_on_start: s.parse("migrate_on_start", "true or false", |v| v.parse().ok())?.unwrap_or(true),
+            cors_origins: s.parse("cors_origins", "comma-separated origins such as https://shop.example.com", parse_origins)?.unwrap_or_default(),
+            currency: s.parse("currency", "an ISO 4217 code of three upper-case letters", |v| (v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase())).then(|| v.to_owned()))?.unwrap_or_else(|| "USD".into()),
+            log: s.parse("log", "a tracing filter such as info or keel=debug,warn", |v| tracing_subscriber::EnvFilter::try_new(v).ok().map(|_| v.to_owned()))?.unwrap_or_else(|| "info".into()),
+            log_format: s.parse("log_format", "json or pretty", |v| match v {
+                "json" => Some(LogFormat::Json),
+                "pretty" => Some(LogFormat::Pretty),
+                _ => None,
+            })?.unwrap_or(LogFormat::Json),
+            request_timeout: s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
+            body_limit_bytes: s.parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?.unwrap_or(1 << 20),
+            shutdown_grace: s.parse("shutdown_grace_secs", "seconds from 0 to 600", secs(0, 600))?.unwrap_or(Duration::from_secs(20)),
+            jwt_issuer: s.parse("jwt_issuer", "a non-empty string", non_empty)?.unwrap_or_else(|| "keel".into()),
+            jwt_audience: s.parse("jwt_audience", "a non-empty string", non_empty)?.unwrap_or_else(|| "keel-api".into()),
+            access_token_ttl: s.parse("access_token_ttl_secs", "seconds from 1 to 86400", secs(1, 86_400))?.unwrap_or(Duration::from_secs(900)),
+            refresh_token_ttl: s.parse("refresh_token_ttl_secs", "seconds from 60 to 31536000", secs(60, 31_536_000))?.unwrap_or(Duration::from_secs(30 * 86_400)),
+            signing_key: s.parse("signing_key", "a base64 PKCS#8 Ed25519 private key", |v| Some(SecretString::from(v.to_owned())))?,
+            encryption_key: s.parse("encryption_key", "32 bytes, base64-encoded", |v| Some(SecretString::from(v.to_owned())))?,
+            rate_limit_auth_ip: s.parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?.unwrap_or(Some(Rate::per_minute(20))),
+            rate_limit_auth_account: s.parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?.unwrap_or(Some(Rate::per_minute(10))),
+            trusted_proxies: s.parse("trusted_proxies", "comma-separated IP addresses", |v| {
+                v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
+            })?.unwrap_or_default(),
+        })
+    }
+}
+
+struct Settings(BTreeMap<String, String>);
+
+impl Settings {
+    /// Parses one key; `None` when it is not set.
+    fn parse<T>(&self, key: &str, allowed: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = self.0.get(key) else { return Ok(None) };
+        parse(raw.trim()).map(Some).ok_or_else(|| {
+            let shown = if SECRET_KEYS.contains(&key) { "(hidden)".to_owned() } else { format!("{raw:?}") };
+            ConfigError(format!("invalid value for KEEL_{} (keel.toml key `{key}`): got {shown}, expected {allowed}", key.to_uppercase()))
+        })
+    }
+}
+
+fn secs(min: u64, max: u64) -> impl Fn(&str) -> Option<Duration> {
+    move |v| v.parse().ok().filter(|n| (min..=max).contains(n)).map(Duration::from_secs)
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+fn parse_origins(v: &str) -> Option<Vec<String>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let scheme_ok = o.starts_with("https://") || o.starts_with("http://");
+            let host = o.split_once("://").map(|(_, h)| h).unwrap_or("");
+            (scheme_ok && !host.is_empty() && !host.contains('/') && o.parse::<axum::http::HeaderValue>().is_ok()).then(|| o.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_settings() {
+        let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.currency, "USD");
+        assert_eq!(c.body_limit_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_is_allowed() {
+        let err = Config::from_pairs([("listen", "nonsense")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_LISTEN") && err.contains("address:port"), "{err}");
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed() {
+        let err = Config::from_pairs([("database_url", "mysql://u:hunter2@h/db")]).err().unwrap().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::from_pairs([("lisen", "x")]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        assert!(Config::from_pairs([("cors_origins", "https://a.example, http://localhost:5173")]).is_ok());
+        assert!(Config::from_pairs([("cors_origins", "https://a.example/path")]).is_err());
+        assert!(Config::from_pairs([("cors_origins", "*")]).is_err());
+    }
+}

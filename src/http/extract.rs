@@ -1,0 +1,133 @@
+//! Request extractors whose rejections are problem+json: JSON bodies, query strings, client IP.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::validation::Invalid;
+
+/// A JSON body. Wrong content type → 415, bad syntax → 400, wrong shape → 422, too big → 413.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected Content-Type: application/json")
+        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
+        JsonRejection::JsonDataError(e) => ApiError::validation(shape_error(&e.body_text())),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", other.body_text()),
+    }
+}
+
+/// Turns serde's message ("…: missing field `email` at line 1 column 2") into a field error.
+fn shape_error(message: &str) -> Invalid {
+    let message = message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(message);
+    let quoted = |marker: &str| message.split_once(marker).and_then(|(_, rest)| rest.split('`').next()).map(str::to_owned);
+    if let Some(field) = quoted("missing field `") {
+        return Invalid::one(&field, "required", format!("{field} is required"));
+    }
+    if let Some(field) = quoted("unknown field `") {
+        return Invalid::one(&field, "unknown_field", format!("{field} is not a known field"));
+    }
+    // serde_path_to_error style: "path.to.field: invalid type …"
+    let (field, detail) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest),
+        _ => ("body".to_owned(), message),
+    };
+    Invalid::one(&field, "invalid", detail.to_owned())
+}
+
+/// A query string. Anything that does not parse → 422.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::validation(Invalid::one("query", "invalid", e.body_text())))
+            }
+            Err(other) => Err(ApiError::validation(Invalid::one("query", "invalid", other.body_text()))),
+        }
+    }
+}
+
+/// Proxies whose `X-Forwarded-For` is believed.
+#[derive(Clone, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
+
+/// The client's address: the peer, or the right-most untrusted `X-Forwarded-For` hop when
+/// the peer is a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp
+where
+    TrustedProxies: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no connection info")))?;
+        let trusted = TrustedProxies::from_ref(state);
+        if !trusted.0.contains(&peer) {
+            return Ok(ClientIp(peer));
+        }
+        let hops = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        let client = hops.iter().rev().find(|ip| !trusted.0.contains(ip)).copied().unwrap_or(peer);
+        Ok(ClientIp(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape_error;
+
+    #[test]
+    fn names_the_field_of_a_shape_error() {
+        assert_eq!(shape_error("missing field `email` at line 1 column 2").0[0].field, "email");
+        assert_eq!(shape_error("unknown field `admin`, expected one of `email`").0[0].code, "unknown_field");
+        assert_eq!(shape_error("name: invalid type: integer `1`, expected a string").0[0].field, "name");
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP surface: one router built from each capability's routes, the shared layers,
+//! operations endpoints, and the generated OpenAPI document.
+
+pub mod error;
+pub mod etag;
+pub mod extract;
+pub mod middleware;
+pub mod pagination;
+pub mod rate_limit;
+mod ops;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Keel API", description = "Commerce backend: accounts, catalog, cart, orders, wallet, payments, real-time."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, sign-in and sessions"),
+        (name = "profile", description = "The caller's own account"),
+        (name = "admin", description = "Back office (support: read, admin: write)"),
+        (name = "operations", description = "Health, readiness, keys")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(ops::documented())
+}
+
+/// The OpenAPI 3.1 document of every route, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// Limits and policies the shared layers need.
+pub struct HttpSettings {
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub cors_origins: Vec<String>,
+}
+
+pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router> {
+    let (api, doc) = api().split_for_parts();
+    let routes = api
+        .merge(ops::router(doc.to_json()?))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
+        })
+        .with_state(state);
+
+    // Outermost first: ids/logs/metrics see everything, including CORS refusals and panics.
+    let layers = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(security_header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+        .layer(security_header(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"))
+        .layer(security_header(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
+        .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(cors(&settings.cors_origins)?)
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
+            ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(axum::middleware::from_fn_with_state(settings.request_timeout, middleware::time_limit))
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes));
+    Ok(routes.layer(layers))
+}
+
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+/// Only the configured origins may call from a browser; with none configured, none may.
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let origins = origins.iter().map(|o| HeaderValue::from_str(o)).collect::<Result<Vec<_>, _>>()?;
+    let header_names = |names: &[&'static str]| names.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers(header_names(&[
+            "authorization",
+            "content-type",
+            "if-match",
+            "if-none-match",
+            "idempotency-key",
+            "x-request-id",
+            "last-event-id",
+        ]))
+        .expose_headers(header_names(&[
+            "x-request-id",
+            "etag",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "retry-after",
+            "idempotent-replayed",
+        ]))
+        .max_age(Duration::from_secs(600)))
+}

@@ -1,0 +1,96 @@
+//! Operations endpoints: liveness, readiness, metrics, keys, and the API reference.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::Accounts;
+use crate::auth::tokens::Jwks;
+use crate::store::Store;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` when a dependency does not answer.
+    status: &'static str,
+    /// Each dependency and its state (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<std::collections::BTreeMap<&'static str, String>>,
+}
+
+/// Routes that appear in the OpenAPI document.
+pub fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(jwks))
+}
+
+/// Routes that serve the document itself and the metrics.
+pub fn router(openapi_json: String) -> Router<AppState> {
+    let openapi_json = Arc::new(openapi_json);
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json.as_str().to_owned()) }))
+        .route("/docs", get(docs_page))
+        .route("/docs/app.js", get(docs_script))
+}
+
+/// Liveness: the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok", checks: None })
+}
+
+/// Readiness: every dependency answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn readyz(State(store): State<Store>) -> (StatusCode, axum::Json<Health>) {
+    let database = match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            "error".to_owned()
+        }
+        Err(_) => "timeout".to_owned(),
+    };
+    let ok = database == "ok";
+    let checks = [("database", database)].into_iter().collect();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(Health { status: if ok { "ok" } else { "unavailable" }, checks: Some(checks) }))
+}
+
+/// The public keys that verify access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", responses((status = 200, body = Jwks)))]
+async fn jwks(State(accounts): State<Arc<Accounts>>) -> Response {
+    let mut response = axum::Json(accounts.signer().jwks()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+async fn metrics(State(store): State<Store>) -> impl IntoResponse {
+    let (open, idle) = store.pool_stats();
+    crate::telemetry::record_pool(store.backend_name(), open, idle);
+    let handle = crate::telemetry::metrics_handle();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+const DOCS_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+
+async fn docs_page() -> Response {
+    let mut response = Html(include_str!("docs.html")).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    response
+}
+
+async fn docs_script() -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "text/javascript")], include_str!("docs.js")).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    response
+}

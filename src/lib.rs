@@ -1,0 +1,12 @@
+//! Keel: a commerce backend in one binary.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod security;
+pub mod store;
+pub mod telemetry;
+pub mod validation;

@@ -1,0 +1,166 @@
+//! The `keel` command line: parses arguments and dispatches into the library.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use keel::app::{Application, accounts, open_store};
+use keel::auth::model::{Email, Password, Role, Roles, parse_name};
+use keel::auth::service::NewAccount;
+use keel::config::Config;
+
+#[derive(Parser)]
+#[command(name = "keel", version, about = "Commerce backend in one binary")]
+struct Cli {
+    /// Configuration file (default: ./keel.toml when present). KEEL_* variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account with a role (the first admin is made this way).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long, value_enum, default_value = "admin")]
+        role: CliRole,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliRole {
+    Support,
+    Admin,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        return match keel::http::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.into()),
+        };
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    keel::telemetry::init_logging(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::Admin { action: AdminAction::Create { email, password_stdin: _, role, name } } => admin_create(config, &email, role, &name).await,
+            Command::Openapi => unreachable!("handled before configuration"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    tracing::error!(error = format!("{e:#}"), "keel stopped with an error");
+    eprintln!("keel: {e:#}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    tracing::info!(address = %app.local_addr(), "listening");
+    app.run_until(shutdown_signal()).await
+}
+
+async fn migrate(mut config: Config) -> anyhow::Result<()> {
+    config.migrate_on_start = true;
+    open_store(&config).await?.close().await;
+    Ok(())
+}
+
+async fn admin_create(config: Config, email: &str, role: CliRole, name: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("invalid email: {}", e.0[0].message))?;
+    let password = Password::parse("password", password, Some(&email)).map_err(|e| anyhow::anyhow!("password {}", e.0[0].message))?;
+    let name = parse_name("name", name).map_err(|e| anyhow::anyhow!("name {}", e.0[0].message))?;
+    let store = open_store(&config).await?;
+    let role = match role {
+        CliRole::Support => Role::Support,
+        CliRole::Admin => Role::Admin,
+    };
+    let id = accounts(&config, &store)?
+        .create_with_roles(NewAccount { email, password, name }, Roles::from_list(&[role]))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.close().await;
+    println!("{id}");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

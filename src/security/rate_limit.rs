@@ -1,0 +1,200 @@
+//! Rate limits: one policy table, the GCRA rule (pure), and the limiter behind a small trait
+//! so a shared (Redis) store can replace the in-process one without touching callers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `burst` requests, refilled evenly over `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub burst: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub fn per_minute(burst: u32) -> Self {
+        Self { burst, period: Duration::from_secs(60) }
+    }
+
+    /// Parses `N/s`, `N/min`, `N/h`, or `off` (`Some(None)`).
+    pub fn parse_setting(v: &str) -> Option<Option<Rate>> {
+        if v == "off" {
+            return Some(None);
+        }
+        let (n, unit) = v.split_once('/')?;
+        let burst: u32 = n.trim().parse().ok().filter(|n| (1..=1_000_000).contains(n))?;
+        let secs = match unit.trim() {
+            "s" => 1,
+            "min" => 60,
+            "h" => 3600,
+            _ => return None,
+        };
+        Some(Some(Rate { burst, period: Duration::from_secs(secs) }))
+    }
+}
+
+/// The outcome of one check, with what the `RateLimit-*` headers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Time until the bucket is full again.
+    pub reset_after: Duration,
+    /// When refused: time until one more request would be allowed.
+    pub retry_after: Option<Duration>,
+}
+
+/// The generic cell rate algorithm. `tat` is the stored theoretical arrival time (ns on
+/// any monotonic clock), `now` the current time on the same clock. Returns the decision
+/// and the new `tat` to store (unchanged when refused).
+pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
+    let period = rate.period.as_nanos() as u64;
+    let interval = (period / u64::from(rate.burst)).max(1);
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    // The request fits if, after adding it, the bucket holds at most `period` of work.
+    let allow_at = new_tat.saturating_sub(period);
+    if now < allow_at {
+        let decision = Decision {
+            allowed: false,
+            limit: rate.burst,
+            remaining: 0,
+            reset_after: Duration::from_nanos(tat - now),
+            retry_after: Some(Duration::from_nanos(allow_at - now)),
+        };
+        return (decision, tat);
+    }
+    let used = new_tat - now;
+    let remaining = ((period - used.min(period)) / interval) as u32;
+    let decision = Decision { allowed: true, limit: rate.burst, remaining, reset_after: Duration::from_nanos(used), retry_after: None };
+    (decision, new_tat)
+}
+
+/// The limited actions, each with its own rate (from configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Login and register attempts from one client address.
+    AuthIp,
+    /// Login attempts against one account (email), from anywhere.
+    AuthAccount,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    pub auth_ip: Option<Rate>,
+    pub auth_account: Option<Rate>,
+}
+
+impl Policies {
+    fn rate(&self, policy: Policy) -> Option<Rate> {
+        match policy {
+            Policy::AuthIp => self.auth_ip,
+            Policy::AuthAccount => self.auth_account,
+        }
+    }
+}
+
+/// Checks and counts one request against a policy for a key (an IP, an email).
+/// `None` means the policy is off.
+#[async_trait::async_trait]
+pub trait Limiter: Send + Sync {
+    async fn check(&self, policy: Policy, key: &str) -> Option<Decision>;
+}
+
+/// Per-process limiter: correct for one instance; bounded memory by purging idle keys.
+pub struct LocalLimiter {
+    policies: Policies,
+    epoch: Instant,
+    cells: Mutex<HashMap<(Policy, String), u64>>,
+}
+
+const PURGE_ABOVE: usize = 100_000;
+
+impl LocalLimiter {
+    pub fn new(policies: Policies) -> Self {
+        Self { policies, epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Limiter for LocalLimiter {
+    async fn check(&self, policy: Policy, key: &str) -> Option<Decision> {
+        let rate = self.policies.rate(policy)?;
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        if cells.len() > PURGE_ABOVE {
+            // A cell whose TAT has passed is the same as no cell.
+            cells.retain(|_, tat| *tat > now);
+        }
+        let entry = cells.entry((policy, key.to_owned()));
+        let tat = match &entry {
+            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+            std::collections::hash_map::Entry::Vacant(_) => None,
+        };
+        let (decision, new_tat) = gcra(rate, tat, now);
+        *entry.or_insert(new_tat) = new_tat;
+        Some(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn allows_a_burst_then_refuses() {
+        let rate = Rate { burst: 3, period: Duration::from_secs(3) };
+        let mut tat = None;
+        for expected_remaining in [2, 1, 0] {
+            let (d, t) = gcra(rate, tat, 0);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, expected_remaining);
+            tat = Some(t);
+        }
+        let (d, t) = gcra(rate, tat, 0);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(t, tat.unwrap(), "a refused request does not consume capacity");
+    }
+
+    #[test]
+    fn refills_one_cell_per_interval() {
+        let rate = Rate { burst: 2, period: Duration::from_secs(2) };
+        let (_, t) = gcra(rate, None, 0);
+        let (_, t) = gcra(rate, Some(t), 0);
+        assert!(!gcra(rate, Some(t), SEC / 2).0.allowed);
+        let (d, _) = gcra(rate, Some(t), SEC);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+    }
+
+    #[test]
+    fn an_idle_key_starts_full() {
+        let rate = Rate { burst: 5, period: Duration::from_secs(10) };
+        let (_, t) = gcra(rate, None, 0);
+        let (d, _) = gcra(rate, Some(t), 100 * SEC);
+        assert_eq!(d.remaining, 4);
+        assert_eq!(d.reset_after, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn parses_settings() {
+        assert_eq!(Rate::parse_setting("off"), Some(None));
+        assert_eq!(Rate::parse_setting("5/min"), Some(Some(Rate::per_minute(5))));
+        assert_eq!(Rate::parse_setting("0/s"), None);
+        assert_eq!(Rate::parse_setting("5/day"), None);
+    }
+
+    #[tokio::test]
+    async fn keys_are_independent() {
+        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(1)), auth_account: None });
+        assert!(limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
+        assert!(!limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
+        assert!(limiter.check(Policy::AuthIp, "b").await.unwrap().allowed);
+        assert!(limiter.check(Policy::AuthAccount, "a").await.is_none());
+    }
+}

@@ -1,0 +1,172 @@
+//! Storage: pools, migrations per backend, and the SQL seam shared by all repositories.
+
+mod sql;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use sql::{Arg, Backend, Columns, Db, Sql};
+
+use crate::auth::{AccountRepo, SqlAccounts};
+
+/// Errors of the storage layer. Unique violations become `Conflict` here, once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated")]
+    Conflict,
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// The current time at the precision both backends store (microseconds), so a value
+/// read back compares equal to the one written.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// Connection settings the store needs from the configuration.
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+/// The connected database, whichever backend the URL chose.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite { db: Db<Sqlite>, path: PathBuf },
+    Postgres(Db<Postgres>),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    pub async fn connect(opts: &StoreOptions) -> anyhow::Result<Store> {
+        if opts.url.starts_with("sqlite:") {
+            let base = SqliteConnectOptions::from_str(&opts.url)
+                .context("parsing the SQLite database URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let path = base.get_filename().to_path_buf();
+            // One writer: SQLite serialises writes anyway, and a single connection
+            // turns lock contention into a fair queue instead of SQLITE_BUSY errors.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(base.clone())
+                .await
+                .context("opening the SQLite database")?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .connect_with(base.read_only(true))
+                .await
+                .context("opening the SQLite database for reading")?;
+            Ok(Store::Sqlite { db: Db::new(write, Some(read)), path })
+        } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(&opts.url).context("parsing the PostgreSQL database URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Store::Postgres(Db::new(pool, None)))
+        } else {
+            anyhow::bail!("unsupported database URL scheme (expected sqlite: or postgres:)")
+        }
+    }
+
+    /// Applies pending migrations. Safe from two processes at once: PostgreSQL's
+    /// migrator holds an advisory lock; for SQLite a lock file next to the database does.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite { db, path } => {
+                let lock_path = path.with_extension("migrate-lock");
+                let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+                    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+                    file.lock()?;
+                    Ok(file)
+                })
+                .await?
+                .context("taking the migration lock")?;
+                SQLITE_MIGRATIONS.run(db.writer_pool()).await.context("applying SQLite migrations")?;
+                drop(lock);
+            }
+            Store::Postgres(db) => {
+                POSTGRES_MIGRATIONS.run(db.writer_pool()).await.context("applying PostgreSQL migrations")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite { db, .. } => ping(db).await,
+            Store::Postgres(db) => ping(db).await,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite { .. } => Sqlite::NAME,
+            Store::Postgres(_) => Postgres::NAME,
+        }
+    }
+
+    /// (open connections, idle connections) over all pools.
+    pub fn pool_stats(&self) -> (u32, u32) {
+        fn stats<DB: Backend>(db: &Db<DB>) -> (u32, u32) {
+            db.pools().fold((0, 0), |(s, i), p| (s + p.size(), i + p.num_idle() as u32))
+        }
+        match self {
+            Store::Sqlite { db, .. } => stats(db),
+            Store::Postgres(db) => stats(db),
+        }
+    }
+
+    pub fn accounts(&self) -> Arc<dyn AccountRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlAccounts::new(db.clone())),
+            Store::Postgres(db) => Arc::new(SqlAccounts::new(db.clone())),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite { db, .. } => close(db).await,
+            Store::Postgres(db) => close(db).await,
+        }
+    }
+}
+
+async fn ping<DB: Backend>(db: &Db<DB>) -> Result<(), StoreError> {
+    let mut conn = db.reader().await?;
+    Sql::<DB>::new("SELECT 1").fetch_one(&mut conn).await.map(|_| ())
+}
+
+async fn close<DB: Backend>(db: &Db<DB>) {
+    for pool in db.pools() {
+        pool.close().await;
+    }
+}
