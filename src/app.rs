@@ -42,6 +42,8 @@ pub struct Application {
 impl Application {
     /// Connects the database, runs migrations, loads or creates secrets, binds `listen`.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // Install the recorder before the first request is counted.
+        crate::telemetry::metrics_handle();
         let store = open_store(&config).await?;
         let state = AppState {
             accounts: Arc::new(accounts(&config, &store)?),

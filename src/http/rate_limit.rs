@@ -1,7 +1,7 @@
 //! Applying rate-limit decisions to HTTP: `RateLimit-*` headers, and `429` with `Retry-After`.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponseParts, ResponseParts};
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 
 use super::error::ApiError;
 use crate::security::rate_limit::{Decision, Limiter, Policy};
@@ -25,6 +25,13 @@ impl IntoResponseParts for RateLimitHeaders {
             res.headers_mut().extend(header_values(d));
         }
         Ok(res)
+    }
+}
+
+impl RateLimitHeaders {
+    /// Sends these headers with whatever the handler produced, success or error.
+    pub fn attach<T: IntoResponse>(self, result: Result<T, ApiError>) -> Response {
+        (self, result).into_response()
     }
 }
 

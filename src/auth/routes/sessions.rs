@@ -14,6 +14,8 @@ use crate::auth::service::{Accounts, NewAccount};
 use crate::http::error::{ApiResult, Problem};
 use crate::http::extract::{ClientIp, Json, Query};
 use crate::http::pagination::{Page, PageQuery};
+use axum::response::Response;
+
 use crate::http::rate_limit::{RateLimitHeaders, enforce};
 use crate::security::rate_limit::{Limiter, Policy};
 use crate::validation::Invalid;
@@ -60,16 +62,18 @@ pub async fn register(
     ip: ClientIp,
     headers: HeaderMap,
     Json(req): Json<RegisterRequest>,
-) -> ApiResult<(StatusCode, RateLimitHeaders, Json<TokenResponse>)> {
+) -> ApiResult<Response> {
     let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
-    let mut invalid = Invalid::default();
-    let email = invalid.check(Email::parse("email", &req.email));
-    let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
-    let name = invalid.check(parse_name("name", &req.name));
-    invalid.clone().finish()?;
-    let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Err(invalid.into()) };
-    let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
-    Ok((StatusCode::CREATED, rate, Json(issued.into())))
+    let result = async {
+        let mut invalid = Invalid::default();
+        let email = invalid.check(Email::parse("email", &req.email));
+        let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
+        let name = invalid.check(parse_name("name", &req.name));
+        let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Err(invalid.into()) };
+        let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
+        Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
+    };
+    Ok(rate.attach(result.await))
 }
 
 /// Sign in with email and password.
@@ -82,11 +86,14 @@ pub async fn login(
     ip: ClientIp,
     headers: HeaderMap,
     Json(req): Json<LoginRequest>,
-) -> ApiResult<(RateLimitHeaders, Json<TokenResponse>)> {
+) -> ApiResult<Response> {
     let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
-    let email = Email::parse("email", &req.email)?;
-    let issued = accounts.login(&email, &req.password, client(ip, &headers)).await?;
-    Ok((rate, Json(issued.into())))
+    let result = async {
+        let email = Email::parse("email", &req.email)?;
+        let issued = accounts.login(&email, &req.password, client(ip, &headers)).await?;
+        Ok(Json(TokenResponse::from(issued)))
+    };
+    Ok(rate.attach(result.await))
 }
 
 /// Exchange a refresh token for a new pair. The presented token is spent; presenting it
