@@ -25,6 +25,12 @@ pub struct UserRow {
 pub struct NewSession {
     pub id: String,
     pub user_id: String,
+    pub token: Renewal,
+}
+
+/// A refresh token to store, with the client details and times of its session.
+#[derive(Debug, Clone)]
+pub struct Renewal {
     pub refresh_hash: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -81,7 +87,7 @@ pub trait AccountRepo: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError>;
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
-    async fn rotate_refresh(&self, presented_hash: &str, next: &NewSession) -> Result<Rotation, StoreError>;
+    async fn rotate_refresh(&self, presented_hash: &str, next: &Renewal) -> Result<Rotation, StoreError>;
     /// Revokes the session of a refresh token; false when the token is unknown.
     async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError>;
@@ -136,18 +142,19 @@ fn user_from<R: Columns>(r: &R) -> Result<UserRow, StoreError> {
 }
 
 fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
+    let t = &s.token;
     [
         Sql::new("INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)")
             .bind(s.id.as_str())
             .bind(s.user_id.as_str())
-            .bind(s.now)
-            .bind(s.expires_at)
-            .bind(s.ip.clone())
-            .bind(s.user_agent.clone()),
+            .bind(t.now)
+            .bind(t.expires_at)
+            .bind(t.ip.clone())
+            .bind(t.user_agent.clone()),
         Sql::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
-            .bind(s.refresh_hash.as_str())
+            .bind(t.refresh_hash.as_str())
             .bind(s.id.as_str())
-            .bind(s.now),
+            .bind(t.now),
     ]
 }
 
@@ -202,7 +209,7 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         Ok(tx.commit().await?)
     }
 
-    async fn rotate_refresh(&self, presented: &str, next: &NewSession) -> Result<Rotation, StoreError> {
+    async fn rotate_refresh(&self, presented: &str, next: &Renewal) -> Result<Rotation, StoreError> {
         let mut tx = self.db.begin().await?;
         // The conditional update is the arbiter: of concurrent presenters exactly one flips it.
         let spent = Sql::<DB>::new("UPDATE refresh_tokens SET spent_at = $2 WHERE token_hash = $1 AND spent_at IS NULL")

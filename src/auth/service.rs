@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::error::AuthError;
 use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Role, Roles, SessionView, User};
 use super::password::Hasher;
-use super::repo::{AccountRepo, NewSession, ProfileUpdate, Rotation, UserFilter, UserRow};
+use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, Rotation, UserFilter, UserRow};
 use super::tokens::TokenSigner;
 use crate::http::pagination::{Page, PageRequest};
 use crate::security::crypto::FieldCipher;
@@ -92,7 +92,7 @@ impl Accounts {
     }
 
     pub async fn refresh(&self, token: &str, client: Client) -> Result<Issued, AuthError> {
-        let (next, refresh) = self.new_session("", &client, now());
+        let (next, refresh) = self.renewal(&client, now());
         match self.repo.rotate_refresh(&sha256_hex(token.as_bytes()), &next).await? {
             Rotation::Rotated { user_id, session_id, .. } => {
                 let row = self.repo.user_by_id(&user_id).await?.ok_or(AuthError::InvalidToken)?;
@@ -224,18 +224,22 @@ impl Accounts {
         if self.hasher.verify(password, hash).await? { Ok(row) } else { Err(AuthError::InvalidCredentials) }
     }
 
-    fn new_session(&self, user_id: &str, client: &Client, at: DateTime<Utc>) -> (NewSession, String) {
+    /// A new refresh token (returned in clear once) and what is stored of it.
+    fn renewal(&self, client: &Client, at: DateTime<Utc>) -> (Renewal, String) {
         let refresh = random_token();
-        let session = NewSession {
-            id: crate::ids::new("ses"),
-            user_id: user_id.to_owned(),
+        let renewal = Renewal {
             refresh_hash: sha256_hex(refresh.as_bytes()),
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             now: at,
             expires_at: at + self.refresh_ttl,
         };
-        (session, refresh)
+        (renewal, refresh)
+    }
+
+    fn new_session(&self, user_id: &str, client: &Client, at: DateTime<Utc>) -> (NewSession, String) {
+        let (token, refresh) = self.renewal(client, at);
+        (NewSession { id: crate::ids::new("ses"), user_id: user_id.to_owned(), token }, refresh)
     }
 
     fn issue(&self, user: User, session_id: &str, refresh_token: String) -> Result<Issued, AuthError> {

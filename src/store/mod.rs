@@ -170,3 +170,41 @@ async fn close<DB: Backend>(db: &Db<DB>) {
         pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Table → column names, read from a backend's migration files in order.
+    fn schema(backend: &str) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let mut tables = BTreeMap::new();
+        for file in &files {
+            let sql = std::fs::read_to_string(file).unwrap();
+            for block in sql.split("CREATE TABLE ").skip(1) {
+                let (name, rest) = block.split_once('(').unwrap();
+                let body = rest.split("\n);").next().unwrap();
+                let columns = body
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("PRIMARY KEY") && !l.starts_with("UNIQUE"))
+                    .map(|l| l.split_whitespace().next().unwrap().to_owned())
+                    .collect();
+                tables.insert(name.trim().to_owned(), columns);
+            }
+        }
+        (files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect(), tables)
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations_and_columns() {
+        let (sqlite_files, sqlite) = schema("sqlite");
+        let (pg_files, pg) = schema("postgres");
+        assert_eq!(sqlite_files, pg_files, "every migration exists for both backends with the same version");
+        assert_eq!(sqlite, pg, "tables and columns match between backends");
+        assert!(sqlite.contains_key("users"));
+    }
+}
