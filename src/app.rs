@@ -17,6 +17,8 @@ use crate::auth::password::Hasher;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::config::Config;
 use crate::http::HttpSettings;
+use crate::jobs::worker::{Worker, WorkerSettings};
+use crate::jobs::{Jobs, Registry};
 use crate::http::extract::TrustedProxies;
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
@@ -27,6 +29,7 @@ use crate::store::{Store, StoreOptions};
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub accounts: Arc<Accounts>,
+    pub jobs: Jobs,
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
@@ -37,6 +40,7 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
+    worker: Option<Worker>,
 }
 
 impl Application {
@@ -45,8 +49,14 @@ impl Application {
         // Install the recorder before the first request is counted.
         crate::telemetry::metrics_handle();
         let store = open_store(&config).await?;
+        let jobs = Jobs::new(store.jobs());
+        let worker = match config.run_workers {
+            true => Some(worker(&config, &jobs)),
+            false => None,
+        };
         let state = AppState {
             accounts: Arc::new(accounts(&config, &store)?),
+            jobs,
             limiter: Arc::new(LocalLimiter::new(Policies {
                 auth_ip: config.rate_limit_auth_ip,
                 auth_account: config.rate_limit_auth_account,
@@ -61,7 +71,7 @@ impl Application {
         };
         let router = crate::http::router(state, &settings)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Application { listener, router, store, grace: config.shutdown_grace })
+        Ok(Application { listener, router, store, grace: config.shutdown_grace, worker })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -79,6 +89,13 @@ impl Application {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(true);
         };
+        let workers = match self.worker {
+            Some(w) => {
+                self.store.forward_job_notifications(w.wake().clone(), stopping_rx.clone()).await?;
+                Some(tokio::spawn(w.run(stopping_rx.clone())))
+            }
+            None => None,
+        };
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -90,9 +107,24 @@ impl Application {
             result = serve => result.context("serving HTTP")?,
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
+        if let Some(workers) = workers {
+            // The worker has its own grace period for running jobs.
+            let _ = workers.await;
+        }
         self.store.close().await;
         Ok(())
     }
+}
+
+/// A worker for the job queue, woken by local enqueues and (on PostgreSQL) by NOTIFY.
+pub fn worker(config: &Config, jobs: &Jobs) -> Worker {
+    let settings = WorkerSettings {
+        queues: config.worker_queues.clone(),
+        concurrency: config.worker_concurrency,
+        grace: config.shutdown_grace,
+        ..WorkerSettings::default()
+    };
+    Worker::new(jobs.repo().clone(), Registry::default(), settings, jobs.wake().clone())
 }
 
 /// Creates the data directory, connects, and migrates when configured to.

@@ -39,6 +39,9 @@ const KEYS: &[&str] = &[
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
     "trusted_proxies",
+    "run_workers",
+    "worker_concurrency",
+    "worker_queues",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -73,6 +76,10 @@ pub struct Config {
     pub rate_limit_auth_ip: Option<Rate>,
     pub rate_limit_auth_account: Option<Rate>,
     pub trusted_proxies: Vec<IpAddr>,
+    /// Run job workers inside `serve` (`keel worker` runs them alone).
+    pub run_workers: bool,
+    pub worker_concurrency: usize,
+    pub worker_queues: Vec<String>,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -186,6 +193,12 @@ impl Config {
             trusted_proxies: s.parse("trusted_proxies", "comma-separated IP addresses", |v| {
                 v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
             })?.unwrap_or_default(),
+            run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
+            worker_concurrency: s.parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?.unwrap_or(4),
+            worker_queues: s.parse("worker_queues", "comma-separated queue names", |v| {
+                let queues: Vec<String> = v.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();
+                (!queues.is_empty() && queues.iter().all(|q| q.len() <= 64 && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))).then_some(queues)
+            })?.unwrap_or_else(|| vec!["default".to_owned()]),
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod jobs;
 pub mod security;
 pub mod store;
 pub mod telemetry;

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the API (the default).
     Serve,
+    /// Run job workers only (no HTTP).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage accounts.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
+            Command::Worker => run_worker(config).await,
             Command::Migrate => migrate(config).await,
             Command::Admin { action: AdminAction::Create { email, password_stdin: _, role, name } } => admin_create(config, &email, role, &name).await,
             Command::Openapi => unreachable!("handled before configuration"),
@@ -105,6 +108,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     tracing::info!(address = %app.local_addr(), "listening");
     app.run_until(shutdown_signal()).await
+}
+
+async fn run_worker(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let jobs = keel::jobs::Jobs::new(store.jobs());
+    let worker = keel::app::worker(&config, &jobs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    store.forward_job_notifications(worker.wake().clone(), stop_rx.clone()).await?;
+    let running = tokio::spawn(worker.run(stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    running.await?;
+    store.close().await;
+    Ok(())
 }
 
 async fn migrate(mut config: Config) -> anyhow::Result<()> {

@@ -52,7 +52,7 @@ impl Modify for BearerAuth {
 }
 
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(ops::documented())
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(crate::jobs::routes::router()).merge(ops::documented())
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers.

@@ -15,12 +15,15 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 
 use crate::auth::{AccountRepo, SqlAccounts};
+use crate::jobs::{JobRepo, SqlJobs};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unique constraint violated")]
     Conflict,
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
     #[error(transparent)]
     Database(sqlx::Error),
 }
@@ -150,6 +153,36 @@ impl Store {
             Store::Sqlite { db, .. } => Arc::new(SqlAccounts::new(db.clone())),
             Store::Postgres(db) => Arc::new(SqlAccounts::new(db.clone())),
         }
+    }
+
+    pub fn jobs(&self) -> Arc<dyn JobRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlJobs::new(db.clone())),
+            Store::Postgres(db) => Arc::new(SqlJobs::new(db.clone())),
+        }
+    }
+
+    /// Wakes `wake` whenever a job is enqueued by any process (PostgreSQL LISTEN/NOTIFY).
+    /// SQLite has no cross-process signal: its workers poll.
+    pub async fn forward_job_notifications(&self, wake: Arc<tokio::sync::Notify>, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Store::Postgres(db) = self else { return Ok(()) };
+        let mut listener = sqlx::postgres::PgListener::connect_with(db.writer_pool()).await.context("LISTEN for job wake-ups")?;
+        listener.listen("keel_jobs").await?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = listener.recv() => match received {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    },
+                    changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                }
+            }
+        });
+        Ok(())
     }
 
     pub async fn close(&self) {

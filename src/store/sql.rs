@@ -9,7 +9,7 @@ use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::Postgres;
 use sqlx::sqlite::Sqlite;
-use sqlx::{Arguments, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{Arguments, AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlSafeStr, SqlStr, Transaction, Type};
 
 use super::StoreError;
 
@@ -168,12 +168,20 @@ pub trait Backend:
     /// or a read-then-write transaction fails with SQLITE_BUSY on lock upgrade.
     const BEGIN_WRITE: &'static str;
     const NAME: &'static str;
+    /// Row-locking suffix for a claim query: PostgreSQL lets many workers claim different
+    /// rows at once; SQLite's write transaction already excludes every other writer.
+    const SKIP_LOCKED: &'static str;
+    /// Statement (taking the queue name) that wakes workers when the transaction commits;
+    /// `None` where workers are woken in-process and by polling.
+    const NOTIFY_JOBS: Option<&'static str>;
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
 impl Backend for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const NAME: &'static str = "sqlite";
+    const SKIP_LOCKED: &'static str = "";
+    const NOTIFY_JOBS: Option<&'static str> = None;
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -182,6 +190,8 @@ impl Backend for Sqlite {
 impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const NAME: &'static str = "postgres";
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const NOTIFY_JOBS: Option<&'static str> = Some("SELECT pg_notify('keel_jobs', $1)");
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -189,14 +199,20 @@ impl Backend for Postgres {
 
 /// One statement and its arguments.
 pub struct Sql<DB: Backend> {
-    text: &'static str,
+    text: SqlStr,
     args: DB::Arguments,
     bind_error: Option<BoxDynError>,
 }
 
 impl<DB: Backend> Sql<DB> {
     pub fn new(text: &'static str) -> Self {
-        Self { text, args: DB::Arguments::default(), bind_error: None }
+        Self { text: text.into_sql_str(), args: DB::Arguments::default(), bind_error: None }
+    }
+
+    /// A statement assembled at run time. Only ever from constant fragments (such as
+    /// [`Backend::SKIP_LOCKED`]), never from input: values always go through `bind`.
+    pub fn assembled(text: String) -> Self {
+        Self { text: AssertSqlSafe(text).into_sql_str(), args: DB::Arguments::default(), bind_error: None }
     }
 
     pub fn bind(mut self, value: impl Into<Arg>) -> Self {

@@ -1,0 +1,71 @@
+//! Durable background jobs: a queue in the database (enqueued inside the caller's
+//! transaction), workers that claim with leases, retries with backoff, and the admin routes.
+
+pub mod model;
+pub mod repo;
+pub mod routes;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use model::{Job, JobState, NewJob};
+pub use repo::{JobRepo, SqlJobs, enqueue_in};
+
+/// One kind of job. `run` must be idempotent: a job whose worker died runs again.
+#[async_trait::async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+
+    /// An attempt running longer than this fails (and is retried).
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    async fn run(&self, job: &Job) -> anyhow::Result<()>;
+}
+
+/// The handlers a worker knows, by kind.
+#[derive(Clone, Default)]
+pub struct Registry(HashMap<&'static str, Arc<dyn JobHandler>>);
+
+impl Registry {
+    pub fn with(mut self, handler: impl JobHandler) -> Self {
+        self.0.insert(handler.kind(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+        self.0.get(kind).cloned()
+    }
+}
+
+/// Enqueueing from outside a transaction, with an in-process wake-up for local workers.
+#[derive(Clone)]
+pub struct Jobs {
+    repo: Arc<dyn JobRepo>,
+    wake: Arc<Notify>,
+}
+
+impl Jobs {
+    pub fn new(repo: Arc<dyn JobRepo>) -> Self {
+        Self { repo, wake: Arc::new(Notify::new()) }
+    }
+
+    pub fn repo(&self) -> &Arc<dyn JobRepo> {
+        &self.repo
+    }
+
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    pub async fn enqueue(&self, job: &NewJob) -> Result<Option<String>, crate::store::StoreError> {
+        let id = self.repo.enqueue(job, crate::store::now()).await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+}

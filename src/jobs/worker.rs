@@ -1,0 +1,182 @@
+//! The worker loop: claim due jobs up to the concurrency limit, run each under a lease that
+//! a heartbeat extends, record the outcome; on shutdown, let running jobs finish within the
+//! grace period and give the rest back to the queue.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::model::{Job, after_failure, backoff};
+use super::{JobRepo, Registry};
+use crate::store::now;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    /// A job not heart-beaten for this long is considered abandoned and runs again.
+    pub lease: Duration,
+    /// Longest wait between polls when nothing wakes the worker.
+    pub poll: Duration,
+    /// How long shutdown waits for running jobs.
+    pub grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            queues: vec!["default".into()],
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+            grace: Duration::from_secs(20),
+        }
+    }
+}
+
+pub struct Worker {
+    repo: Arc<dyn JobRepo>,
+    registry: Registry,
+    settings: WorkerSettings,
+    id: String,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(repo: Arc<dyn JobRepo>, registry: Registry, settings: WorkerSettings, wake: Arc<Notify>) -> Self {
+        let id = format!("{}-{}", std::process::id(), crate::ids::new("wrk"));
+        Self { repo, registry, settings, id, wake }
+    }
+
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut last_reap: Option<Instant> = None;
+        tracing::info!(worker.id = %self.id, queues = ?self.settings.queues, concurrency = self.settings.concurrency, "worker started");
+        while !*stop.borrow() {
+            if last_reap.is_none_or(|t| t.elapsed() >= self.settings.lease / 2) {
+                match self.repo.requeue_expired(now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(jobs = n, "requeued jobs whose worker stopped"),
+                    Err(e) => tracing::warn!(error = %e, "requeueing abandoned jobs failed"),
+                }
+                last_reap = Some(Instant::now());
+            }
+            let mut claimed = 0;
+            for queue in &self.settings.queues {
+                let free = permits.available_permits();
+                if free == 0 {
+                    break;
+                }
+                let lease_until = now() + self.settings.lease;
+                match self.repo.claim(queue, &self.id, free as u32, lease_until, now()).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            claimed += 1;
+                            let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                            running.lock().expect("running set").insert(job.id.clone());
+                            let run = Execution { repo: self.repo.clone(), registry: self.registry.clone(), worker: self.id.clone(), lease: self.settings.lease };
+                            let running = running.clone();
+                            tasks.spawn(async move {
+                                let id = job.id.clone();
+                                run.execute(job).await;
+                                running.lock().expect("running set").remove(&id);
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, queue, "claiming jobs failed"),
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            if claimed == 0 || permits.available_permits() == 0 {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        self.drain(tasks, running).await;
+    }
+
+    async fn drain(&self, mut tasks: JoinSet<()>, running: Arc<Mutex<HashSet<String>>>) {
+        let finished = tokio::time::timeout(self.settings.grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<String> = running.lock().expect("running set").drain().collect();
+            for id in left {
+                if let Err(e) = self.repo.release(&id, &self.id, now()).await {
+                    tracing::warn!(job.id = %id, error = %e, "could not return a job to the queue; its lease will expire");
+                }
+            }
+        }
+        tracing::info!(worker.id = %self.id, "worker stopped");
+    }
+}
+
+struct Execution {
+    repo: Arc<dyn JobRepo>,
+    registry: Registry,
+    worker: String,
+    lease: Duration,
+}
+
+impl Execution {
+    #[tracing::instrument(skip_all, fields(job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts))]
+    async fn execute(self, job: Job) {
+        let started = Instant::now();
+        let result = match self.registry.get(&job.kind) {
+            None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),
+            Some(handler) => {
+                let heartbeat = self.heartbeat(&job.id);
+                let attempt = tokio::time::timeout(handler.timeout(), handler.run(&job));
+                tokio::select! {
+                    result = attempt => result.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {:?}", handler.timeout()))),
+                    () = heartbeat => Err(anyhow::anyhow!("lost the job's lease")),
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(()) => self.repo.complete(&job.id, &self.worker, now()).await.map(|_| "done"),
+            Err(e) => {
+                let jitter = f64::from(crate::security::random_bytes::<1>()[0]) / 255.0;
+                let delay = backoff(job.attempts, Duration::from_secs(1), Duration::from_secs(3600), jitter);
+                let after = after_failure(job.attempts, job.max_attempts, Utc::now(), delay);
+                tracing::warn!(error = format!("{e:#}"), ?after, "job attempt failed");
+                self.repo.fail(&job.id, &self.worker, &format!("{e:#}"), after, now()).await.map(|_| "failed")
+            }
+        };
+        match outcome {
+            Ok(label) => {
+                metrics::histogram!("keel_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => label).record(started.elapsed().as_secs_f64());
+            }
+            Err(e) => tracing::error!(error = %e, "recording a job's outcome failed; its lease will expire and it runs again"),
+        }
+    }
+
+    /// Extends the lease every third of it; resolves only if the lease was lost.
+    async fn heartbeat(&self, id: &str) {
+        let mut tick = tokio::time::interval(self.lease / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match self.repo.heartbeat(id, &self.worker, now() + self.lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
