@@ -16,6 +16,7 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::config::Config;
+use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
@@ -25,11 +26,15 @@ use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
 
+/// Longest time a committed event waits for the relay when no NOTIFY wakes it.
+const RELAY_POLL: Duration = Duration::from_millis(50);
+
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
+    pub bus: Arc<dyn Bus>,
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
@@ -41,6 +46,8 @@ pub struct Application {
     store: Store,
     grace: Duration,
     worker: Option<Worker>,
+    events: Arc<dyn EventRepo>,
+    bus: Arc<dyn Bus>,
 }
 
 impl Application {
@@ -50,6 +57,7 @@ impl Application {
         crate::telemetry::metrics_handle();
         let store = open_store(&config).await?;
         let jobs = Jobs::new(store.jobs());
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
         let worker = match config.run_workers {
             true => Some(worker(&config, &jobs)),
             false => None,
@@ -57,6 +65,7 @@ impl Application {
         let state = AppState {
             accounts: Arc::new(accounts(&config, &store)?),
             jobs,
+            bus: bus.clone(),
             limiter: Arc::new(LocalLimiter::new(Policies {
                 auth_ip: config.rate_limit_auth_ip,
                 auth_account: config.rate_limit_auth_account,
@@ -71,7 +80,7 @@ impl Application {
         };
         let router = crate::http::router(state, &settings)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Application { listener, router, store, grace: config.shutdown_grace, worker })
+        Ok(Application { listener, router, events: store.events(), store, grace: config.shutdown_grace, worker, bus })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,11 +100,14 @@ impl Application {
         };
         let workers = match self.worker {
             Some(w) => {
-                self.store.forward_job_notifications(w.wake().clone(), stopping_rx.clone()).await?;
+                self.store.forward_notifications("keel_jobs", w.wake().clone(), stopping_rx.clone()).await?;
                 Some(tokio::spawn(w.run(stopping_rx.clone())))
             }
             None => None,
         };
+        let relay_wake = Arc::new(tokio::sync::Notify::new());
+        self.store.forward_notifications("keel_events", relay_wake.clone(), stopping_rx.clone()).await?;
+        let relay = tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone()));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -107,6 +119,7 @@ impl Application {
             result = serve => result.context("serving HTTP")?,
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
+        let _ = relay.await;
         if let Some(workers) = workers {
             // The worker has its own grace period for running jobs.
             let _ = workers.await;

@@ -115,7 +115,7 @@ async fn run_worker(config: Config) -> anyhow::Result<()> {
     let jobs = keel::jobs::Jobs::new(store.jobs());
     let worker = keel::app::worker(&config, &jobs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    store.forward_job_notifications(worker.wake().clone(), stop_rx.clone()).await?;
+    store.forward_notifications("keel_jobs", worker.wake().clone(), stop_rx.clone()).await?;
     let running = tokio::spawn(worker.run(stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::Accounts;
 use crate::auth::tokens::Jwks;
+use crate::jobs::Jobs;
 use crate::store::Store;
 
 #[derive(Serialize, ToSchema)]
@@ -73,9 +74,13 @@ async fn jwks(State(accounts): State<Arc<Accounts>>) -> Response {
     response
 }
 
-async fn metrics(State(store): State<Store>) -> impl IntoResponse {
+async fn metrics(State(store): State<Store>, State(jobs): State<Jobs>) -> impl IntoResponse {
     let (open, idle) = store.pool_stats();
     crate::telemetry::record_pool(store.backend_name(), open, idle);
+    match jobs.repo().depth().await {
+        Ok(depth) => crate::telemetry::record_job_depth(&depth),
+        Err(e) => tracing::warn!(error = %e, "reading the job queue depth failed"),
+    }
     let handle = crate::telemetry::metrics_handle();
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())

@@ -15,6 +15,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 
 use crate::auth::{AccountRepo, SqlAccounts};
+use crate::events::{EventRepo, SqlEvents};
 use crate::jobs::{JobRepo, SqlJobs};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
@@ -155,6 +156,13 @@ impl Store {
         }
     }
 
+    pub fn events(&self) -> Arc<dyn EventRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlEvents::new(db.clone())),
+            Store::Postgres(db) => Arc::new(SqlEvents::new(db.clone())),
+        }
+    }
+
     pub fn jobs(&self) -> Arc<dyn JobRepo> {
         match self {
             Store::Sqlite { db, .. } => Arc::new(SqlJobs::new(db.clone())),
@@ -162,19 +170,24 @@ impl Store {
         }
     }
 
-    /// Wakes `wake` whenever a job is enqueued by any process (PostgreSQL LISTEN/NOTIFY).
-    /// SQLite has no cross-process signal: its workers poll.
-    pub async fn forward_job_notifications(&self, wake: Arc<tokio::sync::Notify>, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Wakes `wake` whenever any process commits a NOTIFY on `channel` (`keel_jobs`,
+    /// `keel_events`; PostgreSQL only). SQLite has no cross-process signal: its loops poll.
+    pub async fn forward_notifications(
+        &self,
+        channel: &str,
+        wake: Arc<tokio::sync::Notify>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let Store::Postgres(db) = self else { return Ok(()) };
-        let mut listener = sqlx::postgres::PgListener::connect_with(db.writer_pool()).await.context("LISTEN for job wake-ups")?;
-        listener.listen("keel_jobs").await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(db.writer_pool()).await.context("LISTEN for wake-ups")?;
+        listener.listen(channel).await?;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     received = listener.recv() => match received {
                         Ok(_) => wake.notify_one(),
                         Err(e) => {
-                            tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
+                            tracing::warn!(error = %e, "wake-up listener failed; reconnecting");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     },

@@ -174,6 +174,12 @@ pub trait Backend:
     /// Statement (taking the queue name) that wakes workers when the transaction commits;
     /// `None` where workers are woken in-process and by polling.
     const NOTIFY_JOBS: Option<&'static str>;
+    /// Statement that wakes event relays when the transaction commits.
+    const NOTIFY_EVENTS: Option<&'static str>;
+    /// Query (one boolean column `locked`) that makes a relay the only one for the
+    /// rest of its transaction, so events leave in order; `None` where the write
+    /// transaction is already exclusive.
+    const RELAY_LOCK: Option<&'static str>;
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
@@ -182,6 +188,8 @@ impl Backend for Sqlite {
     const NAME: &'static str = "sqlite";
     const SKIP_LOCKED: &'static str = "";
     const NOTIFY_JOBS: Option<&'static str> = None;
+    const NOTIFY_EVENTS: Option<&'static str> = None;
+    const RELAY_LOCK: Option<&'static str> = None;
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -192,6 +200,8 @@ impl Backend for Postgres {
     const NAME: &'static str = "postgres";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const NOTIFY_JOBS: Option<&'static str> = Some("SELECT pg_notify('keel_jobs', $1)");
+    const NOTIFY_EVENTS: Option<&'static str> = Some("SELECT pg_notify('keel_events', '')");
+    const RELAY_LOCK: Option<&'static str> = Some("SELECT pg_try_advisory_xact_lock(7318201) AS locked");
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }

@@ -47,3 +47,11 @@ pub fn record_pool(backend: &'static str, open: u32, idle: u32) {
     metrics::gauge!("keel_db_pool_connections", "backend" => backend, "state" => "open").set(f64::from(open));
     metrics::gauge!("keel_db_pool_connections", "backend" => backend, "state" => "idle").set(f64::from(idle));
 }
+
+/// Jobs per state; states with no jobs read 0 rather than disappearing.
+pub fn record_job_depth(depth: &[(crate::jobs::JobState, i64)]) {
+    for state in crate::jobs::JobState::ALL {
+        let n = depth.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+        metrics::gauge!("keel_jobs", "state" => state.as_str()).set(n as f64);
+    }
+}

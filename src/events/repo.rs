@@ -1,0 +1,121 @@
+//! SQL of the outbox.
+
+use chrono::{DateTime, Utc};
+
+use super::{Bus, Event, NewEvent};
+use crate::store::{Backend, Columns, Db, Sql, StoreError};
+
+/// Records `event` on the caller's connection, inside its transaction.
+pub async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
+    let id = crate::ids::new("evt");
+    Sql::<DB>::new("INSERT INTO events (id, kind, user_id, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(id.as_str())
+        .bind(event.kind)
+        .bind(event.user_id.clone())
+        .bind(event.data.to_string())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    if let Some(notify) = DB::NOTIFY_EVENTS {
+        Sql::<DB>::new(notify).execute(conn).await?;
+    }
+    Ok(id)
+}
+
+fn event_from<R: Columns>(r: &R) -> Result<(i64, Event), StoreError> {
+    let data = r.text("data")?;
+    Ok((
+        r.int("seq")?,
+        Event {
+            id: r.text("id")?,
+            kind: r.text("kind")?,
+            user_id: r.opt_text("user_id")?,
+            data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+            created_at: r.time("created_at")?,
+        },
+    ))
+}
+
+#[async_trait::async_trait]
+pub trait EventRepo: Send + Sync {
+    /// Publishes the oldest unpublished events in order to `bus`, then marks them,
+    /// all in one write transaction that excludes other relays. Returns how many were sent.
+    async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize>;
+    /// Events after `after_id` (by id order), oldest first: what a resuming client missed.
+    async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
+    /// Deletes published events older than `before`.
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// How many committed events wait for the relay.
+    async fn lag(&self) -> Result<i64, StoreError>;
+}
+
+pub struct SqlEvents<DB: Backend> {
+    db: Db<DB>,
+}
+
+impl<DB: Backend> SqlEvents<DB> {
+    pub fn new(db: Db<DB>) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> EventRepo for SqlEvents<DB> {
+    async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
+        // Look before taking the write lock: most polls find nothing to do.
+        let mut conn = self.db.reader().await?;
+        let pending = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL LIMIT 1").fetch_optional(&mut conn).await?;
+        drop(conn);
+        if pending.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        if let Some(lock) = DB::RELAY_LOCK {
+            let row = Sql::<DB>::new(lock).fetch_one(&mut tx).await?;
+            if !row.flag("locked")? {
+                return Ok(0);
+            }
+        }
+        let rows = Sql::<DB>::new("SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&mut tx)
+            .await?;
+        let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+        let Some((last_seq, _)) = events.last() else { return Ok(0) };
+        let last_seq = *last_seq;
+        for (_, event) in &events {
+            bus.publish(event).await?;
+        }
+        Sql::<DB>::new("UPDATE events SET published_at = $2 WHERE published_at IS NULL AND seq <= $1")
+            .bind(last_seq)
+            .bind(crate::store::now())
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(
+            "SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut conn)
+        .await?;
+        rows.iter().map(|r| event_from(r).map(|(_, e)| e)).collect()
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before).execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn lag(&self) -> Result<i64, StoreError> {
+        let mut conn = self.db.reader().await?;
+        Sql::<DB>::new("SELECT COUNT(*) AS n FROM events WHERE published_at IS NULL").fetch_one(&mut conn).await?.int("n")
+    }
+}
