@@ -20,6 +20,8 @@ use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
+use crate::auth::recovery::PasswordResetRequests;
+use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::http::extract::TrustedProxies;
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
@@ -55,22 +57,18 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         // Install the recorder before the first request is counted.
         crate::telemetry::metrics_handle();
-        let store = open_store(&config).await?;
-        let jobs = Jobs::new(store.jobs());
+        let services = Services::build(&config).await?;
         let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
-        let worker = match config.run_workers {
-            true => Some(worker(&config, &jobs)),
-            false => None,
-        };
+        let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
-            accounts: Arc::new(accounts(&config, &store)?),
-            jobs,
+            accounts: services.accounts.clone(),
+            jobs: services.jobs.clone(),
             bus: bus.clone(),
             limiter: Arc::new(LocalLimiter::new(Policies {
                 auth_ip: config.rate_limit_auth_ip,
                 auth_account: config.rate_limit_auth_account,
             })),
-            store: store.clone(),
+            store: services.store.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
         };
         let settings = HttpSettings {
@@ -80,6 +78,7 @@ impl Application {
         };
         let router = crate::http::router(state, &settings)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let store = services.store;
         Ok(Application { listener, router, events: store.events(), store, grace: config.shutdown_grace, worker, bus })
     }
 
@@ -129,17 +128,6 @@ impl Application {
     }
 }
 
-/// A worker for the job queue, woken by local enqueues and (on PostgreSQL) by NOTIFY.
-pub fn worker(config: &Config, jobs: &Jobs) -> Worker {
-    let settings = WorkerSettings {
-        queues: config.worker_queues.clone(),
-        concurrency: config.worker_concurrency,
-        grace: config.shutdown_grace,
-        ..WorkerSettings::default()
-    };
-    Worker::new(jobs.repo().clone(), Registry::default(), settings, jobs.wake().clone())
-}
-
 /// Creates the data directory, connects, and migrates when configured to.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -155,16 +143,48 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// The accounts service with its keys (configured, or generated once and kept in the data dir).
-pub fn accounts(config: &Config, store: &Store) -> anyhow::Result<Accounts> {
-    let signing_key = match &config.signing_key {
-        Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
-        None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
-    };
-    let encryption_key = match &config.encryption_key {
-        Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
-        None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
-    };
-    let signer = TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?;
-    Ok(Accounts::new(store.accounts(), Hasher::new()?, signer, FieldCipher::new(&encryption_key)?, config.refresh_token_ttl))
+/// The domain services every entry point (API, worker, command line) is built from.
+pub struct Services {
+    pub store: Store,
+    pub jobs: Jobs,
+    pub accounts: Arc<Accounts>,
+    /// Every job kind and its handler.
+    pub registry: Registry,
+}
+
+impl Services {
+    pub async fn build(config: &Config) -> anyhow::Result<Services> {
+        let store = open_store(config).await?;
+        let jobs = Jobs::new(store.jobs());
+        let signing_key = match &config.signing_key {
+            Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
+            None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
+        };
+        let encryption_key = match &config.encryption_key {
+            Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
+            None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
+        };
+        let signer = TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?;
+        let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
+        let accounts = Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
+        let mailer: Arc<dyn Mailer> = match &config.smtp_url {
+            Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
+            None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
+        };
+        let registry = Registry::default()
+            .with(SendMail { mailer, cipher, base_url: config.app_base_url.clone() })
+            .with(PasswordResetRequests(accounts.clone()));
+        Ok(Services { store, jobs, accounts, registry })
+    }
+
+    /// A worker for the job queue, woken by local enqueues and (on PostgreSQL) by NOTIFY.
+    pub fn worker(&self, config: &Config) -> Worker {
+        let settings = WorkerSettings {
+            queues: config.worker_queues.clone(),
+            concurrency: config.worker_concurrency,
+            grace: config.shutdown_grace,
+            ..WorkerSettings::default()
+        };
+        Worker::new(self.jobs.repo().clone(), self.registry.clone(), settings, self.jobs.wake().clone())
+    }
 }

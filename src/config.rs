@@ -39,13 +39,16 @@ const KEYS: &[&str] = &[
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
     "trusted_proxies",
+    "smtp_url",
+    "mail_from",
+    "app_base_url",
     "run_workers",
     "worker_concurrency",
     "worker_queues",
 ];
 
 /// Keys whose values must never be echoed in an error message.
-const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url"];
+const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url", "smtp_url"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -76,6 +79,11 @@ pub struct Config {
     pub rate_limit_auth_ip: Option<Rate>,
     pub rate_limit_auth_account: Option<Rate>,
     pub trusted_proxies: Vec<IpAddr>,
+    /// SMTP server for mail; without it, mail is written as `.eml` files under `data_dir/mail`.
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: lettre::message::Mailbox,
+    /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
+    pub app_base_url: String,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
@@ -193,12 +201,20 @@ impl Config {
             trusted_proxies: s.parse("trusted_proxies", "comma-separated IP addresses", |v| {
                 v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
             })?.unwrap_or_default(),
+            smtp_url: s.parse("smtp_url", "an smtp:// or smtps:// URL", |v| {
+                (v.starts_with("smtp://") || v.starts_with("smtps://")).then(|| SecretString::from(v.to_owned()))
+            })?,
+            mail_from: s.parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
+                .unwrap_or_else(|| "Keel <no-reply@keel.invalid>".parse().expect("the default sender parses")),
+            app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
+                (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
+            })?.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_concurrency: s.parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?.unwrap_or(4),
             worker_queues: s.parse("worker_queues", "comma-separated queue names", |v| {
                 let queues: Vec<String> = v.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();
                 (!queues.is_empty() && queues.iter().all(|q| q.len() <= 64 && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))).then_some(queues)
-            })?.unwrap_or_else(|| vec!["default".to_owned()]),
+            })?.unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod jobs;
+pub mod notify;
 pub mod security;
 pub mod store;
 pub mod telemetry;

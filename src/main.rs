@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use keel::app::{Application, accounts, open_store};
+use keel::app::{Application, Services, open_store};
 use keel::auth::model::{Email, Password, Role, Roles, parse_name};
 use keel::auth::service::NewAccount;
 use keel::config::Config;
@@ -111,9 +111,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_worker(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
-    let jobs = keel::jobs::Jobs::new(store.jobs());
-    let worker = keel::app::worker(&config, &jobs);
+    let services = Services::build(&config).await?;
+    let worker = services.worker(&config);
+    let store = services.store;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     store.forward_notifications("keel_jobs", worker.wake().clone(), stop_rx.clone()).await?;
     let running = tokio::spawn(worker.run(stop_rx));
@@ -137,16 +137,17 @@ async fn admin_create(config: Config, email: &str, role: CliRole, name: &str) ->
     let email = Email::parse("email", email).map_err(|e| anyhow::anyhow!("invalid email: {}", e.0[0].message))?;
     let password = Password::parse("password", password, Some(&email)).map_err(|e| anyhow::anyhow!("password {}", e.0[0].message))?;
     let name = parse_name("name", name).map_err(|e| anyhow::anyhow!("name {}", e.0[0].message))?;
-    let store = open_store(&config).await?;
+    let services = Services::build(&config).await?;
     let role = match role {
         CliRole::Support => Role::Support,
         CliRole::Admin => Role::Admin,
     };
-    let id = accounts(&config, &store)?
+    let id = services
+        .accounts
         .create_with_roles(NewAccount { email, password, name }, Roles::from_list(&[role]))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    store.close().await;
+    services.store.close().await;
     println!("{id}");
     Ok(())
 }

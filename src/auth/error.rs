@@ -18,6 +18,8 @@ pub enum AuthError {
     Disabled,
     #[error("invalid token")]
     InvalidToken,
+    #[error("a second factor is required")]
+    MfaRequired,
     #[error("refresh token reused")]
     TokenReused,
     #[error("not found")]
@@ -44,6 +46,11 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password"),
             AuthError::Disabled => ApiError::forbidden("this account is disabled"),
             AuthError::InvalidToken => ApiError::invalid_token(),
+            AuthError::MfaRequired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "this account needs a current authenticator code or a recovery code in `totp_code`",
+            ),
             AuthError::TokenReused => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "token_reused",

@@ -2,8 +2,10 @@
 
 pub mod error;
 pub mod extract;
+pub mod mfa;
 pub mod model;
 pub mod password;
+pub mod recovery;
 pub mod repo;
 pub mod routes;
 pub mod service;

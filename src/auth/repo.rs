@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::events::Effects;
 use crate::store::{Backend, Columns, Db, Sql, StoreError};
 
 /// A `users` row as stored (phone and address still sealed).
@@ -19,7 +20,40 @@ pub struct UserRow {
     pub mfa_enabled: bool,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The active TOTP secret, sealed.
+    pub totp_secret_enc: Option<String>,
+    /// A TOTP secret set up but not yet confirmed with a code, sealed.
+    pub totp_pending_enc: Option<String>,
 }
+
+/// What a mailed single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A mailed single-use token, stored as its hash.
+#[derive(Debug, Clone)]
+pub struct NewAccountToken {
+    pub hash: String,
+    pub user_id: String,
+    pub purpose: TokenPurpose,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Effects that depend on the user a token turned out to belong to.
+pub type EffectsFor<'a> = &'a (dyn Fn(&str) -> Effects + Sync);
 
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -83,7 +117,20 @@ pub struct ProfileUpdate {
 #[async_trait::async_trait]
 pub trait AccountRepo: Send + Sync {
     /// Inserts the account and its first session (if any) together; `Conflict` when the email is taken.
-    async fn create_user(&self, user: &UserRow, session: Option<&NewSession>) -> Result<(), StoreError>;
+    async fn create_user(&self, user: &UserRow, session: Option<&NewSession>, token: Option<&NewAccountToken>, effects: &Effects) -> Result<(), StoreError>;
+    /// Stores a mailed token (replacing earlier ones of its purpose) with its effects.
+    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError>;
+    /// Spends a verification token and marks the email verified; false when the token is not live.
+    async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
+    /// Spends a reset token, sets the password and revokes every session; false when the token is not live.
+    async fn reset_password(&self, hash: &str, password_hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
+    async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Makes the pending secret active at `step` and stores the recovery code hashes.
+    async fn enable_totp(&self, user_id: &str, sealed: &str, step: i64, recovery_hashes: &[String], effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn disable_totp(&self, user_id: &str, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records `step` as used; false when it (or a later one) was used already (replay).
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError>;
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
@@ -96,7 +143,7 @@ pub trait AccountRepo: Send + Sync {
     async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn update_profile(&self, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
     /// Sets a new password hash and revokes every session but `keep`.
-    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Erases personal data, disables the account and revokes its sessions.
     async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError>;
@@ -118,7 +165,7 @@ impl<DB: Backend> SqlAccounts<DB> {
 macro_rules! select_users {
     ($tail:literal) => {
         concat!(
-            "SELECT id, email, email_verified, name, password_hash, roles, country, phone_enc, address_enc, mfa_enabled, disabled, created_at FROM users ",
+            "SELECT id, email, email_verified, name, password_hash, roles, country, phone_enc, address_enc, mfa_enabled, disabled, created_at, totp_secret_enc, totp_pending_enc FROM users ",
             $tail
         )
     };
@@ -138,7 +185,38 @@ fn user_from<R: Columns>(r: &R) -> Result<UserRow, StoreError> {
         mfa_enabled: r.flag("mfa_enabled")?,
         disabled: r.flag("disabled")?,
         created_at: r.time("created_at")?,
+        totp_secret_enc: r.opt_text("totp_secret_enc")?,
+        totp_pending_enc: r.opt_text("totp_pending_enc")?,
     })
+}
+
+fn insert_token<DB: Backend>(t: &NewAccountToken) -> [Sql<DB>; 2] {
+    [
+        // A new token of a purpose replaces the user's earlier ones.
+        Sql::new("UPDATE account_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL")
+            .bind(t.user_id.as_str())
+            .bind(t.purpose.as_str())
+            .bind(t.now),
+        Sql::new("INSERT INTO account_tokens (token_hash, user_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(t.hash.as_str())
+            .bind(t.user_id.as_str())
+            .bind(t.purpose.as_str())
+            .bind(t.now)
+            .bind(t.expires_at),
+    ]
+}
+
+/// Spends a live token; returns its user.
+async fn consume_token<DB: Backend>(conn: &mut DB::Connection, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+    let row = Sql::<DB>::new(
+        "UPDATE account_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
+    )
+    .bind(hash)
+    .bind(purpose.as_str())
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.text("user_id")).transpose()
 }
 
 fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
@@ -163,7 +241,7 @@ const REVOKE_OTHER_SESSIONS_SQL: &str =
 
 #[async_trait::async_trait]
 impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
-    async fn create_user(&self, u: &UserRow, session: Option<&NewSession>) -> Result<(), StoreError> {
+    async fn create_user(&self, u: &UserRow, session: Option<&NewSession>, token: Option<&NewAccountToken>, effects: &Effects) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         Sql::<DB>::new(
             "INSERT INTO users (id, email, email_verified, name, password_hash, roles, country, mfa_enabled, disabled, created_at, updated_at) \
@@ -184,7 +262,109 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         for stmt in session.into_iter().flat_map(insert_session::<DB>) {
             stmt.execute(&mut tx).await?;
         }
+        for stmt in token.into_iter().flat_map(insert_token::<DB>) {
+            stmt.execute(&mut tx).await?;
+        }
+        effects.apply_in::<DB>(&mut tx, u.created_at).await?;
         Ok(tx.commit().await?)
+    }
+
+    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for stmt in insert_token::<DB>(token) {
+            stmt.execute(&mut tx).await?;
+        }
+        effects.apply_in::<DB>(&mut tx, token.now).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::VerifyEmail, now).await? else { return Ok(false) };
+        Sql::<DB>::new("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1").bind(user_id.as_str()).bind(now).execute(&mut tx).await?;
+        effects(&user_id).apply_in::<DB>(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn reset_password(&self, hash: &str, password_hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::ResetPassword, now).await? else { return Ok(false) };
+        let changed = Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL AND disabled = FALSE")
+            .bind(user_id.as_str())
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id.as_str()).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
+        effects(&user_id).apply_in::<DB>(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new("UPDATE users SET totp_pending_enc = $2, updated_at = $3 WHERE id = $1").bind(user_id).bind(sealed).bind(now).execute(&mut tx).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn enable_totp(&self, user_id: &str, sealed: &str, step: i64, recovery_hashes: &[String], effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new(
+            "UPDATE users SET totp_secret_enc = $2, totp_pending_enc = NULL, totp_last_step = $3, mfa_enabled = TRUE, updated_at = $4 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(sealed)
+        .bind(step)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
+        for hash in recovery_hashes {
+            Sql::<DB>::new("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)").bind(hash.as_str()).bind(user_id).execute(&mut tx).await?;
+        }
+        effects.apply_in::<DB>(&mut tx, now).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn disable_totp(&self, user_id: &str, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        Sql::<DB>::new(
+            "UPDATE users SET totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, mfa_enabled = FALSE, updated_at = $2 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
+        effects.apply_in::<DB>(&mut tx, now).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND mfa_enabled = TRUE AND (totp_last_step IS NULL OR totp_last_step < $2)")
+            .bind(user_id)
+            .bind(step)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = Sql::<DB>::new("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
+            .bind(hash)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
@@ -360,10 +540,11 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         user_from(&row).map(Some)
     }
 
-    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1").bind(user_id).bind(hash).bind(now).execute(&mut tx).await?;
         Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(keep.map(str::to_owned)).execute(&mut tx).await?;
+        effects.apply_in::<DB>(&mut tx, now).await?;
         Ok(tx.commit().await?)
     }
 
@@ -371,7 +552,8 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         let mut tx = self.db.begin().await?;
         Sql::<DB>::new(
             "UPDATE users SET email = $2, name = 'Deleted user', password_hash = '', country = NULL, phone_enc = NULL, \
-             address_enc = NULL, mfa_enabled = FALSE, disabled = TRUE, deleted_at = $3, updated_at = $3 WHERE id = $1",
+             address_enc = NULL, mfa_enabled = FALSE, totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, \
+             disabled = TRUE, deleted_at = $3, updated_at = $3 WHERE id = $1",
         )
         .bind(user_id)
         .bind(placeholder_email)
@@ -379,6 +561,8 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .execute(&mut tx)
         .await?;
         Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
+        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
+        Sql::<DB>::new("UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL").bind(user_id).bind(now).execute(&mut tx).await?;
         Ok(tx.commit().await?)
     }
 

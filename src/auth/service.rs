@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use super::error::AuthError;
 use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Role, Roles, SessionView, User};
 use super::password::Hasher;
-use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, Rotation, UserFilter, UserRow};
+use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, Rotation, TokenPurpose, UserFilter, UserRow};
 use super::tokens::TokenSigner;
+use crate::events::Effects;
 use crate::http::pagination::{Page, PageRequest};
+use crate::jobs::Jobs;
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
 use crate::store::{StoreError, now};
@@ -48,16 +50,17 @@ pub struct NewAccount {
 }
 
 pub struct Accounts {
-    repo: Arc<dyn AccountRepo>,
-    hasher: Hasher,
+    pub(super) repo: Arc<dyn AccountRepo>,
+    pub(super) hasher: Hasher,
     signer: TokenSigner,
-    cipher: FieldCipher,
+    pub(super) cipher: Arc<FieldCipher>,
+    pub(super) jobs: Jobs,
     refresh_ttl: Duration,
 }
 
 impl Accounts {
-    pub fn new(repo: Arc<dyn AccountRepo>, hasher: Hasher, signer: TokenSigner, cipher: FieldCipher, refresh_ttl: Duration) -> Self {
-        Self { repo, hasher, signer, cipher, refresh_ttl }
+    pub fn new(repo: Arc<dyn AccountRepo>, hasher: Hasher, signer: TokenSigner, cipher: Arc<FieldCipher>, jobs: Jobs, refresh_ttl: Duration) -> Self {
+        Self { repo, hasher, signer, cipher, jobs, refresh_ttl }
     }
 
     pub fn signer(&self) -> &TokenSigner {
@@ -68,14 +71,15 @@ impl Accounts {
         let hash = self.hasher.hash(account.password.expose()).await?;
         let row = new_user_row(&account, hash, Roles::customer(), now());
         let (session, refresh) = self.new_session(&row.id, &client, row.created_at);
-        match self.repo.create_user(&row, Some(&session)).await {
+        let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, row.created_at);
+        match self.repo.create_user(&row, Some(&session), Some(&token), &Effects::default().job(mail)).await {
             Err(StoreError::Conflict) => return Err(AuthError::EmailTaken),
             other => other?,
         }
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
-    pub async fn login(&self, email: &Email, password: &str, client: Client) -> Result<Issued, AuthError> {
+    pub async fn login(&self, email: &Email, password: &str, totp_code: Option<&str>, client: Client) -> Result<Issued, AuthError> {
         let row = self.repo.user_by_email(email.as_str()).await?;
         // Unknown, deleted and existing accounts all pay for one hash verification.
         let hash = row.as_ref().map(|r| r.password_hash.as_str()).filter(|h| !h.is_empty());
@@ -85,6 +89,9 @@ impl Accounts {
         let row = row.ok_or(AuthError::InvalidCredentials)?;
         if row.disabled {
             return Err(AuthError::Disabled);
+        }
+        if row.mfa_enabled {
+            self.second_factor(&row, totp_code).await?;
         }
         let (session, refresh) = self.new_session(&row.id, &client, now());
         self.repo.create_session(&session).await?;
@@ -167,7 +174,8 @@ impl Accounts {
         let email = Email::parse("email", &row.email)?;
         let password = Password::parse("new_password", new_password, Some(&email))?;
         let hash = self.hasher.hash(password.expose()).await?;
-        self.repo.set_password(&who.user_id, &hash, Some(&who.session_id), now()).await?;
+        let effects = Effects::default().event("account.password_changed", &who.user_id, serde_json::json!({}));
+        self.repo.set_password(&who.user_id, &hash, Some(&who.session_id), &effects, now()).await?;
         Ok(())
     }
 
@@ -212,14 +220,18 @@ impl Accounts {
     pub async fn create_with_roles(&self, account: NewAccount, roles: Roles) -> Result<String, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;
         let row = new_user_row(&account, hash, roles, now());
-        match self.repo.create_user(&row, None).await {
+        match self.repo.create_user(&row, None, None, &Effects::default()).await {
             Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
             other => other.map(|()| row.id).map_err(AuthError::from),
         }
     }
 
-    async fn verified_owner(&self, who: &Principal, password: &str) -> Result<UserRow, AuthError> {
-        let row = self.repo.user_by_id(&who.user_id).await?.ok_or(AuthError::InvalidToken)?;
+    pub(super) async fn user_row(&self, user_id: &str) -> Result<UserRow, AuthError> {
+        self.repo.user_by_id(user_id).await?.ok_or(AuthError::InvalidToken)
+    }
+
+    pub(super) async fn verified_owner(&self, who: &Principal, password: &str) -> Result<UserRow, AuthError> {
+        let row = self.user_row(&who.user_id).await?;
         let hash = Some(row.password_hash.as_str()).filter(|h| !h.is_empty());
         if self.hasher.verify(password, hash).await? { Ok(row) } else { Err(AuthError::InvalidCredentials) }
     }
@@ -286,6 +298,8 @@ fn new_user_row(account: &NewAccount, password_hash: String, roles: Roles, at: D
         mfa_enabled: false,
         disabled: false,
         created_at: at,
+        totp_secret_enc: None,
+        totp_pending_enc: None,
     }
 }
 

@@ -37,3 +37,33 @@ pub struct NewEvent {
     pub user_id: Option<String>,
     pub data: serde_json::Value,
 }
+
+/// What else commits with a state change: jobs to run and events to announce.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub jobs: Vec<crate::jobs::NewJob>,
+    pub events: Vec<NewEvent>,
+}
+
+impl Effects {
+    pub fn job(mut self, job: crate::jobs::NewJob) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
+    pub fn event(mut self, kind: &'static str, user_id: &str, data: serde_json::Value) -> Self {
+        self.events.push(NewEvent { kind, user_id: Some(user_id.to_owned()), data });
+        self
+    }
+
+    /// Writes the effects on the caller's connection, inside its transaction.
+    pub async fn apply_in<DB: crate::store::Backend>(&self, conn: &mut DB::Connection, now: DateTime<Utc>) -> Result<(), crate::store::StoreError> {
+        for job in &self.jobs {
+            crate::jobs::enqueue_in::<DB>(conn, job, now).await?;
+        }
+        for event in &self.events {
+            record_in::<DB>(conn, event, now).await?;
+        }
+        Ok(())
+    }
+}

@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 pub use model::{Job, JobState, NewJob};
 pub use repo::{JobRepo, SqlJobs, enqueue_in};
 
+/// The queues Keel's own jobs use; a worker serves all of them unless configured otherwise.
+pub const QUEUES: &[&str] = &["default", "mail"];
+
 /// One kind of job. `run` must be idempotent: a job whose worker died runs again.
 #[async_trait::async_trait]
 pub trait JobHandler: Send + Sync + 'static {

@@ -29,7 +29,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            queues: vec!["default".into()],
+            queues: super::QUEUES.iter().map(|q| (*q).to_owned()).collect(),
             concurrency: 4,
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),

@@ -227,7 +227,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
         let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
-        let mut tables = BTreeMap::new();
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for file in &files {
             let sql = std::fs::read_to_string(file).unwrap();
             for block in sql.split("CREATE TABLE ").skip(1) {
@@ -240,6 +240,11 @@ mod tests {
                     .map(|l| l.split_whitespace().next().unwrap().to_owned())
                     .collect();
                 tables.insert(name.trim().to_owned(), columns);
+            }
+            for alter in sql.lines().filter_map(|l| l.trim().strip_prefix("ALTER TABLE ")) {
+                let (table, rest) = alter.split_once(" ADD COLUMN ").unwrap();
+                let column = rest.split_whitespace().next().unwrap().to_owned();
+                tables.get_mut(table).unwrap().push(column);
             }
         }
         (files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect(), tables)

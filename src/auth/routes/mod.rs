@@ -1,7 +1,9 @@
 //! HTTP routes of accounts and sessions. Handlers parse, call one use case, and map.
 
 mod admin;
+mod mfa;
 mod profile;
+mod recovery;
 mod sessions;
 
 use axum::http::{HeaderMap, header};
@@ -27,6 +29,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(profile::change_password))
         .routes(routes!(admin::list_users))
         .routes(routes!(admin::update_user))
+        .routes(routes!(recovery::verify_email))
+        .routes(routes!(recovery::resend_verification))
+        .routes(routes!(recovery::forgot_password))
+        .routes(routes!(recovery::reset_password))
+        .routes(routes!(mfa::setup))
+        .routes(routes!(mfa::enable))
+        .routes(routes!(mfa::disable))
 }
 
 /// A new token pair, with the account it belongs to.

@@ -35,8 +35,7 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
-    /// Required when the account has MFA enabled.
-    #[expect(dead_code, reason = "accepted now; checked once MFA can be enabled (issue 3)")]
+    /// Required when the account has MFA enabled: a current authenticator code or an unused recovery code.
     pub totp_code: Option<String>,
 }
 
@@ -46,7 +45,7 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
+pub(super) async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
     let ip = ip.0.to_string();
     let account = email.trim().to_lowercase();
     enforce(limiter, &[(Policy::AuthIp, ip.as_str()), (Policy::AuthAccount, account.as_str())]).await
@@ -90,7 +89,7 @@ pub async fn login(
     let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
     let result = async {
         let email = Email::parse("email", &req.email)?;
-        let issued = accounts.login(&email, &req.password, client(ip, &headers)).await?;
+        let issued = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await?;
         Ok(Json(TokenResponse::from(issued)))
     };
     Ok(rate.attach(result.await))

@@ -1,0 +1,98 @@
+//! Flows that go through the mailbox: email verification and password reset.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::error::AuthError;
+use super::model::{Email, Password};
+use super::repo::{NewAccountToken, TokenPurpose};
+use super::service::{Accounts, Principal};
+use crate::events::Effects;
+use crate::jobs::{Job, JobHandler, NewJob};
+use crate::notify::mail::mail_job;
+use crate::notify::templates::Template;
+use crate::security::{random_token, sha256_hex};
+use crate::store::now;
+use crate::validation::Invalid;
+
+const VERIFY_TTL: TimeDelta = TimeDelta::hours(24);
+const RESET_TTL: TimeDelta = TimeDelta::minutes(30);
+pub const RESET_REQUEST_KIND: &str = "auth.password_reset_request";
+const RESET_REQUEST_COLUMN: &str = "jobs.password_reset_request";
+
+fn bad_token() -> AuthError {
+    Invalid::one("token", "invalid", "the token is invalid, expired or already used").into()
+}
+
+impl Accounts {
+    /// A fresh single-use token for `user_id` and the job that mails it.
+    pub(super) fn mailed_token(&self, user_id: &str, email: &str, name: &str, purpose: TokenPurpose, at: DateTime<Utc>) -> (NewAccountToken, NewJob) {
+        let raw = random_token();
+        let (ttl, template) = match purpose {
+            TokenPurpose::VerifyEmail => (VERIFY_TTL, Template::VerifyEmail),
+            TokenPurpose::ResetPassword => (RESET_TTL, Template::ResetPassword),
+        };
+        let token = NewAccountToken { hash: sha256_hex(raw.as_bytes()), user_id: user_id.to_owned(), purpose, now: at, expires_at: at + ttl };
+        (token, mail_job(&self.cipher, email, template, &json!({"name": name, "token": raw})))
+    }
+
+    /// Mails a new verification link (the previous one stops working).
+    pub async fn resend_verification(&self, who: &Principal) -> Result<(), AuthError> {
+        let row = self.user_row(&who.user_id).await?;
+        if row.email_verified {
+            return Ok(());
+        }
+        let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, now());
+        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
+        Ok(())
+    }
+
+    pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
+        let effects = |user_id: &str| Effects::default().event("account.email_verified", user_id, json!({}));
+        if self.repo.verify_email(&sha256_hex(token.as_bytes()), now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+    }
+
+    /// Accepts a reset request without revealing whether the account exists: the lookup
+    /// and the mail happen in a job, so every answer takes the same path.
+    pub async fn request_password_reset(&self, email: &Email) -> Result<(), AuthError> {
+        let sealed = self.cipher.encrypt(RESET_REQUEST_COLUMN, email.as_str());
+        let job = NewJob::new(RESET_REQUEST_KIND, json!({ "email": sealed })).on_queue("mail").attempts(5);
+        self.jobs.enqueue(&job).await?;
+        Ok(())
+    }
+
+    /// The job's half of a reset request: mail a token if the account can sign in.
+    async fn send_password_reset(&self, sealed_email: &str) -> anyhow::Result<()> {
+        let email = self.cipher.decrypt(RESET_REQUEST_COLUMN, sealed_email)?;
+        let Some(row) = self.repo.user_by_email(&email).await? else { return Ok(()) };
+        if row.disabled {
+            return Ok(());
+        }
+        let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::ResetPassword, now());
+        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
+        Ok(())
+    }
+
+    /// Sets a new password with a mailed token; every session of the account is revoked.
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
+        let password = Password::parse("new_password", new_password, None)?;
+        let hash = self.hasher.hash(password.expose()).await?;
+        let effects = |user_id: &str| Effects::default().event("account.password_reset", user_id, json!({}));
+        if self.repo.reset_password(&sha256_hex(token.as_bytes()), &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+    }
+}
+
+/// Runs reset requests enqueued by `request_password_reset`.
+pub struct PasswordResetRequests(pub std::sync::Arc<Accounts>);
+
+#[async_trait::async_trait]
+impl JobHandler for PasswordResetRequests {
+    fn kind(&self) -> &'static str {
+        RESET_REQUEST_KIND
+    }
+
+    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+        let sealed = job.payload.get("email").and_then(|v| v.as_str()).ok_or_else(|| anyhow::anyhow!("payload has no email"))?;
+        self.0.send_password_reset(sealed).await
+    }
+}

@@ -1,0 +1,79 @@
+//! Email verification and password reset.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::sessions::limit_auth;
+use crate::auth::extract::AuthUser;
+use crate::auth::model::Email;
+use crate::auth::service::Accounts;
+use crate::http::error::{ApiResult, Problem};
+use crate::http::extract::{ClientIp, Json};
+use crate::security::rate_limit::Limiter;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the mailed link (`…?token=<token>`).
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// Confirm the email address with the mailed token.
+#[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses((status = 204), (status = 422, description = "invalid, expired or used token", body = Problem)))]
+pub async fn verify_email(State(accounts): State<Arc<Accounts>>, Json(req): Json<TokenRequest>) -> ApiResult<StatusCode> {
+    accounts.verify_email(&req.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mail a new verification link to the caller (the previous link stops working).
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
+    responses((status = 202), (status = 401, body = Problem)))]
+pub async fn resend_verification(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
+    accounts.resend_verification(&me).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Ask for a password reset link. Always `202`, whether or not the account exists.
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn forgot_password(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    Json(req): Json<ForgotRequest>,
+) -> ApiResult<Response> {
+    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let result = async {
+        let email = Email::parse("email", &req.email)?;
+        accounts.request_password_reset(&email).await?;
+        Ok(StatusCode::ACCEPTED)
+    };
+    Ok(rate.attach(result.await))
+}
+
+/// Set a new password with the mailed token. Every session of the account is revoked.
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204), (status = 422, description = "bad token or password", body = Problem)))]
+pub async fn reset_password(State(accounts): State<Arc<Accounts>>, Json(req): Json<ResetRequest>) -> ApiResult<StatusCode> {
+    accounts.reset_password(&req.token, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

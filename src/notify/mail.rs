@@ -1,0 +1,133 @@
+//! Mail transports and the job that sends a templated message.
+//!
+//! Mail is only ever sent by the `mail.send` job, enqueued in the transaction of the change
+//! that causes it. The payload names a template; values that are secret (single-use tokens)
+//! are sealed with the field cipher, so the jobs table and the back office never show them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+
+use super::templates::{Rendered, Template};
+use crate::jobs::{Job, JobHandler, NewJob};
+use crate::security::crypto::FieldCipher;
+
+/// A message ready to send.
+pub struct Mail {
+    /// Stable per logical message: a retried job re-sends the same message id.
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[async_trait::async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &Mail) -> anyhow::Result<()>;
+}
+
+fn build(from: &Mailbox, mail: &Mail) -> anyhow::Result<Message> {
+    let to: Mailbox = mail.to.parse().context("recipient address")?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(&mail.subject)
+        .message_id(Some(format!("<{}@keel>", mail.message_id)))
+        .multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
+        .context("building the message")
+}
+
+/// SMTP through lettre (`smtp://`, `smtps://`, or `smtp://…?tls=required`).
+pub struct SmtpMailer {
+    from: Mailbox,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl SmtpMailer {
+    pub fn new(url: &str, from: Mailbox) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .context("parsing the SMTP URL")?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        Ok(Self { from, transport })
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
+        self.transport.send(build(&self.from, mail)?).await.context("SMTP delivery")?;
+        Ok(())
+    }
+}
+
+/// The zero-configuration transport: each message becomes `<dir>/<message id>.eml`.
+/// Writing the same message again replaces the file, so a retried job leaves one copy.
+pub struct FileMailer {
+    from: Mailbox,
+    dir: PathBuf,
+}
+
+impl FileMailer {
+    pub fn new(dir: PathBuf, from: Mailbox) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { from, dir })
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for FileMailer {
+    async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
+        let bytes = build(&self.from, mail)?.formatted();
+        let path = self.dir.join(format!("{}.eml", mail.message_id));
+        let tmp = path.with_extension("eml.tmp");
+        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("writing {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path).await.with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// The payload of a `mail.send` job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MailJob {
+    pub to: String,
+    pub template: Template,
+    /// The template's values, sealed (they may hold single-use tokens).
+    pub sealed: String,
+}
+
+pub const MAIL_KIND: &str = "mail.send";
+const SEALED_COLUMN: &str = "jobs.mail";
+
+/// Makes the job that sends `template` with `values` to `to`.
+pub fn mail_job(cipher: &FieldCipher, to: &str, template: Template, values: &serde_json::Value) -> NewJob {
+    let payload = MailJob { to: to.to_owned(), template, sealed: cipher.encrypt(SEALED_COLUMN, &values.to_string()) };
+    NewJob::new(MAIL_KIND, serde_json::to_value(payload).expect("mail payload serialises")).on_queue("mail").attempts(12)
+}
+
+pub struct SendMail {
+    pub mailer: Arc<dyn Mailer>,
+    pub cipher: Arc<FieldCipher>,
+    pub base_url: String,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for SendMail {
+    fn kind(&self) -> &'static str {
+        MAIL_KIND
+    }
+
+    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+        let payload: MailJob = serde_json::from_value(job.payload.clone()).context("mail job payload")?;
+        let values: serde_json::Value = serde_json::from_str(&self.cipher.decrypt(SEALED_COLUMN, &payload.sealed)?)?;
+        let Rendered { subject, text, html } = payload.template.render(&self.base_url, &values)?;
+        let mail = Mail { message_id: job.id.clone(), to: payload.to, subject, text, html };
+        self.mailer.send(&mail).await
+    }
+}

@@ -1,0 +1,5 @@
+//! Telling people things: mail (always sent by a job), and later in-app notifications
+//! and outgoing webhooks.
+
+pub mod mail;
+pub mod templates;
