@@ -22,6 +22,9 @@ use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::auth::recovery::PasswordResetRequests;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
+use crate::notify::notifications::{NotificationRepo, NotifyUsers};
+use crate::notify::webhooks::{Deliver, FanOut, WebhookRepo};
+use crate::events::subscriber::Subscriber;
 use crate::http::extract::TrustedProxies;
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
@@ -37,6 +40,9 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
+    pub notifications: Arc<dyn NotificationRepo>,
+    pub webhooks: Arc<dyn WebhookRepo>,
+    pub cipher: Arc<FieldCipher>,
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
@@ -50,6 +56,7 @@ pub struct Application {
     worker: Option<Worker>,
     events: Arc<dyn EventRepo>,
     bus: Arc<dyn Bus>,
+    subscribers: Vec<Arc<dyn Subscriber>>,
 }
 
 impl Application {
@@ -64,6 +71,9 @@ impl Application {
             accounts: services.accounts.clone(),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
+            notifications: services.notifications.clone(),
+            webhooks: services.webhooks.clone(),
+            cipher: services.cipher.clone(),
             limiter: Arc::new(LocalLimiter::new(Policies {
                 auth_ip: config.rate_limit_auth_ip,
                 auth_account: config.rate_limit_auth_account,
@@ -78,8 +88,9 @@ impl Application {
         };
         let router = crate::http::router(state, &settings)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let subscribers = services.subscribers();
         let store = services.store;
-        Ok(Application { listener, router, events: store.events(), store, grace: config.shutdown_grace, worker, bus })
+        Ok(Application { listener, router, events: store.events(), store, grace: config.shutdown_grace, worker, bus, subscribers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -106,6 +117,11 @@ impl Application {
         };
         let relay_wake = Arc::new(tokio::sync::Notify::new());
         self.store.forward_notifications("keel_events", relay_wake.clone(), stopping_rx.clone()).await?;
+        let listeners: Vec<_> = self
+            .subscribers
+            .into_iter()
+            .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
+            .collect();
         let relay = tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone()));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
@@ -119,6 +135,9 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = relay.await;
+        for listener in listeners {
+            let _ = listener.await;
+        }
         if let Some(workers) = workers {
             // The worker has its own grace period for running jobs.
             let _ = workers.await;
@@ -148,6 +167,9 @@ pub struct Services {
     pub store: Store,
     pub jobs: Jobs,
     pub accounts: Arc<Accounts>,
+    pub notifications: Arc<dyn NotificationRepo>,
+    pub webhooks: Arc<dyn WebhookRepo>,
+    pub cipher: Arc<FieldCipher>,
     /// Every job kind and its handler.
     pub registry: Registry,
 }
@@ -171,10 +193,20 @@ impl Services {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
+        let webhooks = store.webhooks();
         let registry = Registry::default()
-            .with(SendMail { mailer, cipher, base_url: config.app_base_url.clone() })
-            .with(PasswordResetRequests(accounts.clone()));
-        Ok(Services { store, jobs, accounts, registry })
+            .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.app_base_url.clone() })
+            .with(PasswordResetRequests(accounts.clone()))
+            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry_base)?);
+        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry })
+    }
+
+    /// Everything that reacts to published events in this process.
+    pub fn subscribers(&self) -> Vec<Arc<dyn Subscriber>> {
+        vec![
+            Arc::new(NotifyUsers(self.notifications.clone())),
+            Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone() }),
+        ]
     }
 
     /// A worker for the job queue, woken by local enqueues and (on PostgreSQL) by NOTIFY.

@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "smtp_url",
     "mail_from",
     "app_base_url",
+    "webhook_retry_base_ms",
     "run_workers",
     "worker_concurrency",
     "worker_queues",
@@ -84,6 +85,8 @@ pub struct Config {
     pub mail_from: lettre::message::Mailbox,
     /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
     pub app_base_url: String,
+    /// First webhook retry delay; it doubles per attempt up to an hour.
+    pub webhook_retry_base: Duration,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
@@ -209,6 +212,9 @@ impl Config {
             app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
                 (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
             })?.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+            webhook_retry_base: s.parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
+                v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
+            })?.unwrap_or(Duration::from_secs(30)),
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_concurrency: s.parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?.unwrap_or(4),
             worker_queues: s.parse("worker_queues", "comma-separated queue names", |v| {

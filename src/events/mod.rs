@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod relay;
 pub mod repo;
+pub mod subscriber;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

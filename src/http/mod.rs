@@ -34,6 +34,8 @@ use error::ApiError;
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
         (name = "admin", description = "Back office (support: read, admin: write)"),
+        (name = "notifications", description = "The caller's in-app notifications"),
+        (name = "webhooks", description = "Outgoing webhooks (admin)"),
         (name = "operations", description = "Health, readiness, keys")
     )
 )]
@@ -52,7 +54,7 @@ impl Modify for BearerAuth {
 }
 
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(crate::jobs::routes::router()).merge(ops::documented())
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(crate::jobs::routes::router()).merge(crate::notify::routes::router()).merge(ops::documented())
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers.

@@ -16,7 +16,7 @@ pub use model::{Job, JobState, NewJob};
 pub use repo::{JobRepo, SqlJobs, enqueue_in};
 
 /// The queues Keel's own jobs use; a worker serves all of them unless configured otherwise.
-pub const QUEUES: &[&str] = &["default", "mail"];
+pub const QUEUES: &[&str] = &["default", "mail", "webhooks"];
 
 /// One kind of job. `run` must be idempotent: a job whose worker died runs again.
 #[async_trait::async_trait]
@@ -26,6 +26,11 @@ pub trait JobHandler: Send + Sync + 'static {
     /// An attempt running longer than this fails (and is retried).
     fn timeout(&self) -> Duration {
         Duration::from_secs(60)
+    }
+
+    /// How long to wait before the next attempt after `job`'s latest attempt failed.
+    fn retry_delay(&self, job: &Job) -> Duration {
+        model::backoff(job.attempts, Duration::from_secs(1), Duration::from_secs(3600), model::jitter_of(job))
     }
 
     async fn run(&self, job: &Job) -> anyhow::Result<()>;

@@ -116,6 +116,13 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Dura
     exp.min(cap).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+/// A jitter factor in [0, 1] fixed by the job and attempt, so every part of the system
+/// that computes an attempt's delay agrees on it, while jobs failing together spread out.
+pub fn jitter_of(job: &Job) -> f64 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{}:{}", job.id, job.attempts).as_bytes());
+    f64::from(digest.as_ref()[0]) / 255.0
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {

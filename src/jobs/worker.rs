@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::model::{Job, after_failure, backoff};
+use super::model::{Job, after_failure, backoff, jitter_of};
 use super::{JobRepo, Registry};
 use crate::store::now;
 
@@ -137,7 +137,8 @@ impl Execution {
     #[tracing::instrument(skip_all, fields(job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts))]
     async fn execute(self, job: Job) {
         let started = Instant::now();
-        let result = match self.registry.get(&job.kind) {
+        let handler = self.registry.get(&job.kind);
+        let result = match &handler {
             None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),
             Some(handler) => {
                 let heartbeat = self.heartbeat(&job.id);
@@ -151,8 +152,10 @@ impl Execution {
         let outcome = match &result {
             Ok(()) => self.repo.complete(&job.id, &self.worker, now()).await.map(|_| "done"),
             Err(e) => {
-                let jitter = f64::from(crate::security::random_bytes::<1>()[0]) / 255.0;
-                let delay = backoff(job.attempts, Duration::from_secs(1), Duration::from_secs(3600), jitter);
+                let delay = match &handler {
+                    Some(h) => h.retry_delay(&job),
+                    None => backoff(job.attempts, Duration::from_secs(1), Duration::from_secs(3600), jitter_of(&job)),
+                };
                 let after = after_failure(job.attempts, job.max_attempts, Utc::now(), delay);
                 tracing::warn!(error = format!("{e:#}"), ?after, "job attempt failed");
                 self.repo.fail(&job.id, &self.worker, &format!("{e:#}"), after, now()).await.map(|_| "failed")

@@ -2,4 +2,7 @@
 //! and outgoing webhooks.
 
 pub mod mail;
+pub mod notifications;
+pub mod routes;
 pub mod templates;
+pub mod webhooks;

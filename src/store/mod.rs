@@ -17,6 +17,8 @@ pub use sql::{Arg, Backend, Columns, Db, Sql};
 use crate::auth::{AccountRepo, SqlAccounts};
 use crate::events::{EventRepo, SqlEvents};
 use crate::jobs::{JobRepo, SqlJobs};
+use crate::notify::notifications::{NotificationRepo, SqlNotifications};
+use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,20 @@ impl Store {
         match self {
             Store::Sqlite { db, .. } => Arc::new(SqlEvents::new(db.clone())),
             Store::Postgres(db) => Arc::new(SqlEvents::new(db.clone())),
+        }
+    }
+
+    pub fn notifications(&self) -> Arc<dyn NotificationRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlNotifications::new(db.clone())),
+            Store::Postgres(db) => Arc::new(SqlNotifications::new(db.clone())),
+        }
+    }
+
+    pub fn webhooks(&self) -> Arc<dyn WebhookRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlWebhooks::new(db.clone())),
+            Store::Postgres(db) => Arc::new(SqlWebhooks::new(db.clone())),
         }
     }
 

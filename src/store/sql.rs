@@ -104,6 +104,7 @@ pub trait Columns {
     fn text(&self, col: &str) -> Result<String, StoreError>;
     fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, col: &str) -> Result<bool, StoreError>;
     fn time(&self, col: &str) -> Result<DateTime<Utc>, StoreError>;
     fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
@@ -117,6 +118,7 @@ where
     Option<String>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     Option<DateTime<Utc>>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
@@ -129,6 +131,9 @@ where
         Ok(self.try_get(col)?)
     }
     fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(col)?)
     }
     fn flag(&self, col: &str) -> Result<bool, StoreError> {

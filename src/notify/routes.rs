@@ -1,0 +1,186 @@
+//! Routes: the caller's notifications, and the back office's webhook endpoints.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::notifications::{Notification, NotificationRepo};
+use super::webhooks::{Delivery, Endpoint, WebhookRepo, delivery_job, seal_secret};
+use crate::app::AppState;
+use crate::auth::extract::{AdminUser, AuthUser};
+use crate::events::Event;
+use crate::http::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{Json, Query};
+use crate::http::pagination::{Page, PageQuery};
+use crate::jobs::Jobs;
+use crate::security::crypto::FieldCipher;
+use crate::store::now;
+use crate::validation::Invalid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_notifications))
+        .routes(routes!(read_notification))
+        .routes(routes!(read_all_notifications))
+        .routes(routes!(create_endpoint, list_endpoints))
+        .routes(routes!(delete_endpoint))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(ping_endpoint))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct NotificationQuery {
+    /// `true`: only unread notifications.
+    #[param(value_type = Option<bool>)]
+    pub unread: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    pub page: PageQuery,
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(NotificationQuery, PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Notification>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_notifications(
+    State(repo): State<Arc<dyn NotificationRepo>>,
+    AuthUser(me): AuthUser,
+    Query(q): Query<NotificationQuery>,
+) -> ApiResult<Json<Page<Notification>>> {
+    let mut invalid = Invalid::default();
+    let unread = match q.unread.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            invalid.add("unread", "invalid", "must be true or false");
+            false
+        }
+    };
+    let page = invalid.check(q.page.parse::<String>());
+    invalid.clone().finish()?;
+    let page = page.ok_or(invalid)?;
+    let rows = repo.list(&me.user_id, unread, page.after.as_deref(), page.limit).await?;
+    Ok(Json(Page::from_rows(rows, page.limit, |n| n.id.clone())))
+}
+
+/// Mark one notification read.
+#[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path, description = "notification id (ntf_…)")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn read_notification(State(repo): State<Arc<dyn NotificationRepo>>, AuthUser(me): AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if repo.mark_read(&me.user_id, &id, now()).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("notification")) }
+}
+
+/// Mark every notification read.
+#[utoipa::path(post, path = "/v1/notifications/read-all", tag = "notifications", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn read_all_notifications(State(repo): State<Arc<dyn NotificationRepo>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
+    repo.mark_all_read(&me.user_id, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// `https://…` (or `http://…`) URL that receives POSTs.
+    pub url: String,
+    /// Event types to deliver, or `["*"]` for all.
+    pub events: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// The signing secret: shown once, here.
+    pub secret: String,
+}
+
+fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
+    let mut invalid = Invalid::default();
+    match reqwest::Url::parse(&req.url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && req.url.len() <= 2048 => {}
+        _ => invalid.add("url", "invalid", "must be an absolute http(s) URL"),
+    }
+    if req.events.is_empty() || req.events.len() > 100 {
+        invalid.add("events", "invalid", "must list 1 to 100 event types, or \"*\"");
+    }
+    for (i, e) in req.events.iter().enumerate() {
+        if e.is_empty() || e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_' || b == b'*') {
+            invalid.add(&format!("events[{i}]"), "invalid", "must be an event type such as order.updated, or *");
+        }
+    }
+    invalid.finish().map(|()| (req.url, req.events))
+}
+
+/// Register a webhook endpoint (admin). The response carries its signing secret, once.
+#[utoipa::path(post, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = NewEndpoint,
+    responses((status = 201, body = CreatedEndpoint), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_endpoint(
+    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(cipher): State<Arc<FieldCipher>>,
+    _admin: AdminUser,
+    Json(req): Json<NewEndpoint>,
+) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
+    let (url, events) = parse_endpoint(req)?;
+    let endpoint = Endpoint { id: crate::ids::new("whe"), url, events, created_at: now() };
+    let secret = format!("whsec_{}", crate::security::random_token());
+    repo.create(&endpoint, &seal_secret(&cipher, &secret)).await?;
+    Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
+}
+
+/// Webhook endpoints (admin).
+#[utoipa::path(get, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, body = Page<Endpoint>), (status = 403, body = Problem)))]
+pub async fn list_endpoints(State(repo): State<Arc<dyn WebhookRepo>>, _admin: AdminUser) -> ApiResult<Json<Page<Endpoint>>> {
+    Ok(Json(Page { data: repo.list().await?, next_cursor: None }))
+}
+
+/// Remove a webhook endpoint and its delivery log (admin).
+#[utoipa::path(delete, path = "/v1/admin/webhook-endpoints/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "endpoint id (whe_…)")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if repo.delete(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("webhook endpoint")) }
+}
+
+/// Every delivery attempt to an endpoint, newest first (admin).
+#[utoipa::path(get, path = "/v1/admin/webhook-endpoints/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "endpoint id (whe_…)"), PageQuery),
+    responses((status = 200, body = Page<Delivery>), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_deliveries(
+    State(repo): State<Arc<dyn WebhookRepo>>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<Delivery>>> {
+    let page = page.parse::<String>()?;
+    if repo.get(&id).await?.is_none() {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    let rows = repo.deliveries(&id, page.after.as_deref(), page.limit).await?;
+    Ok(Json(Page::from_rows(rows, page.limit, |d| d.id.clone())))
+}
+
+/// Queue a signed `ping` event to one endpoint, delivered like any other (admin).
+#[utoipa::path(post, path = "/v1/admin/webhook-endpoints/{id}/ping", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "endpoint id (whe_…)")),
+    responses((status = 202), (status = 404, body = Problem)))]
+pub async fn ping_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if repo.get(&id).await?.is_none() {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    let event = Event {
+        id: crate::ids::new("evt"),
+        kind: "ping".to_owned(),
+        user_id: None,
+        data: serde_json::json!({ "endpoint_id": id }),
+        created_at: now(),
+    };
+    jobs.enqueue(&delivery_job(&id, &event)).await?;
+    Ok(StatusCode::ACCEPTED)
+}
