@@ -16,6 +16,7 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::config::Config;
+use crate::events::nats::NatsBus;
 use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
 use crate::jobs::worker::{Worker, WorkerSettings};
@@ -37,6 +38,8 @@ const RELAY_POLL: Duration = Duration::from_millis(50);
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// Present when the bus is NATS (readiness checks it).
+    pub nats: Option<Arc<NatsBus>>,
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
@@ -57,6 +60,7 @@ pub struct Application {
     events: Arc<dyn EventRepo>,
     bus: Arc<dyn Bus>,
     subscribers: Vec<Arc<dyn Subscriber>>,
+    nats: Option<(Arc<NatsBus>, String)>,
 }
 
 impl Application {
@@ -65,7 +69,16 @@ impl Application {
         // Install the recorder before the first request is counted.
         crate::telemetry::metrics_handle();
         let services = Services::build(&config).await?;
-        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+        let (bus, nats): (Arc<dyn Bus>, _) = match &config.nats_url {
+            Some(url) => {
+                let nats = NatsBus::connect(url.expose_secret(), &config.nats_subject_prefix).await?;
+                (nats.clone(), Some(nats))
+            }
+            None => (Arc::new(LocalBus::new()), None),
+        };
+        // A durable consumer per instance, named by an id kept in the data dir so a
+        // restarted instance resumes where it stopped.
+        let instance = String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
             accounts: services.accounts.clone(),
@@ -79,6 +92,7 @@ impl Application {
                 auth_account: config.rate_limit_auth_account,
             })),
             store: services.store.clone(),
+            nats: nats.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
         };
         let settings = HttpSettings {
@@ -90,7 +104,17 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let subscribers = services.subscribers();
         let store = services.store;
-        Ok(Application { listener, router, events: store.events(), store, grace: config.shutdown_grace, worker, bus, subscribers })
+        Ok(Application {
+            listener,
+            router,
+            events: store.events(),
+            store,
+            grace: config.shutdown_grace,
+            worker,
+            bus,
+            subscribers,
+            nats: nats.map(|n| (n, instance)),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -117,6 +141,9 @@ impl Application {
         };
         let relay_wake = Arc::new(tokio::sync::Notify::new());
         self.store.forward_notifications("keel_events", relay_wake.clone(), stopping_rx.clone()).await?;
+        if let Some((nats, instance)) = self.nats {
+            nats.consume(instance, stopping_rx.clone()).await?;
+        }
         let listeners: Vec<_> = self
             .subscribers
             .into_iter()

@@ -43,13 +43,15 @@ const KEYS: &[&str] = &[
     "mail_from",
     "app_base_url",
     "webhook_retry_base_ms",
+    "nats_url",
+    "nats_subject_prefix",
     "run_workers",
     "worker_concurrency",
     "worker_queues",
 ];
 
 /// Keys whose values must never be echoed in an error message.
-const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url", "smtp_url"];
+const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url", "smtp_url", "nats_url"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -85,6 +87,10 @@ pub struct Config {
     pub mail_from: lettre::message::Mailbox,
     /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
     pub app_base_url: String,
+    /// NATS server with JetStream; without it the bus is in-process (one instance).
+    pub nats_url: Option<SecretString>,
+    /// Subjects are `<prefix>.events.<type>`, the stream `<PREFIX>_EVENTS`.
+    pub nats_subject_prefix: String,
     /// First webhook retry delay; it doubles per attempt up to an hour.
     pub webhook_retry_base: Duration,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
@@ -212,6 +218,10 @@ impl Config {
             app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
                 (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
             })?.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+            nats_url: s.parse("nats_url", "a nats:// URL", |v| (v.starts_with("nats://") || v.starts_with("tls://")).then(|| SecretString::from(v.to_owned())))?,
+            nats_subject_prefix: s.parse("nats_subject_prefix", "letters, digits, - and _", |v| {
+                (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| v.to_owned())
+            })?.unwrap_or_else(|| "keel".to_owned()),
             webhook_retry_base: s.parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
                 v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
             })?.unwrap_or(Duration::from_secs(30)),

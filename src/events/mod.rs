@@ -7,6 +7,7 @@
 //! subscribers are idempotent (they key their effects by event id).
 
 pub mod bus;
+pub mod nats;
 pub mod relay;
 pub mod repo;
 pub mod subscriber;

@@ -16,17 +16,25 @@ pub trait Subscriber: Send + Sync + 'static {
     async fn handle(&self, event: &Event) -> anyhow::Result<()>;
 }
 
-/// Handles one event, retrying with backoff until it succeeds or the process stops:
-/// a subscriber's effects must not be skipped because the database blinked.
+/// Attempts per event: 100 ms doubling, about 50 s in all.
+const ATTEMPTS: u32 = 10;
+
+/// Handles one event, retrying with backoff so a blink of the database does not skip an
+/// effect; an event that still fails (it can never succeed, e.g. its user is gone) is
+/// logged and passed over rather than blocking every later event.
 async fn handle_until_done(sub: &dyn Subscriber, event: &Event, stop: &watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
-    while let Err(e) = sub.handle(event).await {
-        tracing::warn!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber failed; retrying");
-        if *stop.borrow() {
-            return;
+    for attempt in 1..=ATTEMPTS {
+        match sub.handle(event).await {
+            Ok(()) => return,
+            Err(e) if attempt == ATTEMPTS || *stop.borrow() => {
+                tracing::error!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber gave up on an event");
+                return;
+            }
+            Err(e) => tracing::warn!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber failed; retrying"),
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+        delay *= 2;
     }
 }
 

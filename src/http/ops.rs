@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::Accounts;
 use crate::auth::tokens::Jwks;
+use crate::events::nats::NatsBus;
 use crate::jobs::Jobs;
 use crate::store::Store;
 
@@ -51,7 +52,7 @@ async fn healthz() -> axum::Json<Health> {
 
 /// Readiness: every dependency answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
-async fn readyz(State(store): State<Store>) -> (StatusCode, axum::Json<Health>) {
+async fn readyz(State(store): State<Store>, State(nats): State<Option<Arc<NatsBus>>>) -> (StatusCode, axum::Json<Health>) {
     let database = match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => {
@@ -60,8 +61,11 @@ async fn readyz(State(store): State<Store>) -> (StatusCode, axum::Json<Health>) 
         }
         Err(_) => "timeout".to_owned(),
     };
-    let ok = database == "ok";
-    let checks = [("database", database)].into_iter().collect();
+    let mut checks: std::collections::BTreeMap<&'static str, String> = [("database", database)].into_iter().collect();
+    if let Some(nats) = nats {
+        checks.insert("nats", if nats.connected() { "ok" } else { "disconnected" }.to_owned());
+    }
+    let ok = checks.values().all(|v| v == "ok");
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(Health { status: if ok { "ok" } else { "unavailable" }, checks: Some(checks) }))
 }
