@@ -20,6 +20,7 @@ use crate::events::nats::NatsBus;
 use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
 use crate::jobs::worker::{Worker, WorkerSettings};
+use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs};
 use crate::jobs::{Jobs, Registry};
 use crate::auth::recovery::PasswordResetRequests;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
@@ -34,6 +35,9 @@ use crate::store::{Store, StoreOptions};
 
 /// Longest time a committed event waits for the relay when no NOTIFY wakes it.
 const RELAY_POLL: Duration = Duration::from_millis(50);
+
+/// How often the scheduler looks for recurring jobs due.
+const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
@@ -61,6 +65,8 @@ pub struct Application {
     bus: Arc<dyn Bus>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     nats: Option<(Arc<NatsBus>, String)>,
+    jobs: Jobs,
+    relay: bool,
 }
 
 impl Application {
@@ -114,6 +120,8 @@ impl Application {
             bus,
             subscribers,
             nats: nats.map(|n| (n, instance)),
+            jobs: services.jobs,
+            relay: config.run_relay,
         })
     }
 
@@ -149,7 +157,10 @@ impl Application {
             .into_iter()
             .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
             .collect();
-        let relay = tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone()));
+        let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
+        let relay = self
+            .relay
+            .then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -161,7 +172,10 @@ impl Application {
             result = serve => result.context("serving HTTP")?,
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
-        let _ = relay.await;
+        let _ = scheduler.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         for listener in listeners {
             let _ = listener.await;
         }
@@ -224,7 +238,9 @@ impl Services {
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.app_base_url.clone() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry_base)?);
+            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry_base)?)
+            .with(PurgeEvents(store.events()))
+            .with(PurgeJobs(jobs.repo().clone()));
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry })
     }
 
@@ -241,6 +257,7 @@ impl Services {
         let settings = WorkerSettings {
             queues: config.worker_queues.clone(),
             concurrency: config.worker_concurrency,
+            lease: config.worker_lease,
             grace: config.shutdown_grace,
             ..WorkerSettings::default()
         };

@@ -46,6 +46,8 @@ const KEYS: &[&str] = &[
     "nats_url",
     "nats_subject_prefix",
     "run_workers",
+    "run_relay",
+    "worker_lease_secs",
     "worker_concurrency",
     "worker_queues",
 ];
@@ -96,6 +98,10 @@ pub struct Config {
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
+    /// A job whose worker stops heart-beating runs again after this long.
+    pub worker_lease: Duration,
+    /// Publish the outbox from `serve` (turn off only to run the relay elsewhere).
+    pub run_relay: bool,
     pub worker_queues: Vec<String>,
 }
 
@@ -226,6 +232,8 @@ impl Config {
                 v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
             })?.unwrap_or(Duration::from_secs(30)),
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
+            worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
+            run_relay: s.parse("run_relay", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_concurrency: s.parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?.unwrap_or(4),
             worker_queues: s.parse("worker_queues", "comma-separated queue names", |v| {
                 let queues: Vec<String> = v.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();

@@ -1,9 +1,11 @@
 //! Durable background jobs: a queue in the database (enqueued inside the caller's
 //! transaction), workers that claim with leases, retries with backoff, and the admin routes.
 
+pub mod maintenance;
 pub mod model;
 pub mod repo;
 pub mod routes;
+pub mod schedule;
 pub mod worker;
 
 use std::collections::HashMap;

@@ -88,6 +88,8 @@ pub trait JobRepo: Send + Sync {
     /// Removes a job that is not running.
     async fn discard(&self, id: &str) -> Result<bool, StoreError>;
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
+    /// Deletes done and dead jobs that finished before `before`.
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 pub struct SqlJobs<DB: Backend> {
@@ -234,6 +236,10 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
 
     async fn discard(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.write(Sql::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id)).await? == 1)
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
     }
 
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError> {

@@ -1,0 +1,56 @@
+//! Periodic housekeeping: drop events past the replay window and finished jobs past their
+//! retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::schedule::Schedule;
+use super::{Job, JobHandler, JobRepo, NewJob};
+use crate::events::EventRepo;
+use crate::store::now;
+
+const PURGE_EVENTS: &str = "maintenance.purge_events";
+const PURGE_JOBS: &str = "maintenance.purge_jobs";
+/// Events are replayable for 24 h.
+const EVENT_RETENTION: TimeDelta = TimeDelta::hours(24);
+/// Done and dead jobs stay visible to the back office for a week.
+const JOB_RETENTION: TimeDelta = TimeDelta::days(7);
+
+pub fn schedules() -> Vec<Schedule> {
+    vec![
+        Schedule { name: "purge_events", every: Duration::from_secs(3600), job: || NewJob::new(PURGE_EVENTS, serde_json::Value::Null).attempts(3) },
+        Schedule { name: "purge_jobs", every: Duration::from_secs(3600), job: || NewJob::new(PURGE_JOBS, serde_json::Value::Null).attempts(3) },
+    ]
+}
+
+pub struct PurgeEvents(pub Arc<dyn EventRepo>);
+
+#[async_trait::async_trait]
+impl JobHandler for PurgeEvents {
+    fn kind(&self) -> &'static str {
+        PURGE_EVENTS
+    }
+
+    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+        let n = self.0.purge(now() - EVENT_RETENTION).await?;
+        tracing::info!(events = n, "purged events past the replay window");
+        Ok(())
+    }
+}
+
+pub struct PurgeJobs(pub Arc<dyn JobRepo>);
+
+#[async_trait::async_trait]
+impl JobHandler for PurgeJobs {
+    fn kind(&self) -> &'static str {
+        PURGE_JOBS
+    }
+
+    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+        let n = self.0.purge_finished(now() - JOB_RETENTION).await?;
+        tracing::info!(jobs = n, "purged finished jobs past their retention");
+        Ok(())
+    }
+}
