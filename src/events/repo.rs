@@ -38,6 +38,8 @@ fn event_from<R: Columns>(r: &R) -> Result<(i64, Event), StoreError> {
 
 #[async_trait::async_trait]
 pub trait EventRepo: Send + Sync {
+    /// Records an event on its own (no other change commits with it).
+    async fn record(&self, event: &NewEvent) -> Result<String, StoreError>;
     /// Publishes the oldest unpublished events in order to `bus`, then marks them,
     /// all in one write transaction that excludes other relays. Returns how many were sent.
     async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize>;
@@ -61,6 +63,13 @@ impl<DB: Backend> SqlEvents<DB> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> EventRepo for SqlEvents<DB> {
+    async fn record(&self, event: &NewEvent) -> Result<String, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let id = record_in::<DB>(&mut tx, event, crate::store::now()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
         // Look before taking the write lock: most polls find nothing to do.
         let mut conn = self.db.reader().await?;

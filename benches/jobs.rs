@@ -1,0 +1,137 @@
+//! Job queue and outbox benchmark: jobs/s (enqueue, then complete no-op jobs with 4 workers)
+//! and outbox → subscriber latency, on SQLite and, when reachable, PostgreSQL.
+//!
+//! Run: `cargo bench --bench jobs` (env: BENCH_JOBS, BENCH_EVENTS, BENCH_PG_URL — default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; set it to `off` to skip PostgreSQL).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel::events::{Bus, Event, LocalBus, NewEvent};
+use keel::jobs::worker::{Worker, WorkerSettings};
+use keel::jobs::{Job, JobHandler, JobState, Jobs, NewJob, Registry};
+use keel::store::{Store, StoreOptions};
+use tokio::sync::watch;
+
+struct Noop;
+
+#[async_trait::async_trait]
+impl JobHandler for Noop {
+    fn kind(&self) -> &'static str {
+        "bench.noop"
+    }
+
+    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+async fn open(url: &str) -> Store {
+    let store = Store::connect(&StoreOptions { url: url.to_owned(), max_connections: 10 }).await.expect("connecting");
+    store.migrate().await.expect("migrating");
+    store
+}
+
+async fn fresh_postgres(admin_url: &str) -> Option<String> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.ok()?;
+    let name = format!("keel_bench_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+async fn jobs_per_second(store: &Store, count: usize) -> (f64, f64) {
+    let jobs = Jobs::new(store.jobs());
+    let started = Instant::now();
+    let mut enqueuers = Vec::new();
+    for part in 0..8 {
+        let jobs = jobs.clone();
+        enqueuers.push(tokio::spawn(async move {
+            for i in (part..count).step_by(8) {
+                jobs.enqueue(&NewJob::new("bench.noop", serde_json::json!({ "i": i }))).await.expect("enqueue");
+            }
+        }));
+    }
+    for e in enqueuers {
+        e.await.unwrap();
+    }
+    let enqueue_rate = count as f64 / started.elapsed().as_secs_f64();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let settings = WorkerSettings { queues: vec!["default".into()], concurrency: 8, poll: Duration::from_millis(20), ..WorkerSettings::default() };
+        let worker = Worker::new(jobs.repo().clone(), Registry::default().with(Noop), settings, jobs.wake().clone());
+        workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+    }
+    loop {
+        let depth = jobs.repo().depth().await.expect("depth");
+        let done = depth.iter().find(|(s, _)| *s == JobState::Done).map_or(0, |(_, n)| *n);
+        if done as usize >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let complete_rate = count as f64 / started.elapsed().as_secs_f64();
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    (enqueue_rate, complete_rate)
+}
+
+/// Commits events one at a time and measures commit → subscriber delivery through the relay.
+async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
+    let repo = store.events();
+    let bus = Arc::new(LocalBus::new());
+    let mut received = bus.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    store.forward_notifications("keel_events", wake.clone(), stop_rx.clone()).await.unwrap();
+    let relay = tokio::spawn(keel::events::relay::run(repo.clone(), bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
+    let mut latencies = Vec::with_capacity(count);
+    for i in 0..count {
+        let committed = Instant::now();
+        let id = repo.record(&NewEvent { kind: "bench.event", user_id: None, data: serde_json::json!({ "i": i }) }).await.unwrap();
+        loop {
+            let event: Arc<Event> = received.recv().await.unwrap();
+            if event.id == id {
+                break;
+            }
+        }
+        latencies.push(committed.elapsed());
+    }
+    stop_tx.send(true).unwrap();
+    relay.await.unwrap();
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.99))
+}
+
+fn main() {
+    let count: usize = std::env::var("BENCH_JOBS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let pg_admin = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let dir = std::env::temp_dir().join(format!("keel-bench-jobs-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut backends = vec![("SQLite", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))];
+        if pg_admin != "off" {
+            match fresh_postgres(&pg_admin).await {
+                Some(url) => backends.push(("PostgreSQL", url)),
+                None => println!("PostgreSQL not reachable at BENCH_PG_URL; skipping it"),
+            }
+        }
+        println!("\nkeel jobs benchmark — {count} no-op jobs (8 concurrent enqueuers; 4 workers × 8 slots), {events} events");
+        for (name, url) in backends {
+            let store = open(&url).await;
+            let (enqueue, complete) = jobs_per_second(&store, count).await;
+            let (p50, p99) = outbox_latency(&store, events).await;
+            println!("{name:<11} enqueue {enqueue:>7.0} jobs/s   complete {complete:>7.0} jobs/s   outbox→subscriber p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
+            store.close().await;
+        }
+    });
+}
