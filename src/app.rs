@@ -25,7 +25,7 @@ use crate::jobs::{Jobs, Registry};
 use crate::auth::recovery::PasswordResetRequests;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{NotificationRepo, NotifyUsers};
-use crate::notify::webhooks::{Deliver, FanOut, WebhookRepo};
+use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
 use crate::events::subscriber::Subscriber;
 use crate::http::extract::TrustedProxies;
 use crate::security::crypto::FieldCipher;
@@ -50,6 +50,7 @@ pub struct AppState {
     pub notifications: Arc<dyn NotificationRepo>,
     pub webhooks: Arc<dyn WebhookRepo>,
     pub cipher: Arc<FieldCipher>,
+    pub webhook_retry: RetryPolicy,
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
@@ -93,6 +94,7 @@ impl Application {
             notifications: services.notifications.clone(),
             webhooks: services.webhooks.clone(),
             cipher: services.cipher.clone(),
+            webhook_retry: config.webhook_retry,
             limiter: Arc::new(LocalLimiter::new(Policies {
                 auth_ip: config.rate_limit_auth_ip,
                 auth_account: config.rate_limit_auth_account,
@@ -108,7 +110,7 @@ impl Application {
         };
         let router = crate::http::router(state, &settings)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        let subscribers = services.subscribers();
+        let subscribers = services.subscribers(&config);
         let store = services.store;
         Ok(Application {
             listener,
@@ -238,17 +240,17 @@ impl Services {
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.app_base_url.clone() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry_base)?)
+            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(store.events()))
             .with(PurgeJobs(jobs.repo().clone()));
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry })
     }
 
     /// Everything that reacts to published events in this process.
-    pub fn subscribers(&self) -> Vec<Arc<dyn Subscriber>> {
+    pub fn subscribers(&self, config: &Config) -> Vec<Arc<dyn Subscriber>> {
         vec![
             Arc::new(NotifyUsers(self.notifications.clone())),
-            Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone() }),
+            Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
         ]
     }
 

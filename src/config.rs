@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "mail_from",
     "app_base_url",
     "webhook_retry_base_ms",
+    "webhook_max_attempts",
     "nats_url",
     "nats_subject_prefix",
     "run_workers",
@@ -93,8 +94,8 @@ pub struct Config {
     pub nats_url: Option<SecretString>,
     /// Subjects are `<prefix>.events.<type>`, the stream `<PREFIX>_EVENTS`.
     pub nats_subject_prefix: String,
-    /// First webhook retry delay; it doubles per attempt up to an hour.
-    pub webhook_retry_base: Duration,
+    /// Webhook retries: the first delay (doubling per attempt up to an hour) and the attempts.
+    pub webhook_retry: crate::notify::webhooks::RetryPolicy,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
@@ -228,9 +229,12 @@ impl Config {
             nats_subject_prefix: s.parse("nats_subject_prefix", "letters, digits, - and _", |v| {
                 (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| v.to_owned())
             })?.unwrap_or_else(|| "keel".to_owned()),
-            webhook_retry_base: s.parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
-                v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
-            })?.unwrap_or(Duration::from_secs(30)),
+            webhook_retry: crate::notify::webhooks::RetryPolicy {
+                first_delay: s.parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
+                    v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
+                })?.unwrap_or(Duration::from_secs(30)),
+                max_attempts: s.parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?.unwrap_or(30),
+            },
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
             run_relay: s.parse("run_relay", "true or false", |v| v.parse().ok())?.unwrap_or(true),

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::notifications::{Notification, NotificationRepo};
-use super::webhooks::{Delivery, Endpoint, WebhookRepo, delivery_job, seal_secret};
+use super::webhooks::{Delivery, Endpoint, RetryPolicy, WebhookRepo, delivery_job, seal_secret};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser};
 use crate::events::Event;
@@ -170,7 +170,13 @@ pub async fn list_deliveries(
 #[utoipa::path(post, path = "/v1/admin/webhook-endpoints/{id}/ping", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path, description = "endpoint id (whe_…)")),
     responses((status = 202), (status = 404, body = Problem)))]
-pub async fn ping_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn ping_endpoint(
+    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(jobs): State<Jobs>,
+    State(policy): State<RetryPolicy>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if repo.get(&id).await?.is_none() {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -181,6 +187,6 @@ pub async fn ping_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, State(jobs)
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),
     };
-    jobs.enqueue(&delivery_job(&id, &event)).await?;
+    jobs.enqueue(&delivery_job(&id, &event, policy)).await?;
     Ok(StatusCode::ACCEPTED)
 }

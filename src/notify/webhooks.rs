@@ -22,9 +22,19 @@ use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
 const SECRET_COLUMN: &str = "webhook_endpoints.secret";
-/// With the default 30 s first delay doubling to 1 h (each scaled by a jitter in [0.5, 1]),
-/// 30 attempts span roughly the first day after the event.
-const MAX_ATTEMPTS: u32 = 30;
+/// How deliveries are retried. With the defaults (30 s doubling to 1 h, each delay scaled
+/// by a jitter in [0.5, 1]), 30 attempts span roughly the first day after the event.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub first_delay: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { first_delay: Duration::from_secs(30), max_attempts: 30 }
+    }
+}
 
 /// The header value for `body` signed with `secret` at `timestamp`.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
@@ -213,18 +223,19 @@ struct DeliverPayload {
 }
 
 /// The job that delivers `event` to `endpoint_id`, once per (endpoint, event).
-pub fn delivery_job(endpoint_id: &str, event: &Event) -> NewJob {
+pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> NewJob {
     // Receivers get the event without the internal user id.
     let event = Event { user_id: None, ..event.clone() };
     let unique = format!("webhook:{endpoint_id}:{}", event.id);
     let payload = DeliverPayload { endpoint_id: endpoint_id.to_owned(), event };
-    NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises")).on_queue(QUEUE).attempts(MAX_ATTEMPTS).unique(unique)
+    NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises")).on_queue(QUEUE).attempts(policy.max_attempts).unique(unique)
 }
 
 /// Fans events out to the endpoints that want them.
 pub struct FanOut {
     pub repo: Arc<dyn WebhookRepo>,
     pub jobs: Jobs,
+    pub policy: RetryPolicy,
 }
 
 #[async_trait::async_trait]
@@ -236,7 +247,7 @@ impl Subscriber for FanOut {
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
         for endpoint in self.repo.list().await? {
             if endpoint.events.iter().any(|e| e == "*" || *e == event.kind) {
-                self.jobs.enqueue(&delivery_job(&endpoint.id, event)).await?;
+                self.jobs.enqueue(&delivery_job(&endpoint.id, event, self.policy)).await?;
             }
         }
         Ok(())
@@ -247,17 +258,17 @@ pub struct Deliver {
     repo: Arc<dyn WebhookRepo>,
     cipher: Arc<FieldCipher>,
     client: reqwest::Client,
-    retry_base: Duration,
+    policy: RetryPolicy,
 }
 
 impl Deliver {
-    pub fn new(repo: Arc<dyn WebhookRepo>, cipher: Arc<FieldCipher>, retry_base: Duration) -> anyhow::Result<Self> {
+    pub fn new(repo: Arc<dyn WebhookRepo>, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Keel-Webhooks/1")
             .build()?;
-        Ok(Self { repo, cipher, client, retry_base })
+        Ok(Self { repo, cipher, client, policy })
     }
 }
 
@@ -276,7 +287,7 @@ impl JobHandler for Deliver {
     }
 
     fn retry_delay(&self, job: &Job) -> Duration {
-        crate::jobs::model::backoff(job.attempts, self.retry_base, Duration::from_secs(3600), crate::jobs::model::jitter_of(job))
+        crate::jobs::model::backoff(job.attempts, self.policy.first_delay, Duration::from_secs(3600), crate::jobs::model::jitter_of(job))
     }
 
     async fn run(&self, job: &Job) -> anyhow::Result<()> {
