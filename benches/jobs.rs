@@ -88,7 +88,7 @@ async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
     let bus = Arc::new(LocalBus::new());
     let mut received = bus.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = store.commits();
     store.forward_notifications("keel_events", wake.clone(), stop_rx.clone()).await.unwrap();
     let relay = tokio::spawn(keel::events::relay::run(repo.clone(), bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
     let mut latencies = Vec::with_capacity(count);

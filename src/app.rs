@@ -149,7 +149,8 @@ impl Application {
             }
             None => None,
         };
-        let relay_wake = Arc::new(tokio::sync::Notify::new());
+        // Local commits wake the relay at once; other processes' commits arrive by NOTIFY.
+        let relay_wake = self.store.commits();
         self.store.forward_notifications("keel_events", relay_wake.clone(), stopping_rx.clone()).await?;
         if let Some((nats, instance)) = self.nats {
             nats.consume(instance, stopping_rx.clone()).await?;

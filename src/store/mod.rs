@@ -133,6 +133,14 @@ impl Store {
         }
     }
 
+    /// Signalled after every write transaction this process commits.
+    pub fn commits(&self) -> Arc<tokio::sync::Notify> {
+        match self {
+            Store::Sqlite { db, .. } => db.commits(),
+            Store::Postgres(db) => db.commits(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite { .. } => Sqlite::NAME,

@@ -9,6 +9,9 @@ use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::Postgres;
 use sqlx::sqlite::Sqlite;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use sqlx::{Arguments, AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlSafeStr, SqlStr, Transaction, Type};
 
 use super::StoreError;
@@ -268,22 +271,23 @@ impl<DB: Backend> Sql<DB> {
 pub struct Db<DB: Backend> {
     write: Pool<DB>,
     read: Option<Pool<DB>>,
+    committed: Arc<Notify>,
 }
 
 impl<DB: Backend> Clone for Db<DB> {
     fn clone(&self) -> Self {
-        Self { write: self.write.clone(), read: self.read.clone() }
+        Self { write: self.write.clone(), read: self.read.clone(), committed: self.committed.clone() }
     }
 }
 
 impl<DB: Backend> Db<DB> {
     pub fn new(write: Pool<DB>, read: Option<Pool<DB>>) -> Self {
-        Self { write, read }
+        Self { write, read, committed: Arc::new(Notify::new()) }
     }
 
     /// Opens a write transaction (one use case = one transaction).
-    pub async fn begin(&self) -> Result<Transaction<'static, DB>, StoreError> {
-        Ok(self.write.begin_with(DB::BEGIN_WRITE).await?)
+    pub async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
+        Ok(WriteTx { tx: self.write.begin_with(DB::BEGIN_WRITE).await?, committed: self.committed.clone() })
     }
 
     /// A connection for reads outside a transaction.
@@ -297,5 +301,38 @@ impl<DB: Backend> Db<DB> {
 
     pub fn pools(&self) -> impl Iterator<Item = &Pool<DB>> {
         std::iter::once(&self.write).chain(self.read.as_ref())
+    }
+
+    /// Signalled after every committed write transaction of this process.
+    pub fn commits(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+}
+
+/// A write transaction that, once committed, wakes whoever waits on [`Db::commits`]
+/// (the outbox relay, so events leave without waiting for a poll).
+pub struct WriteTx<DB: Backend> {
+    tx: Transaction<'static, DB>,
+    committed: Arc<Notify>,
+}
+
+impl<DB: Backend> WriteTx<DB> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.committed.notify_one();
+        Ok(())
+    }
+}
+
+impl<DB: Backend> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: Backend> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
     }
 }
