@@ -47,22 +47,31 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// Turns serde's message ("…: missing field `email` at line 1 column 2") into a field error.
+/// Turns serde's message ("…: address: missing field `line1` at line 1 column 2") into a
+/// field error named by its full path (`address.line1`).
 fn shape_error(message: &str) -> Invalid {
     let message = message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(message);
-    let quoted = |marker: &str| message.split_once(marker).and_then(|(_, rest)| rest.split('`').next()).map(str::to_owned);
+    // serde_path_to_error puts the path first: "path.to.field: what went wrong".
+    let (path, detail) = match message.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains(' ') => (Some(path), rest),
+        _ => (None, message),
+    };
+    // For an unknown field the path already ends with it; for a missing one it is the parent.
+    let join = |leaf: &str| match path {
+        Some(p) if p == leaf || p.ends_with(&format!(".{leaf}")) => p.to_owned(),
+        Some(p) => format!("{p}.{leaf}"),
+        None => leaf.to_owned(),
+    };
+    let quoted = |marker: &str| detail.split_once(marker).and_then(|(_, rest)| rest.split('`').next()).map(str::to_owned);
     if let Some(field) = quoted("missing field `") {
+        let field = join(&field);
         return Invalid::one(&field, "required", format!("{field} is required"));
     }
     if let Some(field) = quoted("unknown field `") {
+        let field = join(&field);
         return Invalid::one(&field, "unknown_field", format!("{field} is not a known field"));
     }
-    // serde_path_to_error style: "path.to.field: invalid type …"
-    let (field, detail) = match message.split_once(": ") {
-        Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest),
-        _ => ("body".to_owned(), message),
-    };
-    Invalid::one(&field, "invalid", detail.to_owned())
+    Invalid::one(path.unwrap_or("body"), "invalid", detail.to_owned())
 }
 
 /// A query string. Anything that does not parse → 422.
@@ -129,5 +138,8 @@ mod tests {
         assert_eq!(shape_error("missing field `email` at line 1 column 2").0[0].field, "email");
         assert_eq!(shape_error("unknown field `admin`, expected one of `email`").0[0].code, "unknown_field");
         assert_eq!(shape_error("name: invalid type: integer `1`, expected a string").0[0].field, "name");
+        assert_eq!(shape_error("address: missing field `line1` at line 1 column 9").0[0].field, "address.line1");
+        assert_eq!(shape_error("address.zip: unknown field `zip`, expected `line1`").0[0].field, "address.zip");
+        assert_eq!(shape_error("roles: unknown field `roles`, expected `name`").0[0].field, "roles");
     }
 }

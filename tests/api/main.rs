@@ -1,0 +1,25 @@
+//! Black-box tests of the HTTP API: each test spawns the real server on port 0 with a fresh
+//! database (SQLite, or PostgreSQL when `KEEL_TEST_DATABASE_URL` is set) and talks HTTP to it.
+
+mod helpers;
+mod support;
+
+mod admin_users;
+mod cli;
+mod concurrency;
+mod conventions;
+mod jobs;
+mod login;
+mod mail_flows;
+mod me;
+mod mfa;
+mod notifications;
+mod ops;
+mod outbox;
+mod password;
+mod rate_limit;
+mod refresh;
+mod register;
+mod sessions;
+mod tokens;
+mod webhooks;

@@ -1,0 +1,31 @@
+//! The transactional outbox: events survive a crash between commit and publish.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, spawn_app_with};
+use crate::support::eventually;
+
+#[tokio::test]
+async fn an_event_committed_but_not_yet_published_is_delivered_after_a_restart() {
+    // No relay: the event commits with the change but is never published by this process,
+    // exactly the state a crash right after commit leaves behind.
+    let app = spawn_app_with(&[("run_relay", "false")]).await;
+    let ada = app.customer("ada@example.com").await;
+    app.post_json_authed("/v1/auth/password/change", &ada.access, &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }))
+        .await
+        .expect(204);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let ada = app.login("ada@example.com", "a brand new passphrase").await;
+    let none = app.get_authed("/v1/notifications", &ada.access).await.expect(200).json();
+    assert_eq!(none["data"].as_array().unwrap().len(), 0, "nothing was published yet");
+
+    let app = app.restart_with(&[("run_relay", "true")]).await;
+    let list = eventually(20, "the notification of the unpublished event", || async {
+        let list = app.get_authed("/v1/notifications", &ada.access).await.expect(200).json();
+        let data = list["data"].as_array().unwrap().clone();
+        (!data.is_empty()).then_some(data)
+    })
+    .await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["kind"], "account.password_changed");
+}

@@ -1,0 +1,93 @@
+//! Rate limits of login and register, per client IP and per account. Budgets are per hour so
+//! nothing refills while a test runs.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, Reply, TestApp, spawn_app_with};
+
+/// A login attempt from `client_ip` (believed only when the peer is a trusted proxy).
+async fn login_from(app: &TestApp, client_ip: &str, email: &str, password: &str) -> Reply {
+    app.send(app.request(Method::POST, "/v1/auth/login").header("x-forwarded-for", client_ip).json(&json!({ "email": email, "password": password })))
+        .await
+}
+
+fn number(reply: &Reply, header: &str) -> u64 {
+    reply.header(header).unwrap_or_else(|| panic!("{header} missing: {:?}", reply.headers)).parse().unwrap_or_else(|_| panic!("{header} is a number"))
+}
+
+#[track_caller]
+fn assert_rate_limited(reply: &Reply) {
+    reply.problem(429, "rate_limited");
+    assert!(number(reply, "retry-after") >= 1, "Retry-After in seconds");
+}
+
+#[tokio::test]
+async fn login_and_register_responses_carry_rate_limit_headers() {
+    let app = spawn_app_with(&[("rate_limit_auth_ip", "5/h")]).await;
+    let registered = app.try_register("ada@example.com", PASSWORD, "Ada").await.expect(201);
+    let failed = app.try_login("ada@example.com", "wrong password").await;
+    failed.problem(401, "invalid_credentials");
+    let succeeded = app.try_login("ada@example.com", PASSWORD).await.expect(200);
+    for (reply, remaining) in [(&registered, 4), (&failed, 3), (&succeeded, 2)] {
+        assert_eq!(number(reply, "ratelimit-limit"), 5);
+        assert_eq!(number(reply, "ratelimit-remaining"), remaining);
+        assert!(number(reply, "ratelimit-reset") >= 1, "reset is in whole seconds");
+    }
+}
+
+#[tokio::test]
+async fn too_many_attempts_from_one_address_are_refused() {
+    let app = spawn_app_with(&[("rate_limit_auth_ip", "3/h")]).await;
+    app.customer("ada@example.com").await;
+    for email in ["bob@example.com", "carol@example.com"] {
+        app.try_login(email, PASSWORD).await.problem(401, "invalid_credentials");
+    }
+    let refused = app.try_login("ada@example.com", PASSWORD).await;
+    assert_rate_limited(&refused);
+    assert_eq!(number(&refused, "ratelimit-remaining"), 0);
+    assert_rate_limited(&app.try_register("dave@example.com", PASSWORD, "Dave").await);
+}
+
+#[tokio::test]
+async fn an_account_is_limited_whatever_address_the_attempts_come_from() {
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_ip", "100/h"), ("rate_limit_auth_account", "3/h")]).await;
+    app.customer("ada@example.com").await; // one attempt against ada
+    login_from(&app, "203.0.113.1", "ada@example.com", "guess one").await.problem(401, "invalid_credentials");
+    login_from(&app, "203.0.113.2", "ADA@example.com", "guess two").await.problem(401, "invalid_credentials");
+    // Even the right password is refused now, from yet another address.
+    assert_rate_limited(&login_from(&app, "203.0.113.3", "ada@example.com", PASSWORD).await);
+    // Another account from the same addresses is not affected.
+    app.customer("bob@example.com").await;
+    login_from(&app, "203.0.113.3", "bob@example.com", PASSWORD).await.expect(200);
+}
+
+#[tokio::test]
+async fn each_client_address_has_its_own_budget() {
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_ip", "2/h")]).await;
+    for email in ["a@example.com", "b@example.com"] {
+        login_from(&app, "198.51.100.7", email, PASSWORD).await.problem(401, "invalid_credentials");
+    }
+    assert_rate_limited(&login_from(&app, "198.51.100.7", "c@example.com", PASSWORD).await);
+    login_from(&app, "198.51.100.8", "c@example.com", PASSWORD).await.problem(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app_with(&[("rate_limit_auth_ip", "2/h")]).await;
+    login_from(&app, "203.0.113.10", "a@example.com", PASSWORD).await.problem(401, "invalid_credentials");
+    login_from(&app, "203.0.113.11", "b@example.com", PASSWORD).await.problem(401, "invalid_credentials");
+    assert_rate_limited(&login_from(&app, "203.0.113.12", "c@example.com", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn a_limited_client_is_not_told_whether_the_password_was_right() {
+    let app = spawn_app_with(&[("rate_limit_auth_account", "2/h")]).await;
+    app.customer("ada@example.com").await;
+    app.try_login("ada@example.com", "wrong password").await.problem(401, "invalid_credentials");
+    let right = app.try_login("ada@example.com", PASSWORD).await;
+    let wrong = app.try_login("ada@example.com", "wrong again").await;
+    assert_rate_limited(&right);
+    assert_rate_limited(&wrong);
+    assert!(!right.text.contains("access_token"));
+}

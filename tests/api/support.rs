@@ -1,0 +1,217 @@
+//! Real peers for background-work tests: an SMTP server, a webhook receiver, a TOTP
+//! generator, and polling for things that happen asynchronously.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Polls `check` until it yields a value, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A minimal SMTP server (RFC 5321 happy path) that hands each message's DATA to a channel.
+pub struct SmtpServer {
+    pub url: String,
+    pub messages: mpsc::UnboundedReceiver<String>,
+}
+
+pub async fn smtp_server() -> SmtpServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let (tx, messages) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 test-smtp ready\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            tx.send(data.take().unwrap()).unwrap();
+                            write.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                            body.push_str("\r\n");
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250-test-smtp\r\n250 8BITMIME\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 end with .\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    SmtpServer { url, messages }
+}
+
+/// Decodes quoted-printable text (soft line breaks and `=XX` escapes).
+pub fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The single-use token of the first `…<path>?token=<token>` link in a raw message.
+pub fn token_in(message: &str, path: &str) -> String {
+    let text = decode_quoted_printable(message);
+    let marker = format!("{path}?token=");
+    let start = text.find(&marker).unwrap_or_else(|| panic!("no {marker} link in the message:\n{text}")) + marker.len();
+    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
+/// The `.eml` files the file mailer wrote, as text.
+pub fn mail_files(data_dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("mail")) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret, written here from
+/// the RFC so the server's implementation is checked against an independent one.
+pub fn totp_now(secret_base32: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut nbits = 0;
+    let mut key = Vec::new();
+    for c in secret_base32.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase()).expect("base32") as u64;
+        bits = (bits << 5) | v;
+        nbits += 5;
+        if nbits >= 8 {
+            key.push((bits >> (nbits - 8)) as u8);
+            nbits -= 8;
+        }
+    }
+    let counter = (chrono::Utc::now().timestamp() / 30) as u64;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let mac = aws_lc_rs::hmac::sign(&key, &counter.to_be_bytes());
+    let mac = mac.as_ref();
+    let offset = (mac[19] & 0x0f) as usize;
+    let code = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]) % 1_000_000;
+    format!("{code:06}")
+}
+
+/// One request a webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub signature: String,
+    pub body: Vec<u8>,
+    pub status: u16,
+}
+
+/// An HTTP server that answers webhook POSTs with the statuses scripted in `plan` (then 200),
+/// or never answers when the planned status is 0.
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub async fn webhook_receiver(plan: Vec<u16>) -> Receiver {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let plan = Arc::new(Mutex::new(plan.into_iter()));
+    let log = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (log, plan) = (log.clone(), plan.clone());
+            async move {
+                let status = plan.lock().unwrap().next().unwrap_or(200);
+                let signature = headers.get("keel-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                log.lock().unwrap().push(Received { signature, body: body.to_vec(), status });
+                if status == 0 {
+                    std::future::pending::<()>().await;
+                }
+                StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { url, received }
+}
+
+/// Verifies `Keel-Signature: t=…,v1=…` the way the documentation tells receivers to:
+/// HMAC-SHA256 over `"<t>.<raw body>"` with the endpoint secret, hex, constant-time compare.
+pub fn signature_is_valid(secret: &str, header: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = Some(value.to_owned()),
+            Some(("v1", value)) => v1 = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    let age = chrono::Utc::now().timestamp() - t.parse::<i64>().unwrap_or(0);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let message = [t.as_bytes(), b".", body].concat();
+    age.abs() <= 300 && aws_lc_rs::hmac::verify(&key, &message, &v1).is_ok()
+}
+
+/// Starts the `keel` binary (e.g. `worker`) on `app`'s data dir and database, in the background.
+pub fn spawn_keel(app: &crate::helpers::TestApp, args: &[&str], extra_env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
+    cmd.args(args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
+        cmd.env_remove(key);
+    }
+    cmd.current_dir(&app.data_dir).env("KEEL_DATA_DIR", &app.data_dir).env("KEEL_LOG", "warn");
+    if let Some(url) = &app.database_url {
+        cmd.env("KEEL_DATABASE_URL", url);
+    }
+    for (key, value) in extra_env {
+        cmd.env(key, value);
+    }
+    cmd.spawn().expect("the keel binary starts")
+}

@@ -1,0 +1,86 @@
+//! Outgoing webhooks: endpoints, signed deliveries, retries and the attempt log.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app, spawn_app_with};
+use crate::support::{eventually, signature_is_valid, webhook_receiver};
+
+async fn create_endpoint(app: &TestApp, admin: &Tokens, url: &str, events: Value) -> Value {
+    app.post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": url, "events": events })).await.expect(201).json()
+}
+
+async fn deliveries(app: &TestApp, admin: &Tokens, id: &str) -> Vec<Value> {
+    app.get_authed(&format!("/v1/admin/webhook-endpoints/{id}/deliveries"), &admin.access).await.expect(200).json()["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_receiver_failing_three_times_gets_four_logged_attempts_and_one_success() {
+    let app = spawn_app_with(&[("webhook_retry_base_ms", "50")]).await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let receiver = webhook_receiver(vec![500, 503, 500]).await;
+    let endpoint = create_endpoint(&app, &admin, &receiver.url, json!(["account.password_changed"])).await;
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+
+    app.post_json_authed("/v1/auth/password/change", &admin.access, &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }))
+        .await
+        .expect(204);
+
+    let log = eventually(30, "a successful delivery", || async {
+        let log = deliveries(&app, &admin, &id).await;
+        log.iter().any(|d| d["status_code"] == 200).then_some(log)
+    })
+    .await;
+    assert_eq!(log.len(), 4, "{log:#?}");
+    assert_eq!(log.iter().filter(|d| d["status_code"] == 200).count(), 1);
+    let mut attempts: Vec<u64> = log.iter().map(|d| d["attempt"].as_u64().unwrap()).collect();
+    attempts.sort();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    assert!(log.iter().filter(|d| d["status_code"] != 200).all(|d| d["error"].is_string() && d["next_retry_at"].is_string()));
+
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 4);
+    for r in &received {
+        assert!(signature_is_valid(&secret, &r.signature, &r.body), "the documented recipe verifies {:?}", r.signature);
+        let event: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(event["type"], "account.password_changed");
+        assert!(event.get("user_id").is_none(), "internal ids stay inside");
+    }
+    assert!(!signature_is_valid("whsec_wrong", &received[0].signature, &received[0].body));
+}
+
+#[tokio::test]
+async fn ping_delivers_a_signed_ping_event_to_one_endpoint() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let receiver = webhook_receiver(vec![]).await;
+    let endpoint = create_endpoint(&app, &admin, &receiver.url, json!(["*"])).await;
+    let id = endpoint["id"].as_str().unwrap();
+    app.post_json_authed(&format!("/v1/admin/webhook-endpoints/{id}/ping"), &admin.access, &json!({})).await.expect(202);
+    let ping = eventually(20, "the ping", || async {
+        receiver.received.lock().unwrap().iter().find(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["type"] == "ping").cloned()
+    })
+    .await;
+    assert!(signature_is_valid(endpoint["secret"].as_str().unwrap(), &ping.signature, &ping.body));
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_by_admins_only_and_validated() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let path = "/v1/admin/webhook-endpoints";
+    app.post_json_authed(path, &ada.access, &json!({ "url": "https://hooks.example/x", "events": ["*"] })).await.problem(403, "forbidden");
+    for bad in [json!({ "url": "ftp://hooks.example", "events": ["*"] }), json!({ "url": "https://hooks.example", "events": [] }), json!({ "url": "https://hooks.example", "events": ["Bad Type"] })] {
+        app.post_json_authed(path, &admin.access, &bad).await.problem(422, "validation_failed");
+    }
+    let created = create_endpoint(&app, &admin, "https://hooks.example/x", json!(["order.updated"])).await;
+    let id = created["id"].as_str().unwrap();
+    assert!(id.starts_with("whe_") && created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let list = app.get_authed(path, &admin.access).await.expect(200).json();
+    assert_eq!(list["data"][0]["id"], id);
+    assert!(list["data"][0].get("secret").is_none(), "the secret is shown once, at creation");
+    app.delete_authed(&format!("{path}/{id}"), &admin.access).await.expect(204);
+    app.delete_authed(&format!("{path}/{id}"), &admin.access).await.problem(404, "not_found");
+    app.get_authed(&format!("{path}/{id}/deliveries"), &admin.access).await.problem(404, "not_found");
+}
