@@ -172,7 +172,11 @@ fn main() {
         .await;
 
         println!("\nkeel auth benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite");
-        println!("argon2id hash (m=19 MiB, t=2, p=1): median {:.2} ms → bound {:.1} logins/s ({cores} cores ÷ hash time)", hash_time.as_secs_f64() * 1e3, bound);
+        println!(
+            "argon2id hash (m=19 MiB, t=2, p=1): median {:.2} ms → bound {:.1} logins/s ({cores} cores ÷ hash time)",
+            hash_time.as_secs_f64() * 1e3,
+            bound
+        );
         println!("{}", login_report.line("POST /v1/auth/login"));
         println!("  = {:.0} % of the argon2 bound", 100.0 * login_report.rate() / bound);
         println!("{}", bare_report.line("bare axum JSON handler"));

@@ -62,7 +62,8 @@ async fn jobs_per_second(store: &Store, count: usize) -> (f64, f64) {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let settings = WorkerSettings { queues: vec!["default".into()], concurrency: 8, poll: Duration::from_millis(20), ..WorkerSettings::default() };
+        let settings =
+            WorkerSettings { queues: vec!["default".into()], concurrency: 8, poll: Duration::from_millis(20), ..WorkerSettings::default() };
         let worker = Worker::new(jobs.repo().clone(), Registry::default().with(Noop), settings, jobs.wake().clone());
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }

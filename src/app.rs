@@ -14,20 +14,20 @@ use tokio::net::TcpListener;
 
 use crate::auth::Accounts;
 use crate::auth::password::Hasher;
+use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::config::Config;
 use crate::events::nats::NatsBus;
+use crate::events::subscriber::Subscriber;
 use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
-use crate::jobs::worker::{Worker, WorkerSettings};
+use crate::http::extract::TrustedProxies;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs};
+use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
-use crate::auth::recovery::PasswordResetRequests;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{NotificationRepo, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
-use crate::events::subscriber::Subscriber;
-use crate::http::extract::TrustedProxies;
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
@@ -85,7 +85,8 @@ impl Application {
         };
         // A durable consumer per instance, named by an id kept in the data dir so a
         // restarted instance resumes where it stopped.
-        let instance = String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
+        let instance =
+            String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
             accounts: services.accounts.clone(),
@@ -161,9 +162,8 @@ impl Application {
             .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
             .collect();
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
-        let relay = self
-            .relay
-            .then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
+        let relay =
+            self.relay.then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -194,11 +194,9 @@ impl Application {
 /// Creates the data directory, connects, and migrates when configured to.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store = Store::connect(&StoreOptions {
-        url: config.database_url.expose_secret().to_owned(),
-        max_connections: config.db_max_connections,
-    })
-    .await?;
+    let store =
+        Store::connect(&StoreOptions { url: config.database_url.expose_secret().to_owned(), max_connections: config.db_max_connections })
+            .await?;
     if config.migrate_on_start {
         store.migrate().await?;
     }
@@ -232,7 +230,8 @@ impl Services {
         };
         let signer = TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?;
         let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
-        let accounts = Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
+        let accounts =
+            Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
         let mailer: Arc<dyn Mailer> = match &config.smtp_url {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),

@@ -8,11 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format as _, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format as _, Toml};
 use secrecy::SecretString;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::security::rate_limit::Rate;
 
@@ -190,59 +190,105 @@ impl Config {
             (v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")).then(|| v.to_owned())
         })?;
         Ok(Config {
-            listen: s.parse("listen", "an address:port such as 127.0.0.1:8080", |v| v.parse().ok())?.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: s
+                .parse("listen", "an address:port such as 127.0.0.1:8080", |v| v.parse().ok())?
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             database_url: SecretString::from(database_url.unwrap_or(default_db)),
             data_dir,
-            db_max_connections: s.parse("db_max_connections", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?.unwrap_or(10),
+            db_max_connections: s
+                .parse("db_max_connections", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?
+                .unwrap_or(10),
             migrate_on_start: s.parse("migrate_on_start", "true or false", |v| v.parse().ok())?.unwrap_or(true),
-            cors_origins: s.parse("cors_origins", "comma-separated origins such as https://shop.example.com", parse_origins)?.unwrap_or_default(),
-            currency: s.parse("currency", "an ISO 4217 code of three upper-case letters", |v| (v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase())).then(|| v.to_owned()))?.unwrap_or_else(|| "USD".into()),
-            log: s.parse("log", "a tracing filter such as info or keel=debug,warn", |v| tracing_subscriber::EnvFilter::try_new(v).ok().map(|_| v.to_owned()))?.unwrap_or_else(|| "info".into()),
-            log_format: s.parse("log_format", "json or pretty", |v| match v {
-                "json" => Some(LogFormat::Json),
-                "pretty" => Some(LogFormat::Pretty),
-                _ => None,
-            })?.unwrap_or(LogFormat::Json),
+            cors_origins: s
+                .parse("cors_origins", "comma-separated origins such as https://shop.example.com", parse_origins)?
+                .unwrap_or_default(),
+            currency: s
+                .parse("currency", "an ISO 4217 code of three upper-case letters", |v| {
+                    (v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase())).then(|| v.to_owned())
+                })?
+                .unwrap_or_else(|| "USD".into()),
+            log: s
+                .parse("log", "a tracing filter such as info or keel=debug,warn", |v| {
+                    tracing_subscriber::EnvFilter::try_new(v).ok().map(|_| v.to_owned())
+                })?
+                .unwrap_or_else(|| "info".into()),
+            log_format: s
+                .parse("log_format", "json or pretty", |v| match v {
+                    "json" => Some(LogFormat::Json),
+                    "pretty" => Some(LogFormat::Pretty),
+                    _ => None,
+                })?
+                .unwrap_or(LogFormat::Json),
             request_timeout: s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
-            body_limit_bytes: s.parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?.unwrap_or(1 << 20),
+            body_limit_bytes: s
+                .parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?
+                .unwrap_or(1 << 20),
             shutdown_grace: s.parse("shutdown_grace_secs", "seconds from 0 to 600", secs(0, 600))?.unwrap_or(Duration::from_secs(20)),
             jwt_issuer: s.parse("jwt_issuer", "a non-empty string", non_empty)?.unwrap_or_else(|| "keel".into()),
             jwt_audience: s.parse("jwt_audience", "a non-empty string", non_empty)?.unwrap_or_else(|| "keel-api".into()),
-            access_token_ttl: s.parse("access_token_ttl_secs", "seconds from 1 to 86400", secs(1, 86_400))?.unwrap_or(Duration::from_secs(900)),
-            refresh_token_ttl: s.parse("refresh_token_ttl_secs", "seconds from 60 to 31536000", secs(60, 31_536_000))?.unwrap_or(Duration::from_secs(30 * 86_400)),
+            access_token_ttl: s
+                .parse("access_token_ttl_secs", "seconds from 1 to 86400", secs(1, 86_400))?
+                .unwrap_or(Duration::from_secs(900)),
+            refresh_token_ttl: s
+                .parse("refresh_token_ttl_secs", "seconds from 60 to 31536000", secs(60, 31_536_000))?
+                .unwrap_or(Duration::from_secs(30 * 86_400)),
             signing_key: s.parse("signing_key", "a base64 PKCS#8 Ed25519 private key", |v| Some(SecretString::from(v.to_owned())))?,
             encryption_key: s.parse("encryption_key", "32 bytes, base64-encoded", |v| Some(SecretString::from(v.to_owned())))?,
-            rate_limit_auth_ip: s.parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?.unwrap_or(Some(Rate::per_minute(20))),
-            rate_limit_auth_account: s.parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?.unwrap_or(Some(Rate::per_minute(10))),
-            trusted_proxies: s.parse("trusted_proxies", "comma-separated IP addresses", |v| {
-                v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
-            })?.unwrap_or_default(),
+            rate_limit_auth_ip: s
+                .parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
+                .unwrap_or(Some(Rate::per_minute(20))),
+            rate_limit_auth_account: s
+                .parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
+                .unwrap_or(Some(Rate::per_minute(10))),
+            trusted_proxies: s
+                .parse("trusted_proxies", "comma-separated IP addresses", |v| {
+                    v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
+                })?
+                .unwrap_or_default(),
             smtp_url: s.parse("smtp_url", "an smtp:// or smtps:// URL", |v| {
                 (v.starts_with("smtp://") || v.starts_with("smtps://")).then(|| SecretString::from(v.to_owned()))
             })?,
-            mail_from: s.parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
+            mail_from: s
+                .parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
                 .unwrap_or_else(|| "Keel <no-reply@keel.invalid>".parse().expect("the default sender parses")),
-            app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
-                (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
-            })?.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
-            nats_url: s.parse("nats_url", "a nats:// URL", |v| (v.starts_with("nats://") || v.starts_with("tls://")).then(|| SecretString::from(v.to_owned())))?,
-            nats_subject_prefix: s.parse("nats_subject_prefix", "letters, digits, - and _", |v| {
-                (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| v.to_owned())
-            })?.unwrap_or_else(|| "keel".to_owned()),
+            app_base_url: s
+                .parse("app_base_url", "an http:// or https:// URL", |v| {
+                    (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
+                })?
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+            nats_url: s.parse("nats_url", "a nats:// URL", |v| {
+                (v.starts_with("nats://") || v.starts_with("tls://")).then(|| SecretString::from(v.to_owned()))
+            })?,
+            nats_subject_prefix: s
+                .parse("nats_subject_prefix", "letters, digits, - and _", |v| {
+                    (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                        .then(|| v.to_owned())
+                })?
+                .unwrap_or_else(|| "keel".to_owned()),
             webhook_retry: crate::notify::webhooks::RetryPolicy {
-                first_delay: s.parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
-                    v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
-                })?.unwrap_or(Duration::from_secs(30)),
-                max_attempts: s.parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?.unwrap_or(30),
+                first_delay: s
+                    .parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
+                        v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
+                    })?
+                    .unwrap_or(Duration::from_secs(30)),
+                max_attempts: s
+                    .parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?
+                    .unwrap_or(30),
             },
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
             run_relay: s.parse("run_relay", "true or false", |v| v.parse().ok())?.unwrap_or(true),
-            worker_concurrency: s.parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?.unwrap_or(4),
-            worker_queues: s.parse("worker_queues", "comma-separated queue names", |v| {
-                let queues: Vec<String> = v.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();
-                (!queues.is_empty() && queues.iter().all(|q| q.len() <= 64 && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))).then_some(queues)
-            })?.unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
+            worker_concurrency: s
+                .parse("worker_concurrency", "an integer from 1 to 256", |v| v.parse().ok().filter(|n| (1..=256).contains(n)))?
+                .unwrap_or(4),
+            worker_queues: s
+                .parse("worker_queues", "comma-separated queue names", |v| {
+                    let queues: Vec<String> = v.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();
+                    (!queues.is_empty()
+                        && queues.iter().all(|q| q.len() <= 64 && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')))
+                    .then_some(queues)
+                })?
+                .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
         })
     }
 }

@@ -88,7 +88,9 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Worker => run_worker(config).await,
             Command::Migrate => migrate(config).await,
-            Command::Admin { action: AdminAction::Create { email, password_stdin: _, role, name } } => admin_create(config, &email, role, &name).await,
+            Command::Admin { action: AdminAction::Create { email, password_stdin: _, role, name } } => {
+                admin_create(config, &email, role, &name).await
+            }
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });

@@ -51,11 +51,9 @@ impl From<AuthError> for ApiError {
                 "mfa_required",
                 "this account needs a current authenticator code or a recovery code in `totp_code`",
             ),
-            AuthError::TokenReused => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "token_reused",
-                "this refresh token was already used; the session has been revoked",
-            ),
+            AuthError::TokenReused => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_reused", "this refresh token was already used; the session has been revoked")
+            }
             AuthError::NotFound(what) => ApiError::not_found(what),
             AuthError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
             AuthError::Store(e) => ApiError::internal(e),

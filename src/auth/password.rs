@@ -46,10 +46,7 @@ impl Hasher {
 
 fn hash_with(argon: &Argon2<'_>, password: &str) -> anyhow::Result<String> {
     let salt = random_bytes::<16>();
-    argon
-        .hash_password_with_salt(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    argon.hash_password_with_salt(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
 }
 
 #[cfg(test)]

@@ -26,13 +26,21 @@ fn bad_token() -> AuthError {
 
 impl Accounts {
     /// A fresh single-use token for `user_id` and the job that mails it.
-    pub(super) fn mailed_token(&self, user_id: &str, email: &str, name: &str, purpose: TokenPurpose, at: DateTime<Utc>) -> (NewAccountToken, NewJob) {
+    pub(super) fn mailed_token(
+        &self,
+        user_id: &str,
+        email: &str,
+        name: &str,
+        purpose: TokenPurpose,
+        at: DateTime<Utc>,
+    ) -> (NewAccountToken, NewJob) {
         let raw = random_token();
         let (ttl, template) = match purpose {
             TokenPurpose::VerifyEmail => (VERIFY_TTL, Template::VerifyEmail),
             TokenPurpose::ResetPassword => (RESET_TTL, Template::ResetPassword),
         };
-        let token = NewAccountToken { hash: sha256_hex(raw.as_bytes()), user_id: user_id.to_owned(), purpose, now: at, expires_at: at + ttl };
+        let token =
+            NewAccountToken { hash: sha256_hex(raw.as_bytes()), user_id: user_id.to_owned(), purpose, now: at, expires_at: at + ttl };
         (token, mail_job(&self.cipher, email, template, &json!({"name": name, "token": raw})))
     }
 

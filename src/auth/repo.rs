@@ -117,16 +117,36 @@ pub struct ProfileUpdate {
 #[async_trait::async_trait]
 pub trait AccountRepo: Send + Sync {
     /// Inserts the account and its first session (if any) together; `Conflict` when the email is taken.
-    async fn create_user(&self, user: &UserRow, session: Option<&NewSession>, token: Option<&NewAccountToken>, effects: &Effects) -> Result<(), StoreError>;
+    async fn create_user(
+        &self,
+        user: &UserRow,
+        session: Option<&NewSession>,
+        token: Option<&NewAccountToken>,
+        effects: &Effects,
+    ) -> Result<(), StoreError>;
     /// Stores a mailed token (replacing earlier ones of its purpose) with its effects.
     async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError>;
     /// Spends a verification token and marks the email verified; false when the token is not live.
     async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
     /// Spends a reset token, sets the password and revokes every session; false when the token is not live.
-    async fn reset_password(&self, hash: &str, password_hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
+    async fn reset_password(
+        &self,
+        hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        effects: EffectsFor<'_>,
+    ) -> Result<bool, StoreError>;
     async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Makes the pending secret active at `step` and stores the recovery code hashes.
-    async fn enable_totp(&self, user_id: &str, sealed: &str, step: i64, recovery_hashes: &[String], effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        effects: &Effects,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     async fn disable_totp(&self, user_id: &str, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Records `step` as used; false when it (or a later one) was used already (replay).
     async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
@@ -138,17 +158,36 @@ pub trait AccountRepo: Send + Sync {
     /// Revokes the session of a refresh token; false when the token is unknown.
     async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError>;
-    async fn list_sessions(&self, user_id: &str, now: DateTime<Utc>, after: Option<&str>, limit: u32) -> Result<Vec<SessionRow>, StoreError>;
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError>;
     async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn update_profile(&self, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
     /// Sets a new password hash and revokes every session but `keep`.
-    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn set_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        keep: Option<&str>,
+        effects: &Effects,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Erases personal data, disables the account and revokes its sessions.
     async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError>;
     /// Changes roles and/or the disabled flag; disabling revokes every session.
-    async fn admin_update(&self, user_id: &str, roles: Option<i64>, disabled: Option<bool>, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
+    async fn admin_update(
+        &self,
+        user_id: &str,
+        roles: Option<i64>,
+        disabled: Option<bool>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserRow>, StoreError>;
 }
 
 pub struct SqlAccounts<DB: Backend> {
@@ -207,7 +246,12 @@ fn insert_token<DB: Backend>(t: &NewAccountToken) -> [Sql<DB>; 2] {
 }
 
 /// Spends a live token; returns its user.
-async fn consume_token<DB: Backend>(conn: &mut DB::Connection, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+async fn consume_token<DB: Backend>(
+    conn: &mut DB::Connection,
+    hash: &str,
+    purpose: TokenPurpose,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
     let row = Sql::<DB>::new(
         "UPDATE account_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
     )
@@ -222,13 +266,15 @@ async fn consume_token<DB: Backend>(conn: &mut DB::Connection, hash: &str, purpo
 fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
     let t = &s.token;
     [
-        Sql::new("INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)")
-            .bind(s.id.as_str())
-            .bind(s.user_id.as_str())
-            .bind(t.now)
-            .bind(t.expires_at)
-            .bind(t.ip.clone())
-            .bind(t.user_agent.clone()),
+        Sql::new(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        )
+        .bind(s.id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(t.now)
+        .bind(t.expires_at)
+        .bind(t.ip.clone())
+        .bind(t.user_agent.clone()),
         Sql::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
             .bind(t.refresh_hash.as_str())
             .bind(s.id.as_str())
@@ -241,7 +287,13 @@ const REVOKE_OTHER_SESSIONS_SQL: &str =
 
 #[async_trait::async_trait]
 impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
-    async fn create_user(&self, u: &UserRow, session: Option<&NewSession>, token: Option<&NewAccountToken>, effects: &Effects) -> Result<(), StoreError> {
+    async fn create_user(
+        &self,
+        u: &UserRow,
+        session: Option<&NewSession>,
+        token: Option<&NewAccountToken>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         Sql::<DB>::new(
             "INSERT INTO users (id, email, email_verified, name, password_hash, roles, country, mfa_enabled, disabled, created_at, updated_at) \
@@ -281,21 +333,33 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::VerifyEmail, now).await? else { return Ok(false) };
-        Sql::<DB>::new("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1").bind(user_id.as_str()).bind(now).execute(&mut tx).await?;
+        Sql::<DB>::new("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1")
+            .bind(user_id.as_str())
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
         effects(&user_id).apply_in::<DB>(&mut tx, now).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn reset_password(&self, hash: &str, password_hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {
+    async fn reset_password(
+        &self,
+        hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        effects: EffectsFor<'_>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::ResetPassword, now).await? else { return Ok(false) };
-        let changed = Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL AND disabled = FALSE")
-            .bind(user_id.as_str())
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
+        let changed = Sql::<DB>::new(
+            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL AND disabled = FALSE",
+        )
+        .bind(user_id.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
         if changed == 0 {
             return Ok(false);
         }
@@ -307,11 +371,24 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
 
     async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("UPDATE users SET totp_pending_enc = $2, updated_at = $3 WHERE id = $1").bind(user_id).bind(sealed).bind(now).execute(&mut tx).await?;
+        Sql::<DB>::new("UPDATE users SET totp_pending_enc = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
         Ok(tx.commit().await?)
     }
 
-    async fn enable_totp(&self, user_id: &str, sealed: &str, step: i64, recovery_hashes: &[String], effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        effects: &Effects,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         Sql::<DB>::new(
             "UPDATE users SET totp_secret_enc = $2, totp_pending_enc = NULL, totp_last_step = $3, mfa_enabled = TRUE, updated_at = $4 WHERE id = $1",
@@ -324,7 +401,11 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .await?;
         Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
         for hash in recovery_hashes {
-            Sql::<DB>::new("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)").bind(hash.as_str()).bind(user_id).execute(&mut tx).await?;
+            Sql::<DB>::new("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)")
+                .bind(hash.as_str())
+                .bind(user_id)
+                .execute(&mut tx)
+                .await?;
         }
         effects.apply_in::<DB>(&mut tx, now).await?;
         Ok(tx.commit().await?)
@@ -345,25 +426,22 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     }
 
     async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND mfa_enabled = TRUE AND (totp_last_step IS NULL OR totp_last_step < $2)")
+        let n = self.db.execute(Sql::<DB>::new("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND mfa_enabled = TRUE AND (totp_last_step IS NULL OR totp_last_step < $2)")
             .bind(user_id)
-            .bind(step)
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
+            .bind(step)).await?;
         Ok(n == 1)
     }
 
     async fn use_recovery_code(&self, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
-            .bind(hash)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut tx)
+        let n = self
+            .db
+            .execute(
+                Sql::<DB>::new("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
+                    .bind(hash)
+                    .bind(user_id)
+                    .bind(now),
+            )
             .await?;
-        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -398,7 +476,10 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
             .execute(&mut tx)
             .await?;
         if spent == 0 {
-            let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(presented).fetch_optional(&mut tx).await?;
+            let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(presented)
+                .fetch_optional(&mut tx)
+                .await?;
             let Some(owner) = owner else { return Ok(Rotation::Invalid) };
             Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                 .bind(owner.text("session_id")?)
@@ -439,7 +520,8 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
 
     async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
-        let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(hash).fetch_optional(&mut tx).await?;
+        let owner =
+            Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(hash).fetch_optional(&mut tx).await?;
         let Some(owner) = owner else { return Ok(false) };
         Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(owner.text("session_id")?)
@@ -467,7 +549,13 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .transpose()
     }
 
-    async fn list_sessions(&self, user_id: &str, now: DateTime<Utc>, after: Option<&str>, limit: u32) -> Result<Vec<SessionRow>, StoreError> {
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
             "SELECT id, created_at, last_used_at, ip, user_agent FROM sessions \
@@ -493,21 +581,20 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     }
 
     async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-            .bind(session_id)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut tx)
+        let n = self
+            .db
+            .execute(
+                Sql::<DB>::new("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+                    .bind(session_id)
+                    .bind(user_id)
+                    .bind(now),
+            )
             .await?;
-        tx.commit().await?;
         Ok(n == 1)
     }
 
     async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(except.map(str::to_owned)).execute(&mut tx).await?;
-        tx.commit().await?;
+        let n = self.db.execute(Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(except.map(str::to_owned))).await?;
         Ok(n)
     }
 
@@ -540,9 +627,21 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         user_from(&row).map(Some)
     }
 
-    async fn set_password(&self, user_id: &str, hash: &str, keep: Option<&str>, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn set_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        keep: Option<&str>,
+        effects: &Effects,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1").bind(user_id).bind(hash).bind(now).execute(&mut tx).await?;
+        Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
         Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(keep.map(str::to_owned)).execute(&mut tx).await?;
         effects.apply_in::<DB>(&mut tx, now).await?;
         Ok(tx.commit().await?)
@@ -562,12 +661,18 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .await?;
         Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
         Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
-        Sql::<DB>::new("UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL").bind(user_id).bind(now).execute(&mut tx).await?;
+        Sql::<DB>::new("UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
         Ok(tx.commit().await?)
     }
 
     async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
-        const SQL: &str = select_users!("WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR (roles & $2) <> 0) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4");
+        const SQL: &str = select_users!(
+            "WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR (roles & $2) <> 0) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        );
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(SQL)
             .bind(filter.email_like.clone())
@@ -579,7 +684,13 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         rows.iter().map(user_from).collect()
     }
 
-    async fn admin_update(&self, user_id: &str, roles: Option<i64>, disabled: Option<bool>, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError> {
+    async fn admin_update(
+        &self,
+        user_id: &str,
+        roles: Option<i64>,
+        disabled: Option<bool>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserRow>, StoreError> {
         let mut tx = self.db.begin().await?;
         let n = Sql::<DB>::new("UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), updated_at = $4 WHERE id = $1 AND deleted_at IS NULL")
             .bind(user_id)

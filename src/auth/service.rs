@@ -59,7 +59,14 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(repo: Arc<dyn AccountRepo>, hasher: Hasher, signer: TokenSigner, cipher: Arc<FieldCipher>, jobs: Jobs, refresh_ttl: Duration) -> Self {
+    pub fn new(
+        repo: Arc<dyn AccountRepo>,
+        hasher: Hasher,
+        signer: TokenSigner,
+        cipher: Arc<FieldCipher>,
+        jobs: Jobs,
+        refresh_ttl: Duration,
+    ) -> Self {
         Self { repo, hasher, signer, cipher, jobs, refresh_ttl }
     }
 
@@ -187,7 +194,12 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn list_users(&self, email_prefix: Option<&str>, role: Option<Role>, page: PageRequest<String>) -> Result<Page<AdminUser>, AuthError> {
+    pub async fn list_users(
+        &self,
+        email_prefix: Option<&str>,
+        role: Option<Role>,
+        page: PageRequest<String>,
+    ) -> Result<Page<AdminUser>, AuthError> {
         let filter = UserFilter {
             email_like: email_prefix.map(|p| format!("{}%", escape_like(&p.trim().to_lowercase()))),
             role_bits: role.map(|r| Roles::from_list(&[r]).bits() & !Roles::customer().bits()).filter(|b| *b != 0),

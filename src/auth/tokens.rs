@@ -101,14 +101,7 @@ impl TokenSigner {
     /// The public key set (RFC 7517) for clients and other services that verify tokens.
     pub fn jwks(&self) -> Jwks {
         Jwks {
-            keys: vec![Jwk {
-                kty: "OKP",
-                crv: "Ed25519",
-                alg: "EdDSA",
-                key_use: "sig",
-                kid: self.kid.clone(),
-                x: self.public_x.clone(),
-            }],
+            keys: vec![Jwk { kty: "OKP", crv: "Ed25519", alg: "EdDSA", key_use: "sig", kid: self.kid.clone(), x: self.public_x.clone() }],
         }
     }
 }

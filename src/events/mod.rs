@@ -59,7 +59,11 @@ impl Effects {
     }
 
     /// Writes the effects on the caller's connection, inside its transaction.
-    pub async fn apply_in<DB: crate::store::Backend>(&self, conn: &mut DB::Connection, now: DateTime<Utc>) -> Result<(), crate::store::StoreError> {
+    pub async fn apply_in<DB: crate::store::Backend>(
+        &self,
+        conn: &mut DB::Connection,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::store::StoreError> {
         for job in &self.jobs {
             crate::jobs::enqueue_in::<DB>(conn, job, now).await?;
         }

@@ -85,10 +85,11 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
                 return Ok(0);
             }
         }
-        let rows = Sql::<DB>::new("SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&mut tx)
-            .await?;
+        let rows =
+            Sql::<DB>::new("SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&mut tx)
+                .await?;
         let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
         let Some((last_seq, _)) = events.last() else { return Ok(0) };
         let last_seq = *last_seq;
@@ -117,9 +118,8 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     }
 
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before).execute(&mut tx).await?;
-        tx.commit().await?;
+        let n =
+            self.db.execute(Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before)).await?;
         Ok(n)
     }
 

@@ -31,7 +31,9 @@ async fn handle_until_done(sub: &dyn Subscriber, event: &Event, stop: &watch::Re
                 tracing::error!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber gave up on an event");
                 return;
             }
-            Err(e) => tracing::warn!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber failed; retrying"),
+            Err(e) => {
+                tracing::warn!(subscriber = sub.name(), event.id = %event.id, error = format!("{e:#}"), "subscriber failed; retrying")
+            }
         }
         tokio::time::sleep(delay).await;
         delay *= 2;

@@ -29,7 +29,8 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let id = request_id_of(&req);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let span = tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route, user.id = tracing::field::Empty);
+    let span =
+        tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route, user.id = tracing::field::Empty);
     let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();

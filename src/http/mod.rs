@@ -5,9 +5,9 @@ pub mod error;
 pub mod etag;
 pub mod extract;
 pub mod middleware;
+mod ops;
 pub mod pagination;
 pub mod rate_limit;
-mod ops;
 
 use std::time::Duration;
 
@@ -54,7 +54,11 @@ impl Modify for BearerAuth {
 }
 
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::auth::routes::router()).merge(crate::jobs::routes::router()).merge(crate::notify::routes::router()).merge(ops::documented())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::auth::routes::router())
+        .merge(crate::jobs::routes::router())
+        .merge(crate::notify::routes::router())
+        .merge(ops::documented())
 }
 
 /// The OpenAPI 3.1 document of every route, generated from the handlers.

@@ -39,7 +39,10 @@ pub fn router(openapi_json: String) -> Router<AppState> {
     let openapi_json = Arc::new(openapi_json);
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json.as_str().to_owned()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json.as_str().to_owned()) }),
+        )
         .route("/docs", get(docs_page))
         .route("/docs/app.js", get(docs_script))
 }

@@ -20,8 +20,16 @@ const JOB_RETENTION: TimeDelta = TimeDelta::days(7);
 
 pub fn schedules() -> Vec<Schedule> {
     vec![
-        Schedule { name: "purge_events", every: Duration::from_secs(3600), job: || NewJob::new(PURGE_EVENTS, serde_json::Value::Null).attempts(3) },
-        Schedule { name: "purge_jobs", every: Duration::from_secs(3600), job: || NewJob::new(PURGE_JOBS, serde_json::Value::Null).attempts(3) },
+        Schedule {
+            name: "purge_events",
+            every: Duration::from_secs(3600),
+            job: || NewJob::new(PURGE_EVENTS, serde_json::Value::Null).attempts(3),
+        },
+        Schedule {
+            name: "purge_jobs",
+            every: Duration::from_secs(3600),
+            job: || NewJob::new(PURGE_JOBS, serde_json::Value::Null).attempts(3),
+        },
     ]
 }
 

@@ -23,7 +23,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [JobState::Scheduled, JobState::Queued, JobState::Running, JobState::Retrying, JobState::Dead, JobState::Done];
+    pub const ALL: [JobState; 6] =
+        [JobState::Scheduled, JobState::Queued, JobState::Running, JobState::Retrying, JobState::Dead, JobState::Done];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,15 +59,7 @@ pub struct NewJob {
 
 impl NewJob {
     pub fn new(kind: &str, payload: serde_json::Value) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            queue: "default".to_owned(),
-            payload,
-            priority: 0,
-            run_at: None,
-            max_attempts: 10,
-            unique_key: None,
-        }
+        Self { kind: kind.to_owned(), queue: "default".to_owned(), payload, priority: 0, run_at: None, max_attempts: 10, unique_key: None }
     }
 
     pub fn unique(mut self, key: impl Into<String>) -> Self {
@@ -131,11 +124,7 @@ pub enum AfterFailure {
 }
 
 pub fn after_failure(attempts: u32, max_attempts: u32, now: DateTime<Utc>, delay: Duration) -> AfterFailure {
-    if attempts >= max_attempts {
-        AfterFailure::Dead
-    } else {
-        AfterFailure::RetryAt(now + delay)
-    }
+    if attempts >= max_attempts { AfterFailure::Dead } else { AfterFailure::RetryAt(now + delay) }
 }
 
 #[cfg(test)]

@@ -72,7 +72,14 @@ pub struct JobFilter {
 pub trait JobRepo: Send + Sync {
     async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
     /// Marks up to `limit` due jobs of `queue` running for `worker` until `lease_until`.
-    async fn claim(&self, queue: &str, worker: &str, limit: u32, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+    async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError>;
     /// Extends a running job's lease; false when the job is no longer this worker's.
     async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn complete(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
@@ -100,13 +107,6 @@ impl<DB: Backend> SqlJobs<DB> {
     pub fn new(db: Db<DB>) -> Self {
         Self { db }
     }
-
-    async fn write(&self, sql: Sql<DB>) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = sql.execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
 }
 
 #[async_trait::async_trait]
@@ -118,7 +118,14 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         Ok(id)
     }
 
-    async fn claim(&self, queue: &str, worker: &str, limit: u32, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $3, worker_id = $2, updated_at = $4 \
              WHERE id IN (SELECT id FROM jobs WHERE queue = $1 AND state IN ('scheduled', 'queued', 'retrying') AND run_at <= $4 \
@@ -146,7 +153,7 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
             .bind(id)
             .bind(worker)
             .bind(lease_until);
-        Ok(self.write(sql).await? == 1)
+        Ok(self.db.execute(sql).await? == 1)
     }
 
     async fn complete(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -157,7 +164,7 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         .bind(id)
         .bind(worker)
         .bind(now);
-        Ok(self.write(sql).await? == 1)
+        Ok(self.db.execute(sql).await? == 1)
     }
 
     async fn fail(&self, id: &str, worker: &str, error: &str, after: AfterFailure, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -176,7 +183,7 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         .bind(finished)
         .bind(error.chars().take(2000).collect::<String>())
         .bind(now);
-        Ok(self.write(sql).await? == 1)
+        Ok(self.db.execute(sql).await? == 1)
     }
 
     async fn release(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -187,7 +194,7 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         .bind(id)
         .bind(worker)
         .bind(now);
-        Ok(self.write(sql).await? == 1)
+        Ok(self.db.execute(sql).await? == 1)
     }
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -198,7 +205,7 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
              WHERE state = 'running' AND lease_until < $1",
         )
         .bind(now);
-        self.write(sql).await
+        self.db.execute(sql).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -231,15 +238,15 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         )
         .bind(id)
         .bind(now);
-        Ok(self.write(sql).await? == 1)
+        Ok(self.db.execute(sql).await? == 1)
     }
 
     async fn discard(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.write(Sql::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id)).await? == 1)
+        Ok(self.db.execute(Sql::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id)).await? == 1)
     }
 
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.write(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
+        self.db.execute(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
     }
 
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError> {

@@ -7,9 +7,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Jobs;
 use super::model::{Job, JobState};
 use super::repo::JobFilter;
-use super::Jobs;
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, StaffUser};
 use crate::http::error::{ApiError, ApiResult, Problem};

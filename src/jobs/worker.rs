@@ -85,7 +85,12 @@ impl Worker {
                             claimed += 1;
                             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                             running.lock().expect("running set").insert(job.id.clone());
-                            let run = Execution { repo: self.repo.clone(), registry: self.registry.clone(), worker: self.id.clone(), lease: self.settings.lease };
+                            let run = Execution {
+                                repo: self.repo.clone(),
+                                registry: self.registry.clone(),
+                                worker: self.id.clone(),
+                                lease: self.settings.lease,
+                            };
                             let running = running.clone();
                             tasks.spawn(async move {
                                 let id = job.id.clone();
@@ -163,7 +168,8 @@ impl Execution {
         };
         match outcome {
             Ok(label) => {
-                metrics::histogram!("keel_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => label).record(started.elapsed().as_secs_f64());
+                metrics::histogram!("keel_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => label)
+                    .record(started.elapsed().as_secs_f64());
             }
             Err(e) => tracing::error!(error = %e, "recording a job's outcome failed; its lease will expire and it runs again"),
         }

@@ -108,26 +108,24 @@ impl<DB: Backend> NotificationRepo for SqlNotifications<DB> {
     }
 
     async fn mark_read(&self, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
         // Reading twice is fine; only someone else's (or no) notification is "not found".
-        let n = Sql::<DB>::new("UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut tx)
+        let n = self
+            .db
+            .execute(
+                Sql::<DB>::new("UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user_id)
+                    .bind(now),
+            )
             .await?;
-        tx.commit().await?;
         Ok(n == 1)
     }
 
     async fn mark_all_read(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL")
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut tx)
+        let n = self
+            .db
+            .execute(Sql::<DB>::new("UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL").bind(user_id).bind(now))
             .await?;
-        tx.commit().await?;
         Ok(n)
     }
 }

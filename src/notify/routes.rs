@@ -71,7 +71,11 @@ pub async fn list_notifications(
 #[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "notification id (ntf_…)")),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn read_notification(State(repo): State<Arc<dyn NotificationRepo>>, AuthUser(me): AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn read_notification(
+    State(repo): State<Arc<dyn NotificationRepo>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if repo.mark_read(&me.user_id, &id, now()).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("notification")) }
 }
 

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::events::subscriber::Subscriber;
 use crate::events::Event;
+use crate::events::subscriber::Subscriber;
 use crate::jobs::{Job, JobHandler, Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
 use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
@@ -153,7 +153,10 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
 
     async fn get(&self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError> {
         let mut conn = self.db.reader().await?;
-        let row = Sql::<DB>::new("SELECT id, url, events, secret_enc, created_at FROM webhook_endpoints WHERE id = $1").bind(id).fetch_optional(&mut conn).await?;
+        let row = Sql::<DB>::new("SELECT id, url, events, secret_enc, created_at FROM webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut conn)
+            .await?;
         row.map(|r| Ok((endpoint_from(&r)?, r.text("secret_enc")?))).transpose()
     }
 
@@ -228,7 +231,10 @@ pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> Ne
     let event = Event { user_id: None, ..event.clone() };
     let unique = format!("webhook:{endpoint_id}:{}", event.id);
     let payload = DeliverPayload { endpoint_id: endpoint_id.to_owned(), event };
-    NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises")).on_queue(QUEUE).attempts(policy.max_attempts).unique(unique)
+    NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises"))
+        .on_queue(QUEUE)
+        .attempts(policy.max_attempts)
+        .unique(unique)
 }
 
 /// Fans events out to the endpoints that want them.
@@ -315,7 +321,15 @@ impl JobHandler for Deliver {
         let last = job.attempts >= job.max_attempts;
         let next_retry_at = (error.is_some() && !last).then(|| now() + self.retry_delay(job));
         self.repo
-            .record(&NewDelivery { endpoint_id: &endpoint.id, event: &payload.event, attempt: job.attempts, status_code, duration, error: error.clone(), next_retry_at })
+            .record(&NewDelivery {
+                endpoint_id: &endpoint.id,
+                event: &payload.event,
+                attempt: job.attempts,
+                status_code,
+                duration,
+                error: error.clone(),
+                next_retry_at,
+            })
             .await?;
         match error {
             None => Ok(()),

@@ -53,6 +53,20 @@ pub struct StoreOptions {
     pub max_connections: u32,
 }
 
+/// One constructor per repository: the same generic implementation over either backend.
+macro_rules! repositories {
+    ($($name:ident: $repo:ident = $sql:ident,)*) => {
+        $(
+            pub fn $name(&self) -> Arc<dyn $repo> {
+                match self {
+                    Store::Sqlite { db, .. } => Arc::new($sql::new(db.clone())),
+                    Store::Postgres(db) => Arc::new($sql::new(db.clone())),
+                }
+            }
+        )*
+    };
+}
+
 /// The connected database, whichever backend the URL chose.
 #[derive(Clone)]
 pub enum Store {
@@ -159,41 +173,6 @@ impl Store {
         }
     }
 
-    pub fn accounts(&self) -> Arc<dyn AccountRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlAccounts::new(db.clone())),
-            Store::Postgres(db) => Arc::new(SqlAccounts::new(db.clone())),
-        }
-    }
-
-    pub fn events(&self) -> Arc<dyn EventRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlEvents::new(db.clone())),
-            Store::Postgres(db) => Arc::new(SqlEvents::new(db.clone())),
-        }
-    }
-
-    pub fn notifications(&self) -> Arc<dyn NotificationRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlNotifications::new(db.clone())),
-            Store::Postgres(db) => Arc::new(SqlNotifications::new(db.clone())),
-        }
-    }
-
-    pub fn webhooks(&self) -> Arc<dyn WebhookRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlWebhooks::new(db.clone())),
-            Store::Postgres(db) => Arc::new(SqlWebhooks::new(db.clone())),
-        }
-    }
-
-    pub fn jobs(&self) -> Arc<dyn JobRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlJobs::new(db.clone())),
-            Store::Postgres(db) => Arc::new(SqlJobs::new(db.clone())),
-        }
-    }
-
     /// Wakes `wake` whenever any process commits a NOTIFY on `channel` (`keel_jobs`,
     /// `keel_events`; PostgreSQL only). SQLite has no cross-process signal: its loops poll.
     pub async fn forward_notifications(
@@ -220,6 +199,14 @@ impl Store {
             }
         });
         Ok(())
+    }
+
+    repositories! {
+        accounts: AccountRepo = SqlAccounts,
+        events: EventRepo = SqlEvents,
+        jobs: JobRepo = SqlJobs,
+        notifications: NotificationRepo = SqlNotifications,
+        webhooks: WebhookRepo = SqlWebhooks,
     }
 
     pub async fn close(&self) {

@@ -11,8 +11,10 @@ use sqlx::postgres::Postgres;
 use sqlx::sqlite::Sqlite;
 use std::sync::Arc;
 
+use sqlx::{
+    Arguments, AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlSafeStr, SqlStr, Transaction, Type,
+};
 use tokio::sync::Notify;
-use sqlx::{Arguments, AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlSafeStr, SqlStr, Transaction, Type};
 
 use super::StoreError;
 
@@ -169,9 +171,7 @@ where
 
 /// A SQL backend Keel runs on. The bounds live on associated types, so they are
 /// implied wherever `DB: Backend` is written.
-pub trait Backend:
-    sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoArguments<Self> + PushArg, Row: Columns>
-{
+pub trait Backend: sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoArguments<Self> + PushArg, Row: Columns> {
     /// Statement that opens a write transaction. SQLite must take the write lock up front,
     /// or a read-then-write transaction fails with SQLITE_BUSY on lock upgrade.
     const BEGIN_WRITE: &'static str;
@@ -288,6 +288,14 @@ impl<DB: Backend> Db<DB> {
     /// Opens a write transaction (one use case = one transaction).
     pub async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
         Ok(WriteTx { tx: self.write.begin_with(DB::BEGIN_WRITE).await?, committed: self.committed.clone() })
+    }
+
+    /// Runs one statement in a write transaction of its own; returns the rows it touched.
+    pub async fn execute(&self, sql: Sql<DB>) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sql.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// A connection for reads outside a transaction.

@@ -141,7 +141,10 @@ async fn email_prefix_filters_users() {
     let alpha = emails_of(&list_all(&app, &admin.access, &[("email_prefix", "alpha-")], 2).await);
     assert_eq!(alpha, ["alpha-1", "alpha-2", "alpha-3"].iter().map(|l| format!("{l}@example.com")).collect::<HashSet<_>>());
     assert_eq!(list_all(&app, &admin.access, &[("email_prefix", "alpha")], 10).await.len(), 4);
-    assert_eq!(emails_of(&list_all(&app, &admin.access, &[("email_prefix", "beta-2@")], 10).await), HashSet::from(["beta-2@example.com".to_owned()]));
+    assert_eq!(
+        emails_of(&list_all(&app, &admin.access, &[("email_prefix", "beta-2@")], 10).await),
+        HashSet::from(["beta-2@example.com".to_owned()])
+    );
     for nothing in ["zzz", "example.com", "%", "_", "alpha%", "a_pha"] {
         assert!(list_all(&app, &admin.access, &[("email_prefix", nothing)], 10).await.is_empty(), "prefix {nothing:?} matches nothing");
     }
@@ -203,7 +206,8 @@ async fn roles_are_listed_once_in_a_fixed_order_and_always_include_customer() {
     let admin = app.create_admin(ADMIN, PASSWORD).await;
     let ada = app.customer("ada@example.com").await;
     let one = patch_user(&app, &admin.access, &ada.user_id(), json!({ "roles": ["admin", "support", "support"] })).await.expect(200).json();
-    let other = patch_user(&app, &admin.access, &ada.user_id(), json!({ "roles": ["support", "customer", "admin"] })).await.expect(200).json();
+    let other =
+        patch_user(&app, &admin.access, &ada.user_id(), json!({ "roles": ["support", "customer", "admin"] })).await.expect(200).json();
     assert_eq!(one["roles"], other["roles"], "the same set is listed the same way");
     let roles: Vec<&str> = one["roles"].as_array().expect("roles").iter().filter_map(Value::as_str).collect();
     assert_eq!(roles.len(), 3, "no duplicates: {roles:?}");
@@ -253,7 +257,10 @@ async fn bad_changes_are_refused() {
     for roles in [json!(["owner"]), json!(["admin", "root"]), json!([1])] {
         let reply = patch_user(&app, &admin.access, &id, json!({ "roles": roles })).await;
         let body = reply.problem(422, "validation_failed");
-        assert!(body["errors"].as_array().expect("errors").iter().any(|e| e["field"].as_str().is_some_and(|f| f.starts_with("roles"))), "{body}");
+        assert!(
+            body["errors"].as_array().expect("errors").iter().any(|e| e["field"].as_str().is_some_and(|f| f.starts_with("roles"))),
+            "{body}"
+        );
     }
     patch_user(&app, &admin.access, &id, json!({ "roles": "admin" })).await.field_error("roles");
     patch_user(&app, &admin.access, &id, json!({ "disabled": "yes" })).await.field_error("disabled");

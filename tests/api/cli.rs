@@ -23,9 +23,13 @@ async fn admin_create_makes_an_admin_who_can_sign_in() {
     let roles = tokens.user["roles"].as_array().expect("roles").clone();
     assert!(roles.contains(&json!("admin")) && roles.contains(&json!("customer")), "{roles:?}");
     app.get_authed("/v1/admin/users", &tokens.access).await.expect(200);
-    app.patch_json_authed(&format!("/v1/admin/users/{}", app.customer("ada@example.com").await.user_id()), &tokens.access, &json!({ "roles": ["support"] }))
-        .await
-        .expect(200);
+    app.patch_json_authed(
+        &format!("/v1/admin/users/{}", app.customer("ada@example.com").await.user_id()),
+        &tokens.access,
+        &json!({ "roles": ["support"] }),
+    )
+    .await
+    .expect(200);
 }
 
 #[tokio::test]
@@ -64,7 +68,12 @@ async fn admin_create_refuses_a_taken_email() {
 async fn an_invalid_setting_stops_with_exit_code_2_naming_the_variable() {
     let dir = std::env::temp_dir().join(format!("keel-cfg-{}", uuid::Uuid::new_v4().simple()));
     let dir_value = dir.to_str().expect("UTF-8").to_owned();
-    for (var, value) in [("KEEL_LISTEN", "nonsense"), ("KEEL_RATE_LIMIT_AUTH_IP", "often"), ("KEEL_BODY_LIMIT_BYTES", "-5"), ("KEEL_DATABASE_URL", "mysql://x")] {
+    for (var, value) in [
+        ("KEEL_LISTEN", "nonsense"),
+        ("KEEL_RATE_LIMIT_AUTH_IP", "often"),
+        ("KEEL_BODY_LIMIT_BYTES", "-5"),
+        ("KEEL_DATABASE_URL", "mysql://x"),
+    ] {
         let out = run_keel(&["migrate"], &[("KEEL_DATA_DIR", dir_value.clone()), (var, value.to_owned())], "").await;
         assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", stderr(&out));
         assert!(stderr(&out).contains(var), "the message names {var}: {}", stderr(&out));

@@ -60,9 +60,7 @@ async fn parallel_logins_open_distinct_sessions() {
     let app = spawn_app().await;
     app.customer("ada@example.com").await;
     let replies = join_all((0..10).map(|_| app.try_login("ada@example.com", PASSWORD))).await;
-    let sessions: std::collections::HashSet<String> = replies
-        .into_iter()
-        .map(|r| crate::helpers::Tokens::from_reply(r.expect(200)).session_id())
-        .collect();
+    let sessions: std::collections::HashSet<String> =
+        replies.into_iter().map(|r| crate::helpers::Tokens::from_reply(r.expect(200)).session_id()).collect();
     assert_eq!(sessions.len(), 10);
 }

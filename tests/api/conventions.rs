@@ -87,7 +87,9 @@ async fn a_missing_or_wrong_content_type_is_a_415() {
 #[tokio::test]
 async fn an_unknown_field_is_a_422_naming_it() {
     let app = spawn_app().await;
-    let reply = app.post_json("/v1/auth/register", &json!({ "email": "ada@example.com", "password": PASSWORD, "name": "Ada", "roles": ["admin"] })).await;
+    let reply = app
+        .post_json("/v1/auth/register", &json!({ "email": "ada@example.com", "password": PASSWORD, "name": "Ada", "roles": ["admin"] }))
+        .await;
     reply.field_error("roles");
 }
 

@@ -103,11 +103,7 @@ impl TestApp {
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
+        let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
         TestApp { address, data_dir, database_url, client, settings, shutdown: Some(tx), server: Some(server), owns_data_dir: true }
     }
 
@@ -272,11 +268,12 @@ impl TestApp {
         };
         use sqlx::Connection as _;
         let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting to the test database");
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
-                .fetch_all(&mut conn)
-                .await
-                .expect("listing tables");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("listing tables");
         let mut text = String::new();
         for table in tables {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{table}\" t")))
@@ -336,7 +333,11 @@ pub async fn run_keel(args: &[&str], env: &[(&str, String)], stdin: &str) -> Out
     let cwd = std::env::temp_dir().join(format!("keel-cli-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&cwd).expect("a scratch directory");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
-    cmd.args(args).current_dir(&cwd).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.args(args)
+        .current_dir(&cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
         cmd.env_remove(key);
     }

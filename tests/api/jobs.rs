@@ -46,10 +46,16 @@ async fn a_dead_job_can_be_retried_by_an_admin() {
     let app = spawn_app_with(&[("webhook_retry_base_ms", "20"), ("webhook_max_attempts", "3")]).await;
     let admin = app.create_admin("root@example.com", PASSWORD).await;
     // Nothing listens on this port: every attempt fails until the job is dead.
-    let endpoint = app.post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] })).await.expect(201).json();
+    let endpoint = app
+        .post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] }))
+        .await
+        .expect(201)
+        .json();
     let ep = endpoint["id"].as_str().unwrap();
     app.post_json_authed(&format!("/v1/admin/webhook-endpoints/{ep}/ping"), &admin.access, &json!({})).await.expect(202);
-    let dead = eventually(30, "a dead webhook job", || async { jobs(&app, &admin, "?state=dead&kind=webhook.deliver").await.first().cloned() }).await;
+    let dead =
+        eventually(30, "a dead webhook job", || async { jobs(&app, &admin, "?state=dead&kind=webhook.deliver").await.first().cloned() })
+            .await;
     assert_eq!(dead["attempts"], dead["max_attempts"]);
     let id = dead["id"].as_str().unwrap();
     app.post_json_authed(&format!("/v1/admin/jobs/{id}/retry"), &admin.access, &json!({})).await.expect(204);
@@ -64,12 +70,17 @@ async fn a_job_whose_worker_process_is_killed_runs_again_and_takes_effect_once()
     let admin = app.create_admin("root@example.com", PASSWORD).await;
     // The first delivery hangs (the worker will die holding it); later ones succeed.
     let receiver = webhook_receiver(vec![0]).await;
-    let endpoint = app.post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": receiver.url, "events": ["*"] })).await.expect(201).json();
+    let endpoint = app
+        .post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": receiver.url, "events": ["*"] }))
+        .await
+        .expect(201)
+        .json();
     let ep = endpoint["id"].as_str().unwrap().to_owned();
     app.post_json_authed(&format!("/v1/admin/webhook-endpoints/{ep}/ping"), &admin.access, &json!({})).await.expect(202);
 
     let mut first = spawn_keel(&app, &["worker"], &[("KEEL_WORKER_LEASE_SECS", "2")]);
-    eventually(30, "the first worker to start delivering", || async { (!receiver.received.lock().unwrap().is_empty()).then_some(()) }).await;
+    eventually(30, "the first worker to start delivering", || async { (!receiver.received.lock().unwrap().is_empty()).then_some(()) })
+        .await;
     first.kill().await.expect("killing the worker");
     let _ = first.wait().await;
 

@@ -50,7 +50,9 @@ async fn forgot_password_answers_202_whether_or_not_the_account_exists() {
     app.post_json("/v1/auth/password/forgot", &json!({ "email": "ada@example.com" })).await.expect(202);
     app.post_json("/v1/auth/password/forgot", &json!({ "email": "nobody@example.com" })).await.expect(202);
     app.post_json("/v1/auth/password/forgot", &json!({ "email": "not an email" })).await.problem(422, "validation_failed");
-    let reset = eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) }).await;
+    let reset =
+        eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) })
+            .await;
     assert!(reset.contains("To: ada@example.com"));
     // Let the second request's job run too: still only Ada's reset mail exists.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -62,18 +64,24 @@ async fn a_reset_token_sets_the_password_once_and_signs_every_session_out() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
     app.post_json("/v1/auth/password/forgot", &json!({ "email": "ada@example.com" })).await.expect(202);
-    let mail = eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) }).await;
+    let mail =
+        eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) })
+            .await;
     let token = token_in(&mail, "/reset-password");
 
     // A weak password is refused and does not spend the token.
-    app.post_json("/v1/auth/password/reset", &json!({ "token": token, "new_password": "password123" })).await.problem(422, "validation_failed");
+    app.post_json("/v1/auth/password/reset", &json!({ "token": token, "new_password": "password123" }))
+        .await
+        .problem(422, "validation_failed");
     app.post_json("/v1/auth/password/reset", &json!({ "token": token, "new_password": "a brand new passphrase" })).await.expect(204);
 
     app.me(&ada.access).await.problem(401, "invalid_token");
     app.refresh(&ada.refresh).await.expect(401);
     app.try_login("ada@example.com", PASSWORD).await.problem(401, "invalid_credentials");
     app.login("ada@example.com", "a brand new passphrase").await;
-    app.post_json("/v1/auth/password/reset", &json!({ "token": token, "new_password": "yet another passphrase" })).await.problem(422, "validation_failed");
+    app.post_json("/v1/auth/password/reset", &json!({ "token": token, "new_password": "yet another passphrase" }))
+        .await
+        .problem(422, "validation_failed");
 }
 
 #[tokio::test]

@@ -19,7 +19,10 @@ fn assert_error_under(reply: &crate::helpers::Reply, field: &str) {
     let body = reply.problem(422, "validation_failed");
     let errors = body["errors"].as_array().unwrap_or_else(|| panic!("errors in {body}"));
     assert!(
-        errors.iter().filter_map(|e| e["field"].as_str()).any(|f| f == field || f.starts_with(&format!("{field}.")) || f.starts_with(&format!("{field}["))),
+        errors
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .any(|f| f == field || f.starts_with(&format!("{field}.")) || f.starts_with(&format!("{field}["))),
         "an error under `{field}` in {body}"
     );
 }
@@ -115,7 +118,15 @@ async fn a_country_must_be_an_iso_3166_alpha_2_code() {
 async fn a_phone_must_be_e164() {
     let app = spawn_app().await;
     let tokens = app.customer("ada@example.com").await;
-    for phone in [json!("4155550100"), json!("+1415abc0100"), json!("+123"), json!("+1234567890123456"), json!(""), json!("+1 415 555 0100"), json!(14155550100_u64)] {
+    for phone in [
+        json!("4155550100"),
+        json!("+1415abc0100"),
+        json!("+123"),
+        json!("+1234567890123456"),
+        json!(""),
+        json!("+1 415 555 0100"),
+        json!(14155550100_u64),
+    ] {
         patch_me(&app, &tokens.access, json!({ "phone": phone })).await.field_error("phone");
     }
     patch_me(&app, &tokens.access, json!({ "phone": "+14155550100" })).await.expect(200);
@@ -135,7 +146,15 @@ async fn an_address_needs_line1_city_and_a_valid_country() {
         a.as_object_mut().expect("an object").remove(key);
         a
     };
-    for bad in [without("line1"), without("city"), without("country"), with("line1", json!("")), with("country", json!("XX")), with("zip", json!("1")), json!("London")] {
+    for bad in [
+        without("line1"),
+        without("city"),
+        without("country"),
+        with("line1", json!("")),
+        with("country", json!("XX")),
+        with("zip", json!("1")),
+        json!("London"),
+    ] {
         assert_error_under(&patch_me(&app, &tokens.access, json!({ "address": bad })).await, "address");
     }
     let minimal = json!({ "line1": "1 Main St", "city": "Springfield", "country": "US" });

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
 use crate::support::totp_now;
 
-
 /// Sets up and enables MFA; returns the secret, the code that enabled it, and the recovery codes.
 async fn enable_mfa(app: &TestApp, who: &Tokens) -> (String, String, Vec<String>) {
     let setup = app.post_json_authed("/v1/auth/mfa/totp/setup", &who.access, &json!({})).await.expect(200).json();
@@ -65,7 +64,9 @@ async fn disabling_needs_the_password_and_turns_the_second_factor_off() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
     let (secret, _, _) = enable_mfa(&app, &ada).await;
-    app.post_json_authed("/v1/auth/mfa/totp/disable", &ada.access, &json!({ "password": "wrong password" })).await.problem(401, "invalid_credentials");
+    app.post_json_authed("/v1/auth/mfa/totp/disable", &ada.access, &json!({ "password": "wrong password" }))
+        .await
+        .problem(401, "invalid_credentials");
     app.post_json_authed("/v1/auth/mfa/totp/disable", &ada.access, &json!({ "password": PASSWORD })).await.expect(204);
     login_with(&app, None).await.expect(200);
     assert!(!app.stored_text().await.contains(&secret), "the TOTP secret is encrypted at rest");

@@ -6,7 +6,9 @@ use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
 use crate::support::eventually;
 
 async fn change_password(app: &TestApp, who: &Tokens, new: &str) {
-    app.post_json_authed("/v1/auth/password/change", &who.access, &json!({ "current_password": PASSWORD, "new_password": new })).await.expect(204);
+    app.post_json_authed("/v1/auth/password/change", &who.access, &json!({ "current_password": PASSWORD, "new_password": new }))
+        .await
+        .expect(204);
 }
 
 async fn notifications(app: &TestApp, who: &Tokens, query: &str) -> Vec<Value> {

@@ -46,7 +46,8 @@ async fn metrics_count_requests_per_route_and_time_them() {
     let reply = app.get("/metrics").await.expect(200);
     assert!(reply.header("content-type").unwrap_or_default().starts_with("text/plain"));
     let text = &reply.text;
-    let me_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("keel_http_requests_total{") && l.contains("route=\"/v1/me\"")).collect();
+    let me_lines: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("keel_http_requests_total{") && l.contains("route=\"/v1/me\"")).collect();
     assert!(me_lines.iter().any(|l| l.contains("status=\"200\"")), "a 200 counter for /v1/me in:\n{text}");
     assert!(me_lines.iter().any(|l| l.contains("status=\"401\"")), "a 401 counter for /v1/me in:\n{text}");
     assert!(
@@ -91,7 +92,10 @@ async fn openapi_documents_bearer_auth_and_problem_responses() {
     let app = spawn_app().await;
     let doc = openapi(&app).await;
     let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
-    assert!(schemes.values().any(|s| s["type"] == "http" && s["scheme"].as_str().is_some_and(|v| v.eq_ignore_ascii_case("bearer"))), "{schemes:?}");
+    assert!(
+        schemes.values().any(|s| s["type"] == "http" && s["scheme"].as_str().is_some_and(|v| v.eq_ignore_ascii_case("bearer"))),
+        "{schemes:?}"
+    );
     let me = &doc["paths"]["/v1/me"]["get"];
     assert!(me["security"].is_array(), "GET /v1/me declares its security: {me}");
     assert!(me["responses"]["401"].is_object(), "GET /v1/me documents 401: {me}");

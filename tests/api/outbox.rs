@@ -11,9 +11,13 @@ async fn an_event_committed_but_not_yet_published_is_delivered_after_a_restart()
     // exactly the state a crash right after commit leaves behind.
     let app = spawn_app_with(&[("run_relay", "false")]).await;
     let ada = app.customer("ada@example.com").await;
-    app.post_json_authed("/v1/auth/password/change", &ada.access, &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }))
-        .await
-        .expect(204);
+    app.post_json_authed(
+        "/v1/auth/password/change",
+        &ada.access,
+        &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }),
+    )
+    .await
+    .expect(204);
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let ada = app.login("ada@example.com", "a brand new passphrase").await;
     let none = app.get_authed("/v1/notifications", &ada.access).await.expect(200).json();

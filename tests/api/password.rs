@@ -49,7 +49,12 @@ async fn a_wrong_current_password_is_invalid_credentials() {
 async fn the_new_password_follows_the_password_rules() {
     let app = spawn_app().await;
     let tokens = app.customer("ada@example.com").await;
-    for (new, code) in [("short", "too_short"), ("password123", "common_password"), ("12345678", "common_password"), ("ada@example.com", "context_specific")] {
+    for (new, code) in [
+        ("short", "too_short"),
+        ("password123", "common_password"),
+        ("12345678", "common_password"),
+        ("ada@example.com", "context_specific"),
+    ] {
         change(&app, &tokens.access, PASSWORD, new).await.field_error_code("new_password", code);
     }
     change(&app, &tokens.access, PASSWORD, &"p".repeat(129)).await.field_error_code("new_password", "too_long");
@@ -63,8 +68,12 @@ async fn changing_the_password_needs_a_token_and_both_fields() {
     app.post_json("/v1/auth/password/change", &json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }))
         .await
         .problem(401, "unauthenticated");
-    app.post_json_authed("/v1/auth/password/change", &tokens.access, &json!({ "new_password": NEW_PASSWORD })).await.field_error("current_password");
-    app.post_json_authed("/v1/auth/password/change", &tokens.access, &json!({ "current_password": PASSWORD })).await.field_error("new_password");
+    app.post_json_authed("/v1/auth/password/change", &tokens.access, &json!({ "new_password": NEW_PASSWORD }))
+        .await
+        .field_error("current_password");
+    app.post_json_authed("/v1/auth/password/change", &tokens.access, &json!({ "current_password": PASSWORD }))
+        .await
+        .field_error("new_password");
     app.post_json_authed("/v1/auth/password/change", &tokens.access, &json!({ "current_password": PASSWORD, "new_password": 12345678 }))
         .await
         .field_error("new_password");

@@ -8,12 +8,20 @@ use crate::helpers::{PASSWORD, Reply, TestApp, spawn_app_with};
 
 /// A login attempt from `client_ip` (believed only when the peer is a trusted proxy).
 async fn login_from(app: &TestApp, client_ip: &str, email: &str, password: &str) -> Reply {
-    app.send(app.request(Method::POST, "/v1/auth/login").header("x-forwarded-for", client_ip).json(&json!({ "email": email, "password": password })))
-        .await
+    app.send(
+        app.request(Method::POST, "/v1/auth/login")
+            .header("x-forwarded-for", client_ip)
+            .json(&json!({ "email": email, "password": password })),
+    )
+    .await
 }
 
 fn number(reply: &Reply, header: &str) -> u64 {
-    reply.header(header).unwrap_or_else(|| panic!("{header} missing: {:?}", reply.headers)).parse().unwrap_or_else(|_| panic!("{header} is a number"))
+    reply
+        .header(header)
+        .unwrap_or_else(|| panic!("{header} missing: {:?}", reply.headers))
+        .parse()
+        .unwrap_or_else(|_| panic!("{header} is a number"))
 }
 
 #[track_caller]
@@ -51,7 +59,8 @@ async fn too_many_attempts_from_one_address_are_refused() {
 
 #[tokio::test]
 async fn an_account_is_limited_whatever_address_the_attempts_come_from() {
-    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_ip", "100/h"), ("rate_limit_auth_account", "3/h")]).await;
+    let app =
+        spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_ip", "100/h"), ("rate_limit_auth_account", "3/h")]).await;
     app.customer("ada@example.com").await; // one attempt against ada
     login_from(&app, "203.0.113.1", "ada@example.com", "guess one").await.problem(401, "invalid_credentials");
     login_from(&app, "203.0.113.2", "ADA@example.com", "guess two").await.problem(401, "invalid_credentials");

@@ -99,7 +99,9 @@ async fn a_wrong_type_for_any_field_is_named() {
 async fn invalid_emails_are_refused() {
     let app = spawn_app().await;
     let too_long = format!("{}@example.com", "a".repeat(250));
-    for email in ["", "ada", "ada@", "@example.com", "ada@example", "ad a@example.com", "ada@@example.com", "ada@.example.com", too_long.as_str()] {
+    for email in
+        ["", "ada", "ada@", "@example.com", "ada@example", "ad a@example.com", "ada@@example.com", "ada@.example.com", too_long.as_str()]
+    {
         app.try_register(email, PASSWORD, "Ada").await.field_error("email");
     }
 }

@@ -23,7 +23,11 @@ async fn listing_sessions_shows_where_each_was_opened_and_which_is_current() {
     let app = spawn_app().await;
     app.customer("ada@example.com").await;
     let reply = app
-        .send(app.request(Method::POST, "/v1/auth/login").header("user-agent", "KeelTest/1.0").json(&json!({ "email": "ada@example.com", "password": PASSWORD })))
+        .send(
+            app.request(Method::POST, "/v1/auth/login")
+                .header("user-agent", "KeelTest/1.0")
+                .json(&json!({ "email": "ada@example.com", "password": PASSWORD })),
+        )
         .await
         .expect(200);
     let tokens = Tokens::from_reply(reply);

@@ -10,7 +10,10 @@ async fn create_endpoint(app: &TestApp, admin: &Tokens, url: &str, events: Value
 }
 
 async fn deliveries(app: &TestApp, admin: &Tokens, id: &str) -> Vec<Value> {
-    app.get_authed(&format!("/v1/admin/webhook-endpoints/{id}/deliveries"), &admin.access).await.expect(200).json()["data"].as_array().unwrap().clone()
+    app.get_authed(&format!("/v1/admin/webhook-endpoints/{id}/deliveries"), &admin.access).await.expect(200).json()["data"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -22,9 +25,13 @@ async fn a_receiver_failing_three_times_gets_four_logged_attempts_and_one_succes
     let secret = endpoint["secret"].as_str().unwrap().to_owned();
     let id = endpoint["id"].as_str().unwrap().to_owned();
 
-    app.post_json_authed("/v1/auth/password/change", &admin.access, &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }))
-        .await
-        .expect(204);
+    app.post_json_authed(
+        "/v1/auth/password/change",
+        &admin.access,
+        &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }),
+    )
+    .await
+    .expect(204);
 
     let log = eventually(30, "a successful delivery", || async {
         let log = deliveries(&app, &admin, &id).await;
@@ -71,7 +78,11 @@ async fn endpoints_are_managed_by_admins_only_and_validated() {
     let ada = app.customer("ada@example.com").await;
     let path = "/v1/admin/webhook-endpoints";
     app.post_json_authed(path, &ada.access, &json!({ "url": "https://hooks.example/x", "events": ["*"] })).await.problem(403, "forbidden");
-    for bad in [json!({ "url": "ftp://hooks.example", "events": ["*"] }), json!({ "url": "https://hooks.example", "events": [] }), json!({ "url": "https://hooks.example", "events": ["Bad Type"] })] {
+    for bad in [
+        json!({ "url": "ftp://hooks.example", "events": ["*"] }),
+        json!({ "url": "https://hooks.example", "events": [] }),
+        json!({ "url": "https://hooks.example", "events": ["Bad Type"] }),
+    ] {
         app.post_json_authed(path, &admin.access, &bad).await.problem(422, "validation_failed");
     }
     let created = create_endpoint(&app, &admin, "https://hooks.example/x", json!(["order.updated"])).await;

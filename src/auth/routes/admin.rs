@@ -37,7 +37,11 @@ pub struct UpdateUserRequest {
 /// List users (support, admin).
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserListQuery, PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AdminUser>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn list_users(State(accounts): State<Arc<Accounts>>, _staff: StaffUser, Query(q): Query<UserListQuery>) -> ApiResult<Json<Page<AdminUser>>> {
+pub async fn list_users(
+    State(accounts): State<Arc<Accounts>>,
+    _staff: StaffUser,
+    Query(q): Query<UserListQuery>,
+) -> ApiResult<Json<Page<AdminUser>>> {
     let mut invalid = Invalid::default();
     let role = q.role.as_deref().and_then(|r| invalid.check(Role::parse("role", r)));
     let page = invalid.check(q.page.parse());

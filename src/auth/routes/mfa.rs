@@ -38,14 +38,22 @@ pub async fn setup(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser
 /// Turn MFA on by proving the app shows the right code.
 #[utoipa::path(post, path = "/v1/auth/mfa/totp/enable", tag = "auth", security(("bearer" = [])), request_body = CodeRequest,
     responses((status = 200, body = RecoveryCodes), (status = 409, body = Problem), (status = 422, description = "wrong code", body = Problem)))]
-pub async fn enable(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Json(req): Json<CodeRequest>) -> ApiResult<Json<RecoveryCodes>> {
+pub async fn enable(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Json(req): Json<CodeRequest>,
+) -> ApiResult<Json<RecoveryCodes>> {
     Ok(Json(RecoveryCodes { recovery_codes: accounts.totp_enable(&me, &req.code).await? }))
 }
 
 /// Turn MFA off (needs the password).
 #[utoipa::path(post, path = "/v1/auth/mfa/totp/disable", tag = "auth", security(("bearer" = [])), request_body = PasswordConfirmation,
     responses((status = 204), (status = 401, description = "invalid_credentials", body = Problem)))]
-pub async fn disable(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Json(req): Json<PasswordConfirmation>) -> ApiResult<StatusCode> {
+pub async fn disable(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Json(req): Json<PasswordConfirmation>,
+) -> ApiResult<StatusCode> {
     accounts.totp_disable(&me, &req.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -54,15 +54,18 @@ pub struct TokenResponse {
 
 impl From<Issued> for TokenResponse {
     fn from(i: Issued) -> Self {
-        TokenResponse { user: i.user, access_token: i.access_token, refresh_token: i.refresh_token, token_type: "Bearer", expires_in: i.expires_in }
+        TokenResponse {
+            user: i.user,
+            access_token: i.access_token,
+            refresh_token: i.refresh_token,
+            token_type: "Bearer",
+            expires_in: i.expires_in,
+        }
     }
 }
 
 fn client(ip: ClientIp, headers: &HeaderMap) -> Client {
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(256).collect());
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     Client { ip: Some(ip.0.to_string()), user_agent }
 }
 

@@ -73,14 +73,22 @@ pub async fn get_me(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUse
 /// Update the caller's profile. Absent fields are kept; `null` clears optional ones.
 #[utoipa::path(patch, path = "/v1/me", tag = "profile", security(("bearer" = [])), request_body = UpdateMeRequest,
     responses((status = 200, body = Me), (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn update_me(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Json(req): Json<UpdateMeRequest>) -> ApiResult<Json<Me>> {
+pub async fn update_me(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Json(req): Json<UpdateMeRequest>,
+) -> ApiResult<Json<Me>> {
     Ok(Json(accounts.update_me(&me, req.try_into()?).await?))
 }
 
 /// Delete the caller's account: personal data is erased, sessions revoked; ledger history stays.
 #[utoipa::path(delete, path = "/v1/me", tag = "profile", security(("bearer" = [])), request_body = PasswordConfirmation,
     responses((status = 204), (status = 401, description = "invalid_credentials", body = Problem)))]
-pub async fn delete_me(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Json(req): Json<PasswordConfirmation>) -> ApiResult<StatusCode> {
+pub async fn delete_me(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Json(req): Json<PasswordConfirmation>,
+) -> ApiResult<StatusCode> {
     accounts.delete_me(&me, &req.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

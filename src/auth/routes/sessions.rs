@@ -139,7 +139,11 @@ pub async fn revoke_all_sessions(State(accounts): State<Arc<Accounts>>, AuthUser
 #[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id (ses_…)")),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn revoke_session(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_session(
+    State(accounts): State<Arc<Accounts>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     accounts.revoke_session(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
