@@ -45,6 +45,9 @@ pub struct Password(String);
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
 
+/// `common_passwords.txt` holds the 8,355 entries of at least 8 characters (shorter ones fail
+/// the length rule anyway) from Django's list of 20,000 common passwords (Royce Williams'
+/// compilation of breached passwords), lower-cased; it is compared case-insensitively.
 fn common_passwords() -> &'static HashSet<&'static str> {
     static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
     LIST.get_or_init(|| include_str!("common_passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect())
