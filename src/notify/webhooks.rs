@@ -316,7 +316,7 @@ impl JobHandler for Deliver {
         let (status_code, error) = match &response {
             Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
             Ok(r) => (Some(r.status().as_u16()), Some(format!("the receiver answered {}", r.status()))),
-            Err(e) => (None, Some(format!("{}", without_url(e)))),
+            Err(e) => (None, Some(without_url(e))),
         };
         let last = job.attempts >= job.max_attempts;
         let next_retry_at = (error.is_some() && !last).then(|| now() + self.retry_delay(job));
