@@ -16,13 +16,17 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
+use crate::catalog::Catalog;
+use crate::catalog::cache::LocalCache;
+use crate::catalog::routes::Currency;
+use crate::catalog::service::InvalidateOnChange;
 use crate::config::Config;
 use crate::events::nats::NatsBus;
 use crate::events::subscriber::Subscriber;
 use crate::events::{Bus, EventRepo, LocalBus};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
-use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs};
+use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
@@ -42,6 +46,8 @@ const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub currency: Currency,
     /// Present when the bus is NATS (readiness checks it).
     pub nats: Option<Arc<NatsBus>>,
     pub accounts: Arc<Accounts>,
@@ -89,6 +95,8 @@ impl Application {
             String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
+            catalog: services.catalog.clone(),
+            currency: Currency(config.currency.as_str().into()),
             accounts: services.accounts.clone(),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
@@ -207,6 +215,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// The domain services every entry point (API, worker, command line) is built from.
 pub struct Services {
     pub store: Store,
+    pub catalog: Arc<Catalog>,
     pub jobs: Jobs,
     pub accounts: Arc<Accounts>,
     pub notifications: Arc<dyn NotificationRepo>,
@@ -243,7 +252,10 @@ impl Services {
             .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(store.events()))
             .with(PurgeJobs(jobs.repo().clone()));
-        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry })
+        let cache = Arc::new(LocalCache::new("products", 50_000, Duration::from_secs(300)));
+        let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache));
+        let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
+        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog })
     }
 
     /// Everything that reacts to published events in this process.
@@ -251,6 +263,7 @@ impl Services {
         vec![
             Arc::new(NotifyUsers(self.notifications.clone())),
             Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
+            Arc::new(InvalidateOnChange(self.catalog.clone())),
         ]
     }
 

@@ -3,11 +3,13 @@
 
 pub mod app;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod http;
 pub mod ids;
 pub mod jobs;
+pub mod money;
 pub mod notify;
 pub mod security;
 pub mod store;

@@ -58,6 +58,12 @@ impl Effects {
         self
     }
 
+    /// An event for everyone (no user of its own), such as a product's new price.
+    pub fn public_event(mut self, kind: &'static str, data: serde_json::Value) -> Self {
+        self.events.push(NewEvent { kind, user_id: None, data });
+        self
+    }
+
     /// Writes the effects on the caller's connection, inside its transaction.
     pub async fn apply_in<DB: crate::store::Backend>(
         &self,

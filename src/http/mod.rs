@@ -34,6 +34,7 @@ use error::ApiError;
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
         (name = "admin", description = "Back office (support: read, admin: write)"),
+        (name = "catalog", description = "Products and stock"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
         (name = "operations", description = "Health, readiness, keys")
@@ -58,6 +59,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes::router())
         .merge(crate::jobs::routes::router())
         .merge(crate::notify::routes::router())
+        .merge(crate::catalog::routes::router())
         .merge(ops::documented())
 }
 

@@ -13,6 +13,7 @@ use crate::store::now;
 
 const PURGE_EVENTS: &str = "maintenance.purge_events";
 const PURGE_JOBS: &str = "maintenance.purge_jobs";
+const RELEASE_RESERVATIONS: &str = "maintenance.release_reservations";
 /// Events are replayable for 24 h.
 const EVENT_RETENTION: TimeDelta = TimeDelta::hours(24);
 /// Done and dead jobs stay visible to the back office for a week.
@@ -59,6 +60,24 @@ impl JobHandler for PurgeJobs {
     async fn run(&self, _job: &Job) -> anyhow::Result<()> {
         let n = self.0.purge_finished(now() - JOB_RETENTION).await?;
         tracing::info!(jobs = n, "purged finished jobs past their retention");
+        Ok(())
+    }
+}
+
+/// Gives back stock held by reservations that checkout neither committed nor released.
+pub struct ReleaseExpiredReservations(pub Arc<crate::catalog::Catalog>);
+
+#[async_trait::async_trait]
+impl JobHandler for ReleaseExpiredReservations {
+    fn kind(&self) -> &'static str {
+        RELEASE_RESERVATIONS
+    }
+
+    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+        let n = self.0.release_expired().await?;
+        if n > 0 {
+            tracing::info!(reservations = n, "released expired stock reservations");
+        }
         Ok(())
     }
 }

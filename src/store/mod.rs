@@ -15,6 +15,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 
 use crate::auth::{AccountRepo, SqlAccounts};
+use crate::catalog::{CatalogRepo, SqlCatalog};
 use crate::events::{EventRepo, SqlEvents};
 use crate::jobs::{JobRepo, SqlJobs};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
@@ -207,6 +208,14 @@ impl Store {
         jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,
         webhooks: WebhookRepo = SqlWebhooks,
+    }
+
+    /// The catalog repository, showing prices in `currency`.
+    pub fn catalog(&self, currency: &str) -> Arc<dyn CatalogRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlCatalog::new(db.clone(), currency)),
+            Store::Postgres(db) => Arc::new(SqlCatalog::new(db.clone(), currency)),
+        }
     }
 
     pub async fn close(&self) {

@@ -188,6 +188,11 @@ pub trait Backend: sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoA
     /// rest of its transaction, so events leave in order; `None` where the write
     /// transaction is already exclusive.
     const RELAY_LOCK: Option<&'static str>;
+    /// Predicate (on `products`, parameter `$4`) matching the words of a search query.
+    const PRODUCT_SEARCH: &'static str;
+    /// The value of `$4` for `PRODUCT_SEARCH`: every word, as a prefix, all required.
+    /// Words are letters and digits only, so they cannot carry query syntax.
+    fn search_query(words: &[String]) -> String;
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
@@ -198,6 +203,10 @@ impl Backend for Sqlite {
     const NOTIFY_JOBS: Option<&'static str> = None;
     const NOTIFY_EVENTS: Option<&'static str> = None;
     const RELAY_LOCK: Option<&'static str> = None;
+    const PRODUCT_SEARCH: &'static str = "rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH $4)";
+    fn search_query(words: &[String]) -> String {
+        words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ")
+    }
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -210,6 +219,10 @@ impl Backend for Postgres {
     const NOTIFY_JOBS: Option<&'static str> = Some("SELECT pg_notify('keel_jobs', $1)");
     const NOTIFY_EVENTS: Option<&'static str> = Some("SELECT pg_notify('keel_events', '')");
     const RELAY_LOCK: Option<&'static str> = Some("SELECT pg_try_advisory_xact_lock(7318201) AS locked");
+    const PRODUCT_SEARCH: &'static str = "to_tsvector('simple', name || ' ' || description) @@ to_tsquery('simple', $4)";
+    fn search_query(words: &[String]) -> String {
+        words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ")
+    }
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }

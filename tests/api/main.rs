@@ -5,6 +5,7 @@ mod helpers;
 mod support;
 
 mod admin_users;
+mod catalog;
 mod cli;
 mod concurrency;
 mod conventions;
@@ -21,5 +22,6 @@ mod rate_limit;
 mod refresh;
 mod register;
 mod sessions;
+mod stock;
 mod tokens;
 mod webhooks;

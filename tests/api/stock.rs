@@ -1,0 +1,64 @@
+//! Stock reservations under concurrency, through the reservation API checkout uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel::store::{Store, StoreOptions};
+use serde_json::json;
+
+use keel::catalog::repo::Settle;
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app};
+use crate::support::eventually;
+
+/// A second connection to the app's database, as another process would have.
+async fn open_store(app: &TestApp) -> Store {
+    let url = app.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", app.data_dir.join("keel.db").display()));
+    Store::connect(&StoreOptions { url, max_connections: 8 }).await.expect("connecting to the app's database")
+}
+
+#[tokio::test]
+async fn two_hundred_parallel_reservations_of_fifty_in_stock_win_exactly_fifty_times() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let body =
+        json!({ "sku": "HOT-1", "name": "Hot item", "category": "misc", "price": { "amount": 100, "currency": "USD" }, "stock": 50 });
+    let product = app.post_json_authed("/v1/admin/products", &admin.access, &body).await.expect(201).json();
+    let id: Arc<str> = product["id"].as_str().unwrap().into();
+
+    let store = open_store(&app).await;
+    let cache = Arc::new(keel::catalog::cache::LocalCache::new("test", 100, Duration::from_secs(60)));
+    let catalog = Arc::new(keel::catalog::Catalog::new(store.catalog("USD"), cache));
+    let attempts = (0..200).map(|_| {
+        let (catalog, id) = (catalog.clone(), id.clone());
+        tokio::spawn(async move { catalog.reserve(&id, 1, Duration::from_secs(2)).await.expect("the reservation runs") })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let won: Vec<String> = results.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(won.len(), 50);
+    let available = |n: i64| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            eventually(20, &format!("{n} available through the API"), || async {
+                let p = app.get(&format!("/v1/products/{id}")).await.expect(200).json();
+                (p["stock_available"] == n).then_some(())
+            })
+            .await
+        }
+    };
+    available(0).await;
+
+    // Releasing one gives a unit back; committing one sells it; neither works twice.
+    assert!(catalog.settle(&won[0], Settle::Release).await.unwrap());
+    assert!(!catalog.settle(&won[0], Settle::Release).await.unwrap());
+    assert!(catalog.settle(&won[1], Settle::Commit).await.unwrap());
+    assert!(!catalog.settle(&won[1], Settle::Commit).await.unwrap());
+    available(1).await;
+
+    // The other 48 holds expire and are released (here, or by the app's own periodic job
+    // if a minute boundary passes meanwhile).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(catalog.release_expired().await.unwrap() <= 48);
+    available(49).await;
+    store.close().await;
+}
