@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod http;
 pub mod ids;

@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Demo data.
+    Demo {
+        #[command(subcommand)]
+        action: DemoAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -52,6 +57,12 @@ enum AdminAction {
         #[arg(long, default_value = "Administrator")]
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum DemoAction {
+    /// Load a demo catalog, users and pricing rules (again: adds only what is missing).
+    Seed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,6 +102,7 @@ fn main() -> ExitCode {
             Command::Admin { action: AdminAction::Create { email, password_stdin: _, role, name } } => {
                 admin_create(config, &email, role, &name).await
             }
+            Command::Demo { action: DemoAction::Seed } => demo_seed(config).await,
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });
@@ -151,6 +163,18 @@ async fn admin_create(config: Config, email: &str, role: CliRole, name: &str) ->
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     services.store.close().await;
     println!("{id}");
+    Ok(())
+}
+
+async fn demo_seed(config: Config) -> anyhow::Result<()> {
+    let services = Services::build(&config).await?;
+    let report = keel::demo::seed(&services).await?;
+    services.store.close().await;
+    println!(
+        "demo catalog: {} products created, {} already there; {} users created",
+        report.products_created, report.products_existing, report.users_created
+    );
+    println!("sign in as {} / {:?} (admin) or {} / {:?}", keel::demo::DEMO_ADMIN.0, keel::demo::DEMO_ADMIN.1, keel::demo::DEMO_CUSTOMER.0, keel::demo::DEMO_CUSTOMER.1);
     Ok(())
 }
 
