@@ -1,0 +1,64 @@
+//! Catalog read benchmark: cached `GET /v1/products/{id}` and the first page of
+//! `GET /v1/products` against a bare axum JSON handler in the same run, with the cache's
+//! hit ratio read from `/metrics`.
+//!
+//! Run: `cargo bench --bench catalog` (env: BENCH_SECS, BENCH_CONCURRENCY).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{drive, start_bare, start_keel};
+use keel::app::Services;
+use keel::config::Config;
+
+/// Sums `keel_cache_requests_total` samples with the given result label.
+fn cache_count(metrics: &str, result: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("keel_cache_requests_total") && l.contains(&format!("result=\"{result}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let (keel, dir, _stop) = start_keel(&[]).await;
+        // Seed the demo catalog through a second handle on the same database.
+        let config = Config::from_pairs([("data_dir", dir.display().to_string()), ("log", "error".to_owned())]).unwrap();
+        let services = Services::build(&config).await.unwrap();
+        let seeded = keel::demo::seed(&services).await.unwrap();
+        services.store.close().await;
+        let bare = start_bare().await;
+        let client = reqwest::Client::new();
+        let first: serde_json::Value = client.get(format!("{keel}/v1/products?limit=20")).send().await.unwrap().json().await.unwrap();
+        let product_id = first["data"][0]["id"].as_str().unwrap().to_owned();
+
+        let target = |url: String| {
+            let url = Arc::new(url);
+            move |c: reqwest::Client| {
+                let url = url.clone();
+                async move { matches!(c.get(url.as_str()).send().await, Ok(r) if r.status() == 200) }
+            }
+        };
+        let bare_report = drive(concurrency, secs, target(format!("{bare}/me"))).await;
+        let before = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
+        let item_report = drive(concurrency, secs, target(format!("{keel}/v1/products/{product_id}"))).await;
+        let list_report = drive(concurrency, secs, target(format!("{keel}/v1/products?limit=20"))).await;
+        let after = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
+        let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
+        let misses = cache_count(&after, "miss") - cache_count(&before, "miss");
+
+        println!("\nkeel catalog benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite, {} demo products", seeded.products_created);
+        println!("{}", bare_report.line("bare axum JSON handler"));
+        println!("{}", item_report.line("GET /v1/products/{id}"));
+        println!("  = {:.0} % of the bare handler's rate", 100.0 * item_report.rate() / bare_report.rate());
+        println!("{}", list_report.line("GET /v1/products (page 1)"));
+        println!("  = {:.0} % of the bare handler's rate", 100.0 * list_report.rate() / bare_report.rate());
+        println!("cache hit ratio over both phases: {:.4} ({hits} hits, {misses} misses)", hits / (hits + misses).max(1.0));
+    });
+}
