@@ -93,10 +93,11 @@ pub enum Rotation {
 }
 
 /// Whether an access token's session may still be used, and the account's current roles.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SessionState {
     pub usable: bool,
-    pub roles: i64,
+    /// The account as it is now (one query serves the check and the caller's profile).
+    pub user: UserRow,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -535,16 +536,17 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError> {
         let mut conn = self.db.reader().await?;
         let row = Sql::<DB>::new(
-            "SELECT s.revoked_at, s.expires_at, u.roles, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = $1 AND s.user_id = $2",
+            "SELECT s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at, u.* FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
         )
         .bind(session_id)
         .bind(user_id)
         .fetch_optional(&mut conn)
         .await?;
         row.map(|r| {
-            let usable = r.opt_time("revoked_at")?.is_none() && r.time("expires_at")? > now && !r.flag("disabled")?;
-            Ok(SessionState { usable, roles: r.int("roles")? })
+            let user = user_from(&r)?;
+            let usable = r.opt_time("session_revoked_at")?.is_none() && r.time("session_expires_at")? > now && !user.disabled;
+            Ok(SessionState { usable, user })
         })
         .transpose()
     }

@@ -26,6 +26,8 @@ pub struct Principal {
     pub user_id: String,
     pub session_id: String,
     pub roles: Roles,
+    /// The account as read when the request was authenticated.
+    pub account: Arc<UserRow>,
 }
 
 /// Where a session was opened from (shown in the session list).
@@ -130,7 +132,12 @@ impl Accounts {
         let claims = self.signer.verify(token).map_err(|_| AuthError::InvalidToken)?;
         let state = self.repo.session_state(&claims.sid, &claims.sub, now()).await?;
         match state {
-            Some(s) if s.usable => Ok(Principal { user_id: claims.sub, session_id: claims.sid, roles: Roles::from_bits(s.roles) }),
+            Some(s) if s.usable => Ok(Principal {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                roles: Roles::from_bits(s.user.roles),
+                account: Arc::new(s.user),
+            }),
             _ => Err(AuthError::InvalidToken),
         }
     }
@@ -156,9 +163,8 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn me(&self, who: &Principal) -> Result<Me, AuthError> {
-        let row = self.repo.user_by_id(&who.user_id).await?.ok_or(AuthError::InvalidToken)?;
-        Ok(self.user(row)?.into())
+    pub fn me(&self, who: &Principal) -> Result<Me, AuthError> {
+        Ok(self.user(who.account.as_ref().clone())?.into())
     }
 
     pub async fn update_me(&self, who: &Principal, patch: ProfilePatch) -> Result<Me, AuthError> {

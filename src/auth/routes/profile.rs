@@ -67,7 +67,7 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(get, path = "/v1/me", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 304, description = "not modified"), (status = 401, body = Problem)))]
 pub async fn get_me(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, headers: HeaderMap) -> ApiResult<Response> {
-    json_with_etag(&headers, &accounts.me(&me).await?, "private, no-cache")
+    json_with_etag(&headers, &accounts.me(&me)?, "private, no-cache")
 }
 
 /// Update the caller's profile. Absent fields are kept; `null` clears optional ones.
