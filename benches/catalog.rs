@@ -53,7 +53,10 @@ fn main() {
         let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
         let misses = cache_count(&after, "miss") - cache_count(&before, "miss");
 
-        println!("\nkeel catalog benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite, {} demo products", seeded.products_created);
+        println!(
+            "\nkeel catalog benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite, {} demo products",
+            seeded.products_created
+        );
         println!("{}", bare_report.line("bare axum JSON handler"));
         println!("{}", item_report.line("GET /v1/products/{id}"));
         println!("  = {:.0} % of the bare handler's rate", 100.0 * item_report.rate() / bare_report.rate());

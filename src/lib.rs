@@ -12,6 +12,7 @@ pub mod ids;
 pub mod jobs;
 pub mod money;
 pub mod notify;
+pub mod pricing;
 pub mod security;
 pub mod store;
 pub mod telemetry;

@@ -174,7 +174,13 @@ async fn demo_seed(config: Config) -> anyhow::Result<()> {
         "demo catalog: {} products created, {} already there; {} users created",
         report.products_created, report.products_existing, report.users_created
     );
-    println!("sign in as {} / {:?} (admin) or {} / {:?}", keel::demo::DEMO_ADMIN.0, keel::demo::DEMO_ADMIN.1, keel::demo::DEMO_CUSTOMER.0, keel::demo::DEMO_CUSTOMER.1);
+    println!(
+        "sign in as {} / {:?} (admin) or {} / {:?}",
+        keel::demo::DEMO_ADMIN.0,
+        keel::demo::DEMO_ADMIN.1,
+        keel::demo::DEMO_CUSTOMER.0,
+        keel::demo::DEMO_CUSTOMER.1
+    );
     Ok(())
 }
 

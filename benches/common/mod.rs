@@ -112,4 +112,3 @@ pub async fn start_bare() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
-
