@@ -32,6 +32,8 @@ use crate::jobs::{Jobs, Registry};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{NotificationRepo, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
+use crate::pricing::Pricing;
+use crate::pricing::service::ReloadRules;
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
@@ -47,6 +49,7 @@ const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub catalog: Arc<Catalog>,
+    pub pricing: Arc<Pricing>,
     pub currency: Currency,
     /// Present when the bus is NATS (readiness checks it).
     pub nats: Option<Arc<NatsBus>>,
@@ -96,6 +99,7 @@ impl Application {
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
             catalog: services.catalog.clone(),
+            pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),
             accounts: services.accounts.clone(),
             jobs: services.jobs.clone(),
@@ -216,6 +220,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub struct Services {
     pub store: Store,
     pub catalog: Arc<Catalog>,
+    pub pricing: Arc<Pricing>,
     pub jobs: Jobs,
     pub accounts: Arc<Accounts>,
     pub notifications: Arc<dyn NotificationRepo>,
@@ -255,7 +260,8 @@ impl Services {
         let cache = Arc::new(LocalCache::new("products", 50_000, Duration::from_secs(300)));
         let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
-        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog })
+        let pricing = Arc::new(Pricing::load(store.pricing()).await?);
+        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
     }
 
     /// Everything that reacts to published events in this process.
@@ -264,6 +270,7 @@ impl Services {
             Arc::new(NotifyUsers(self.notifications.clone())),
             Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
             Arc::new(InvalidateOnChange(self.catalog.clone())),
+            Arc::new(ReloadRules(self.pricing.clone())),
         ]
     }
 

@@ -34,7 +34,8 @@ use error::ApiError;
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
         (name = "admin", description = "Back office (support: read, admin: write)"),
-        (name = "catalog", description = "Products and stock"),
+        (name = "catalog", description = "Products, stock and quotes"),
+        (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
         (name = "operations", description = "Health, readiness, keys")
@@ -60,6 +61,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::jobs::routes::router())
         .merge(crate::notify::routes::router())
         .merge(crate::catalog::routes::router())
+        .merge(crate::pricing::routes::router())
         .merge(ops::documented())
 }
 

@@ -2,6 +2,11 @@
 
 pub mod engine;
 pub mod model;
+pub mod repo;
+pub mod routes;
+pub mod service;
 
 pub use engine::{Adjustment, Priced, QuoteInput, price};
 pub use model::{Conditions, Effect, Rule, RuleKind, RuleSpec};
+pub use repo::{PricingRepo, SqlPricing};
+pub use service::Pricing;

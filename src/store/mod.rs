@@ -20,6 +20,7 @@ use crate::events::{EventRepo, SqlEvents};
 use crate::jobs::{JobRepo, SqlJobs};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
 use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
+use crate::pricing::{PricingRepo, SqlPricing};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +208,7 @@ impl Store {
         events: EventRepo = SqlEvents,
         jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,
+        pricing: PricingRepo = SqlPricing,
         webhooks: WebhookRepo = SqlWebhooks,
     }
 

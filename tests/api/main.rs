@@ -18,6 +18,7 @@ mod notifications;
 mod ops;
 mod outbox;
 mod password;
+mod pricing;
 mod rate_limit;
 mod refresh;
 mod register;

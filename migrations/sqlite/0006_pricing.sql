@@ -1,0 +1,13 @@
+-- Pricing rules, and one version counter for all of them (quotes carry it).
+CREATE TABLE pricing_rules (
+    id         TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE pricing_state (
+    id            INTEGER PRIMARY KEY,
+    rules_version INTEGER NOT NULL
+);
+INSERT INTO pricing_state (id, rules_version) VALUES (1, 1);
