@@ -16,6 +16,7 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
+use crate::cart::Carts;
 use crate::catalog::Catalog;
 use crate::catalog::cache::LocalCache;
 use crate::catalog::routes::Currency;
@@ -48,6 +49,7 @@ const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    pub carts: Arc<Carts>,
     pub catalog: Arc<Catalog>,
     pub pricing: Arc<Pricing>,
     pub currency: Currency,
@@ -98,6 +100,7 @@ impl Application {
             String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
+            carts: Arc::new(Carts::new(services.store.carts(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
             catalog: services.catalog.clone(),
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),

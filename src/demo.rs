@@ -10,6 +10,7 @@ use crate::auth::model::{Email, Password, Role, Roles};
 use crate::auth::service::NewAccount;
 use crate::catalog::model::NewProduct;
 use crate::catalog::service::CatalogError;
+use crate::pricing::RuleSpec;
 
 const CATEGORIES: &[(&str, &[&str])] = &[
     ("kitchen", &["mug", "kettle", "skillet", "knife", "cutting board", "teapot", "colander", "whisk"]),
@@ -31,6 +32,24 @@ pub struct SeedReport {
     pub products_created: usize,
     pub products_existing: usize,
     pub users_created: usize,
+    pub rules_created: usize,
+}
+
+/// Demo pricing rules: one of each kind.
+fn demo_rules() -> serde_json::Value {
+    serde_json::json!([
+        { "name": "Demo: welcome coupon", "kind": "promotion", "priority": 30,
+          "conditions": { "coupon_code": "WELCOME10" }, "effect": { "percent_bps": -1000 } },
+        { "name": "Demo: kitchen week", "kind": "promotion", "priority": 20,
+          "conditions": { "categories": ["kitchen"] }, "effect": { "percent_bps": -1500 } },
+        { "name": "Demo: volume discount", "kind": "quantity_tier", "priority": 10,
+          "conditions": { "min_quantity": 5 }, "effect": { "percent_bps": -500 } },
+        { "name": "Demo: Swiss import surcharge", "kind": "country", "priority": 0,
+          "conditions": { "countries": ["CH"] }, "effect": { "percent_bps": 800 } },
+        { "name": "Demo: electronics demand", "kind": "demand", "priority": 5,
+          "conditions": { "categories": ["electronics"], "demand_window_hours": 24, "demand_cap_bps": 1500 },
+          "effect": { "percent_bps": 100 } }
+    ])
 }
 
 /// A price in cents that looks like a shop's: x.99 style, spread by item.
@@ -74,6 +93,12 @@ pub async fn seed(services: &Services) -> anyhow::Result<SeedReport> {
                 }
             }
         }
+    }
+    let existing: Vec<String> = services.pricing.rules().rules.iter().map(|r| r.spec.name.clone()).collect();
+    let specs: Vec<RuleSpec> = serde_json::from_value(demo_rules())?;
+    for spec in specs.into_iter().filter(|s| !existing.contains(&s.name)) {
+        services.pricing.create(spec).await.map_err(|e| anyhow::anyhow!("creating a demo pricing rule: {e:?}"))?;
+        report.rules_created += 1;
     }
     Ok(report)
 }

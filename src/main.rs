@@ -171,8 +171,8 @@ async fn demo_seed(config: Config) -> anyhow::Result<()> {
     let report = keel::demo::seed(&services).await?;
     services.store.close().await;
     println!(
-        "demo catalog: {} products created, {} already there; {} users created",
-        report.products_created, report.products_existing, report.users_created
+        "demo catalog: {} products created, {} already there; {} users and {} pricing rules created",
+        report.products_created, report.products_existing, report.users_created, report.rules_created
     );
     println!(
         "sign in as {} / {:?} (admin) or {} / {:?}",

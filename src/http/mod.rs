@@ -35,6 +35,7 @@ use error::ApiError;
         (name = "profile", description = "The caller's own account"),
         (name = "admin", description = "Back office (support: read, admin: write)"),
         (name = "catalog", description = "Products, stock and quotes"),
+        (name = "cart", description = "The caller's cart, priced live"),
         (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
@@ -62,6 +63,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::notify::routes::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::pricing::routes::router())
+        .merge(crate::cart::routes::router())
         .merge(ops::documented())
 }
 

@@ -15,6 +15,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 
 use crate::auth::{AccountRepo, SqlAccounts};
+use crate::cart::{CartRepo, SqlCarts};
 use crate::catalog::{CatalogRepo, SqlCatalog};
 use crate::events::{EventRepo, SqlEvents};
 use crate::jobs::{JobRepo, SqlJobs};
@@ -205,6 +206,7 @@ impl Store {
 
     repositories! {
         accounts: AccountRepo = SqlAccounts,
+        carts: CartRepo = SqlCarts,
         events: EventRepo = SqlEvents,
         jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,

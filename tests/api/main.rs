@@ -5,10 +5,12 @@ mod helpers;
 mod support;
 
 mod admin_users;
+mod cart;
 mod catalog;
 mod cli;
 mod concurrency;
 mod conventions;
+mod demo;
 mod jobs;
 mod login;
 mod mail_flows;

@@ -1,0 +1,8 @@
+//! The shopping cart: one per user, stored, priced live through the rules engine.
+
+pub mod repo;
+pub mod routes;
+pub mod service;
+
+pub use repo::{CartRepo, SqlCarts};
+pub use service::Carts;

@@ -1,0 +1,134 @@
+//! The cart, priced live: every read quotes each line under the current rules, the
+//! buyer's country and the cart's coupon.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::repo::CartRepo;
+use crate::auth::service::Principal;
+use crate::catalog::Catalog;
+use crate::money::Money;
+use crate::pricing::Pricing;
+use crate::pricing::service::QuoteAdjustment;
+use crate::store::{StoreError, now};
+use crate::validation::Invalid;
+
+pub const MAX_QUANTITY: u32 = 999;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartItem {
+    pub product_id: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: Money,
+    /// Unit price × quantity, before adjustments.
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartView {
+    pub items: Vec<CartItem>,
+    pub subtotal: Money,
+    /// Every rule that applied, summed over the lines.
+    pub adjustments: Vec<QuoteAdjustment>,
+    pub total: Money,
+    pub coupon_code: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    #[error("invalid")]
+    Invalid(Invalid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Invalid> for CartError {
+    fn from(i: Invalid) -> Self {
+        CartError::Invalid(i)
+    }
+}
+
+pub struct Carts {
+    repo: Arc<dyn CartRepo>,
+    catalog: Arc<Catalog>,
+    pricing: Arc<Pricing>,
+    currency: String,
+}
+
+impl Carts {
+    pub fn new(repo: Arc<dyn CartRepo>, catalog: Arc<Catalog>, pricing: Arc<Pricing>, currency: &str) -> Self {
+        Self { repo, catalog, pricing, currency: currency.to_owned() }
+    }
+
+    /// The cart as it costs now. Lines whose product was deactivated are left out (checkout
+    /// could not sell them) and dropped from the stored cart.
+    pub async fn view(&self, who: &Principal) -> Result<CartView, CartError> {
+        let stored = self.repo.load(&who.user_id).await?;
+        let country = who.account.country.clone();
+        let mut view = CartView {
+            items: Vec::new(),
+            subtotal: Money::new(0, &self.currency),
+            adjustments: Vec::new(),
+            total: Money::new(0, &self.currency),
+            coupon_code: stored.coupon_code.clone(),
+        };
+        for (product_id, quantity) in stored.items {
+            let product = self.catalog.repo().get(&product_id).await?;
+            let Some(product) = product.filter(|p| p.active) else {
+                self.repo.set_quantity(&who.user_id, &product_id, 0, now()).await?;
+                continue;
+            };
+            let quote = self.pricing.quote(&product, quantity, country.clone(), stored.coupon_code.clone()).await?;
+            view.subtotal.amount += quote.subtotal.amount;
+            view.total.amount += quote.total.amount;
+            for adjustment in quote.adjustments {
+                match view.adjustments.iter_mut().find(|a| a.rule_id == adjustment.rule_id) {
+                    Some(same) => same.amount.amount += adjustment.amount.amount,
+                    None => view.adjustments.push(adjustment),
+                }
+            }
+            view.items.push(CartItem {
+                product_id,
+                name: product.name,
+                quantity,
+                unit_price: quote.unit_price,
+                line_total: quote.subtotal,
+            });
+        }
+        Ok(view)
+    }
+
+    /// Sets a line (0 removes it); only active products can be added.
+    pub async fn set_quantity(&self, who: &Principal, product_id: &str, quantity: u32) -> Result<CartView, CartError> {
+        if quantity > MAX_QUANTITY {
+            return Err(Invalid::one("quantity", "out_of_range", format!("must be from 0 to {MAX_QUANTITY}")).into());
+        }
+        if quantity > 0 {
+            let active = self.catalog.repo().get(product_id).await?.is_some_and(|p| p.active);
+            if !active {
+                return Err(Invalid::one("product_id", "unavailable", "this product does not exist or is no longer sold").into());
+            }
+        }
+        self.repo.set_quantity(&who.user_id, product_id, quantity, now()).await?;
+        self.view(who).await
+    }
+
+    pub async fn clear(&self, who: &Principal) -> Result<(), CartError> {
+        Ok(self.repo.clear(&who.user_id).await?)
+    }
+
+    /// Applies a coupon that an active promotion carries; unknown or expired codes are refused.
+    pub async fn set_coupon(&self, who: &Principal, code: Option<&str>) -> Result<CartView, CartError> {
+        let code = code.map(|c| c.trim().to_uppercase());
+        if let Some(c) = &code
+            && !self.pricing.coupon_exists(c, now())
+        {
+            return Err(Invalid::one("code", "unknown_coupon", "this coupon does not exist or has expired").into());
+        }
+        self.repo.set_coupon(&who.user_id, code.as_deref(), now()).await?;
+        self.view(who).await
+    }
+}

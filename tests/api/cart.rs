@@ -1,0 +1,87 @@
+//! The cart: lines, live prices, coupons, bad input, and persistence across restarts.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
+
+async fn product(app: &TestApp, admin: &Tokens, sku: &str, price: i64) -> String {
+    let body = json!({ "sku": sku, "name": format!("Item {sku}"), "category": "misc", "price": { "amount": price, "currency": "USD" }, "stock": 100 });
+    app.post_json_authed("/v1/admin/products", &admin.access, &body).await.expect(201).json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn put(app: &TestApp, who: &Tokens, id: &str, quantity: Value) -> crate::helpers::Reply {
+    app.call(reqwest::Method::PUT, &format!("/v1/cart/items/{id}"), Some(&who.access), Some(&json!({ "quantity": quantity }))).await
+}
+
+#[tokio::test]
+async fn the_cart_is_priced_live_and_survives_a_restart() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    let b = product(&app, &admin, "B-1", 250).await;
+    put(&app, &ada, &a, json!(2)).await.expect(200);
+    let cart = put(&app, &ada, &b, json!(4)).await.expect(200).json();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 2);
+    assert_eq!(cart["items"][0]["line_total"]["amount"], 2000);
+    assert_eq!(cart["subtotal"]["amount"], 3000);
+    assert_eq!(cart["total"]["amount"], 3000);
+    assert!(cart["coupon_code"].is_null());
+
+    // A price change shows at once.
+    app.patch_json_authed(&format!("/v1/admin/products/{b}"), &admin.access, &json!({ "price": { "amount": 300, "currency": "USD" } }))
+        .await
+        .expect(200);
+    assert_eq!(app.get_authed("/v1/cart", &ada.access).await.expect(200).json()["total"]["amount"], 3200);
+
+    let app = app.restart().await;
+    let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 2);
+    let cart = put(&app, &ada, &a, json!(0)).await.expect(200).json();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 1);
+    let cart = app.delete_authed(&format!("/v1/cart/items/{b}"), &ada.access).await.expect(200).json();
+    assert!(cart["items"].as_array().unwrap().is_empty());
+    assert_eq!(cart["total"]["amount"], 0);
+}
+
+#[tokio::test]
+async fn coupons_apply_promotions_and_unknown_codes_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    let promo =
+        json!({ "name": "Welcome", "kind": "promotion", "conditions": { "coupon_code": "WELCOME10" }, "effect": { "percent_bps": -1000 } });
+    app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &promo).await.expect(201);
+    put(&app, &ada, &a, json!(3)).await.expect(200);
+    let coupon = |code: &str| {
+        let body = json!({ "code": code });
+        let (app, ada) = (&app, &ada);
+        async move { app.call(reqwest::Method::PUT, "/v1/cart/coupon", Some(&ada.access), Some(&body)).await }
+    };
+    coupon("NOPE").await.field_error("code");
+    let cart = coupon("welcome10").await.expect(200).json();
+    assert_eq!(cart["coupon_code"], "WELCOME10");
+    assert_eq!(cart["adjustments"][0]["amount"]["amount"], -300);
+    assert_eq!(cart["total"]["amount"], 2700);
+    let cart = app.delete_authed("/v1/cart/coupon", &ada.access).await.expect(200).json();
+    assert_eq!(cart["total"]["amount"], 3000);
+}
+
+#[tokio::test]
+async fn bad_lines_are_refused_and_deactivated_products_leave_the_cart() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    put(&app, &ada, &a, json!(1000)).await.field_error("quantity");
+    put(&app, &ada, &a, json!(-1)).await.problem(422, "validation_failed");
+    put(&app, &ada, &a, json!("two")).await.problem(422, "validation_failed");
+    put(&app, &ada, "prd_nope", json!(1)).await.field_error("product_id");
+    put(&app, &ada, &a, json!(2)).await.expect(200);
+    app.delete_authed(&format!("/v1/admin/products/{a}"), &admin.access).await.expect(204);
+    put(&app, &ada, &a, json!(3)).await.field_error("product_id");
+    assert!(app.get_authed("/v1/cart", &ada.access).await.expect(200).json()["items"].as_array().unwrap().is_empty());
+    app.get("/v1/cart").await.problem(401, "unauthenticated");
+    app.delete_authed("/v1/cart", &ada.access).await.expect(204);
+}
