@@ -260,10 +260,10 @@ impl Services {
             .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(store.events()))
             .with(PurgeJobs(jobs.repo().clone()));
-        let cache = Arc::new(LocalCache::new("products", 50_000, Duration::from_secs(300)));
-        let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache));
+        let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
+        let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
-        let pricing = Arc::new(Pricing::load(store.pricing()).await?);
+        let pricing = Arc::new(Pricing::load(store.pricing(), cache).await?);
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
     }
 

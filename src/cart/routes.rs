@@ -27,6 +27,7 @@ impl From<CartError> for ApiError {
         match e {
             CartError::Invalid(invalid) => ApiError::validation(invalid),
             CartError::Store(e) => ApiError::internal(e),
+            CartError::Catalog(e) => e.into(),
         }
     }
 }

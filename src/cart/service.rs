@@ -43,6 +43,8 @@ pub enum CartError {
     Invalid(Invalid),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::service::CatalogError),
 }
 
 impl From<Invalid> for CartError {
@@ -76,7 +78,7 @@ impl Carts {
             coupon_code: stored.coupon_code.clone(),
         };
         for (product_id, quantity) in stored.items {
-            let product = self.catalog.repo().get(&product_id).await?;
+            let product = self.catalog.product(&product_id).await?;
             let Some(product) = product.filter(|p| p.active) else {
                 self.repo.set_quantity(&who.user_id, &product_id, 0, now()).await?;
                 continue;
@@ -107,7 +109,7 @@ impl Carts {
             return Err(Invalid::one("quantity", "out_of_range", format!("must be from 0 to {MAX_QUANTITY}")).into());
         }
         if quantity > 0 {
-            let active = self.catalog.repo().get(product_id).await?.is_some_and(|p| p.active);
+            let active = self.catalog.product(product_id).await?.is_some_and(|p| p.active);
             if !active {
                 return Err(Invalid::one("product_id", "unavailable", "this product does not exist or is no longer sold").into());
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use serde_json::json;
 
-use super::cache::Cache;
+use super::cache::{Cache, LIST_PREFIX, product_key, quotes_prefix};
 use super::model::{NewProduct, Product, ProductFilter, ProductPatch, Sort};
 use super::repo::{Adjusted, CatalogRepo, Settle, Updated};
 use crate::events::Effects;
@@ -36,15 +36,10 @@ pub struct Catalog {
 
 /// Event announcing that a product's public face (price, stock, activity) changed.
 pub const PRODUCT_UPDATED: &str = "product.updated";
-const LIST_PREFIX: &str = "list:";
 
 fn announce(p: &Product) -> Effects {
     let data = json!({ "id": p.id, "price": p.price, "stock_available": p.stock_available, "active": p.active, "version": p.version });
     Effects::default().public_event(PRODUCT_UPDATED, data)
-}
-
-fn item_key(id: &str) -> String {
-    format!("product:{id}")
 }
 
 impl Catalog {
@@ -56,16 +51,31 @@ impl Catalog {
         &self.repo
     }
 
+    /// The cache products, lists and quotes share (quotes of a product go with it).
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
+    }
+
     /// The product's JSON, from the cache when possible.
     pub async fn product_json(&self, id: &str) -> Result<Arc<[u8]>, CatalogError> {
-        let key = item_key(id);
+        let key = product_key(id);
         if let Some(hit) = self.cache.get(&key).await {
             return Ok(hit);
         }
+        let epoch = self.cache.epoch();
         let product = self.repo.get(id).await?.ok_or(CatalogError::NotFound)?;
         let body: Arc<[u8]> = serde_json::to_vec(&product).map_err(anyhow::Error::from)?.into();
-        self.cache.put(&key, body.clone()).await;
+        self.cache.put(&key, body.clone(), epoch).await;
         Ok(body)
+    }
+
+    /// The product, from the cache when possible; `None` when there is no such product.
+    pub async fn product(&self, id: &str) -> Result<Option<Product>, CatalogError> {
+        match self.product_json(id).await {
+            Ok(body) => Ok(Some(serde_json::from_slice(&body).map_err(anyhow::Error::from)?)),
+            Err(CatalogError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A page of the public list as JSON, cached by its exact query.
@@ -79,10 +89,11 @@ impl Catalog {
         if let Some(hit) = self.cache.get(&key).await {
             return Ok(hit);
         }
+        let epoch = self.cache.epoch();
         let rows = self.repo.list(filter, sort, page.after.as_ref(), page.limit).await?;
         let page = Page::from_rows(rows, page.limit, |p| (sort.key(p), p.id.clone()));
         let body: Arc<[u8]> = serde_json::to_vec(&page).map_err(anyhow::Error::from)?.into();
-        self.cache.put(&key, body.clone()).await;
+        self.cache.put(&key, body.clone(), epoch).await;
         Ok(body)
     }
 
@@ -148,11 +159,12 @@ impl Catalog {
         Ok(released)
     }
 
-    /// Drops what the cache holds about a product (on writes here, and on bus events
-    /// from other instances).
+    /// Drops what the cache holds about a product: itself, list pages, and its quotes (on
+    /// writes here, and on bus events from other instances).
     pub async fn forget(&self, id: &str) {
-        self.cache.invalidate(&item_key(id)).await;
+        self.cache.invalidate(&product_key(id)).await;
         self.cache.invalidate_prefix(LIST_PREFIX).await;
+        self.cache.invalidate_prefix(&quotes_prefix(id)).await;
     }
 }
 

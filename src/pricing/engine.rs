@@ -21,8 +21,9 @@ pub struct QuoteInput {
     pub quantity: u32,
     pub country: Option<String>,
     pub coupon_code: Option<String>,
-    /// Orders of the product within each demand rule's window (the caller counts them).
-    pub recent_orders: u32,
+    /// Recent orders of the product as `(window in hours, orders in that window)`, one pair
+    /// for each window a demand rule uses (the caller counts them); a missing window counts 0.
+    pub recent_orders: Vec<(u32, u32)>,
     pub now: DateTime<Utc>,
 }
 
@@ -82,8 +83,9 @@ pub fn price(rules: &[Rule], input: &QuoteInput) -> Priced {
     for rule in ordered {
         let (change, bps) = match (rule.spec.kind, rule.spec.effect.percent_bps, rule.spec.effect.amount_off) {
             (RuleKind::Demand, Some(per_order), _) => {
-                let cap = rule.spec.conditions.demand_cap_bps.unwrap_or(0);
-                let bps = (i64::from(input.recent_orders) * per_order).min(cap);
+                let c = &rule.spec.conditions;
+                let orders = input.recent_orders.iter().find(|(hours, _)| Some(*hours) == c.demand_window_hours).map_or(0, |(_, n)| *n);
+                let bps = (i64::from(orders) * per_order).min(c.demand_cap_bps.unwrap_or(0));
                 (percent_of(total, bps), Some(bps))
             }
             (_, Some(bps), _) => (percent_of(total, bps), Some(bps)),
@@ -135,7 +137,7 @@ mod tests {
             quantity,
             country: Some("DE".into()),
             coupon_code: None,
-            recent_orders: 0,
+            recent_orders: Vec::new(),
             now: Utc::now(),
         }
     }
@@ -198,10 +200,12 @@ mod tests {
     fn demand_scales_with_recent_orders_up_to_its_cap() {
         let c = Conditions { demand_window_hours: Some(24), demand_cap_bps: Some(1500), ..Conditions::default() };
         let rules = [rule("rul_d", RuleKind::Demand, 0, c, percent(100))];
-        let with = |orders| price(&rules, &QuoteInput { recent_orders: orders, ..input(1000, 1) }).total;
+        let with = |orders| price(&rules, &QuoteInput { recent_orders: vec![(24, orders)], ..input(1000, 1) }).total;
         assert_eq!(with(0), 1000);
         assert_eq!(with(5), 1050);
         assert_eq!(with(100), 1150);
+        // Orders counted over another window do not move this rule.
+        assert_eq!(price(&rules, &QuoteInput { recent_orders: vec![(48, 100)], ..input(1000, 1) }).total, 1000);
     }
 
     #[test]
@@ -243,7 +247,7 @@ mod tests {
             qty in 1u32..1000,
             orders in 0u32..50,
         ) {
-            let p = price(&rules, &QuoteInput { recent_orders: orders, ..input(unit, qty) });
+            let p = price(&rules, &QuoteInput { recent_orders: vec![(24, orders)], ..input(unit, qty) });
             prop_assert!(p.total >= 0);
             prop_assert_eq!(p.subtotal + p.adjustments.iter().map(|a| a.amount).sum::<i64>(), p.total);
             if unit == 0 {

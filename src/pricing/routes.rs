@@ -64,7 +64,7 @@ pub async fn quote(
     };
     let country = q.country.as_deref().and_then(|c| invalid.check(parse_country("country", c)));
     invalid.finish()?;
-    let product = catalog.repo().get(&id).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    let product = catalog.product(&id).await?.ok_or_else(|| ApiError::not_found("product"))?;
     if !product.active {
         return Err(Invalid::one("product", "inactive", "this product is no longer sold").into());
     }

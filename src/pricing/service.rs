@@ -3,12 +3,13 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::engine::{QuoteInput, price};
 use super::model::{Rule, RuleKind, RuleSpec};
 use super::repo::{PricingRepo, RULES_CHANGED};
+use crate::catalog::cache::{Cache, quotes_prefix};
 use crate::catalog::model::Product;
 use crate::money::Money;
 use crate::store::{StoreError, now};
@@ -17,13 +18,18 @@ use crate::validation::Invalid;
 /// How long a quote's price is promised.
 const QUOTE_TTL: TimeDelta = TimeDelta::minutes(5);
 
+/// Longest a computed quote is served from the cache. Writes, sales and rule changes
+/// invalidate it at once; this bounds only what changes by the clock alone (orders leaving
+/// a demand window). A rule window opening or closing ends the entry exactly on time.
+const QUOTE_CACHE_FOR: TimeDelta = TimeDelta::seconds(30);
+
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub version: i64,
     pub rules: Vec<Rule>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QuoteAdjustment {
     pub rule_id: String,
     pub kind: RuleKind,
@@ -32,7 +38,7 @@ pub struct QuoteAdjustment {
     pub amount: Money,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Quote {
     pub product_id: String,
     pub quantity: u32,
@@ -55,21 +61,39 @@ pub enum PricingError {
     Store(#[from] StoreError),
 }
 
+/// A quote as cached, with the moment it stops being served.
+#[derive(Serialize, Deserialize)]
+struct CachedQuote {
+    quote: Quote,
+    serve_until: DateTime<Utc>,
+}
+
 pub struct Pricing {
     repo: Arc<dyn PricingRepo>,
     current: RwLock<Arc<RuleSet>>,
+    /// Shared with the catalog, which drops a product's quotes whenever the product changes.
+    cache: Arc<dyn Cache>,
 }
 
 impl Pricing {
-    pub async fn load(repo: Arc<dyn PricingRepo>) -> Result<Pricing, StoreError> {
-        let pricing = Pricing { repo, current: RwLock::default() };
+    pub async fn load(repo: Arc<dyn PricingRepo>, cache: Arc<dyn Cache>) -> Result<Pricing, StoreError> {
+        let pricing = Pricing { repo, current: RwLock::default(), cache };
         pricing.reload().await?;
         Ok(pricing)
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
         let (version, rules) = self.repo.load().await?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(RuleSet { version, rules });
+        {
+            // Reloads run concurrently (a local write and the bus echo of an earlier one):
+            // one that read an older version must not replace a newer set.
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            if version < current.version {
+                return Ok(());
+            }
+            *current = Arc::new(RuleSet { version, rules });
+        }
+        self.cache.invalidate_prefix("quote:").await;
         Ok(())
     }
 
@@ -123,6 +147,8 @@ impl Pricing {
         })
     }
 
+    /// The quote for a product, from the cache when one computed under the same rules
+    /// version, product version and inputs is still fresh.
     pub async fn quote(
         &self,
         product: &Product,
@@ -130,19 +156,54 @@ impl Pricing {
         country: Option<String>,
         coupon_code: Option<String>,
     ) -> Result<Quote, StoreError> {
+        let key = format!(
+            "{}{}|{quantity}|{}|{}",
+            quotes_prefix(&product.id),
+            product.version,
+            country.as_deref().unwrap_or(""),
+            coupon_code.as_deref().unwrap_or("")
+        );
         let set = self.rules();
         let at = now();
-        // The demand signal is counted only when a demand rule could use it.
-        let window = set
+        if let Some(hit) = self.cache.get(&key).await
+            && let Ok(cached) = serde_json::from_slice::<CachedQuote>(&hit)
+            && at < cached.serve_until
+            && cached.quote.rules_version == set.version
+        {
+            return Ok(cached.quote);
+        }
+        let epoch = self.cache.epoch();
+        let quote = self.compute(&set, product, quantity, country, coupon_code, at).await?;
+        let cached = CachedQuote { quote, serve_until: serve_until(&set, at) };
+        if let Ok(body) = serde_json::to_vec(&cached) {
+            self.cache.put(&key, body.into(), epoch).await;
+        }
+        Ok(cached.quote)
+    }
+
+    async fn compute(
+        &self,
+        set: &RuleSet,
+        product: &Product,
+        quantity: u32,
+        country: Option<String>,
+        coupon_code: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<Quote, StoreError> {
+        // The demand signal is counted only for the windows that active demand rules use.
+        let mut windows: Vec<u32> = set
             .rules
             .iter()
             .filter(|r| r.spec.active && r.spec.kind == RuleKind::Demand)
             .filter_map(|r| r.spec.conditions.demand_window_hours)
-            .max();
-        let recent_orders = match window {
-            Some(hours) => self.repo.recent_sales(&product.id, at - TimeDelta::hours(i64::from(hours))).await?,
-            None => 0,
-        };
+            .collect();
+        windows.sort_unstable();
+        windows.dedup();
+        let mut recent_orders = Vec::with_capacity(windows.len());
+        for hours in windows {
+            let n = self.repo.recent_sales(&product.id, at - TimeDelta::hours(i64::from(hours))).await?;
+            recent_orders.push((hours, u32::try_from(n).unwrap_or(u32::MAX)));
+        }
         let input = QuoteInput {
             product_id: product.id.clone(),
             category: product.category.clone(),
@@ -150,7 +211,7 @@ impl Pricing {
             quantity,
             country,
             coupon_code,
-            recent_orders: u32::try_from(recent_orders).unwrap_or(u32::MAX),
+            recent_orders,
             now: at,
         };
         let priced = price(&set.rules, &input);
@@ -175,6 +236,16 @@ impl Pricing {
             expires_at: at + QUOTE_TTL,
         })
     }
+}
+
+/// A cached quote is served until the next rule window opens or closes, at most `QUOTE_CACHE_FOR`.
+fn serve_until(set: &RuleSet, at: DateTime<Utc>) -> DateTime<Utc> {
+    set.rules
+        .iter()
+        .flat_map(|r| [r.spec.starts_at, r.spec.ends_at])
+        .flatten()
+        .filter(|t| *t > at)
+        .fold(at + QUOTE_CACHE_FOR, DateTime::min)
 }
 
 /// Reloads the rules when any instance changes them.

@@ -85,3 +85,34 @@ async fn bad_lines_are_refused_and_deactivated_products_leave_the_cart() {
     app.get("/v1/cart").await.problem(401, "unauthenticated");
     app.delete_authed("/v1/cart", &ada.access).await.expect(204);
 }
+
+#[tokio::test]
+async fn bad_bodies_are_clear_client_errors() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    let raw = |path: String, body: &'static str, content_type: &'static str| {
+        let (app, ada) = (&app, &ada);
+        async move {
+            let request =
+                app.request(reqwest::Method::PUT, &path).bearer_auth(&ada.access).header("content-type", content_type).body(body);
+            app.send(request).await
+        }
+    };
+    let item = format!("/v1/cart/items/{a}");
+    raw(item.clone(), "{\"quantity\": 1", "application/json").await.problem(400, "malformed_json");
+    raw(item.clone(), "{\"quantity\": 1}", "text/plain").await.problem(415, "unsupported_media_type");
+    raw(item.clone(), "{}", "application/json").await.field_error("quantity");
+    raw(item.clone(), "{\"quantity\": 1, \"price\": 1}", "application/json").await.problem(422, "validation_failed");
+    raw(item.clone(), "{\"quantity\": 1.5}", "application/json").await.field_error("quantity");
+    raw(item, "{\"quantity\": 99999999999999999999}", "application/json").await.field_error("quantity");
+    let coupon = "/v1/cart/coupon".to_owned();
+    raw(coupon.clone(), "{}", "application/json").await.field_error("code");
+    raw(coupon.clone(), "{\"code\": 7}", "application/json").await.field_error("code");
+    raw(coupon.clone(), "{\"code\": \"\"}", "application/json").await.field_error("code");
+    raw(coupon, "{\"code\": \"x\\u0000y\"}", "application/json").await.field_error("code");
+    // Nothing of that changed the cart.
+    let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    assert!(cart["items"].as_array().unwrap().is_empty() && cart["coupon_code"].is_null());
+}

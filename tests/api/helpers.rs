@@ -129,6 +129,26 @@ impl TestApp {
         TestApp::start(settings, self.data_dir.clone(), self.database_url.clone()).await
     }
 
+    /// Starts a second instance on the same database and bus, with a data dir (instance id,
+    /// generated secrets) of its own, as a scaled-out deployment runs. `None` unless the bus
+    /// is NATS: the in-process bus reaches only its own process.
+    pub async fn another_instance(&self) -> Option<TestApp> {
+        if !self.settings.iter().any(|(k, _)| k == "nats_url") {
+            return None;
+        }
+        let data_dir = std::env::temp_dir().join(format!("keel-test-{}", Uuid::new_v4().simple()));
+        let database_url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/keel.db", self.data_dir.display()),
+        };
+        let mut settings = self.settings.clone();
+        for (key, value) in [("data_dir", data_dir.to_str().expect("temp dir is UTF-8")), ("database_url", &database_url)] {
+            settings.retain(|(k, _)| k != key);
+            settings.push((key.to_owned(), value.to_owned()));
+        }
+        Some(TestApp::start(settings, data_dir, self.database_url.clone()).await)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

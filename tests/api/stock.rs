@@ -17,6 +17,19 @@ async fn open_store(app: &TestApp) -> Store {
     Store::connect(&StoreOptions { url, max_connections: 8 }).await.expect("connecting to the app's database")
 }
 
+/// Sells `units` of a product, one reservation committed at a time, as checkout does;
+/// from another process's connection, so the app hears of it through the bus.
+pub async fn sell(app: &TestApp, product_id: &str, units: usize) {
+    let store = open_store(app).await;
+    let catalog =
+        keel::catalog::Catalog::new(store.catalog("USD"), Arc::new(keel::catalog::cache::LocalCache::new(100, Duration::from_secs(60))));
+    for _ in 0..units {
+        let held = catalog.reserve(product_id, 1, Duration::from_secs(60)).await.unwrap().expect("stock to sell");
+        assert!(catalog.settle(&held, Settle::Commit).await.unwrap());
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn two_hundred_parallel_reservations_of_fifty_in_stock_win_exactly_fifty_times() {
     let app = spawn_app().await;
@@ -27,7 +40,7 @@ async fn two_hundred_parallel_reservations_of_fifty_in_stock_win_exactly_fifty_t
     let id: Arc<str> = product["id"].as_str().unwrap().into();
 
     let store = open_store(&app).await;
-    let cache = Arc::new(keel::catalog::cache::LocalCache::new("test", 100, Duration::from_secs(60)));
+    let cache = Arc::new(keel::catalog::cache::LocalCache::new(100, Duration::from_secs(60)));
     let catalog = Arc::new(keel::catalog::Catalog::new(store.catalog("USD"), cache));
     let attempts = (0..200).map(|_| {
         let (catalog, id) = (catalog.clone(), id.clone());
