@@ -63,12 +63,15 @@ pub async fn quote(
         }
     };
     let country = q.country.as_deref().and_then(|c| invalid.check(parse_country("country", c)));
+    let coupon = q.coupon_code.map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty());
+    if coupon.as_ref().is_some_and(|c| c.len() > 32 || c.chars().any(char::is_control)) {
+        invalid.add("coupon_code", "invalid", "must be at most 32 printable characters");
+    }
     invalid.finish()?;
     let product = catalog.product(&id).await?.ok_or_else(|| ApiError::not_found("product"))?;
     if !product.active {
         return Err(Invalid::one("product", "inactive", "this product is no longer sold").into());
     }
-    let coupon = q.coupon_code.map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty());
     Ok(Json(pricing.quote(&product, quantity, country, coupon).await?))
 }
 

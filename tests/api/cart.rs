@@ -95,8 +95,7 @@ async fn bad_bodies_are_clear_client_errors() {
     let raw = |path: String, body: &'static str, content_type: &'static str| {
         let (app, ada) = (&app, &ada);
         async move {
-            let request =
-                app.request(reqwest::Method::PUT, &path).bearer_auth(&ada.access).header("content-type", content_type).body(body);
+            let request = app.request(reqwest::Method::PUT, &path).bearer_auth(&ada.access).header("content-type", content_type).body(body);
             app.send(request).await
         }
     };

@@ -115,7 +115,8 @@ async fn rules_are_validated_and_only_admins_write_them() {
 async fn quotes_check_their_input() {
     let app = spawn_app().await;
     let (admin, id) = setup(&app).await;
-    for bad in ["?quantity=0", "?quantity=1000", "?quantity=two", "?country=XX", "?country=de"] {
+    let long = format!("?coupon_code={}", "A".repeat(33));
+    for bad in ["?quantity=0", "?quantity=1000", "?quantity=two", "?country=XX", "?country=de", "?coupon_code=A%00B", long.as_str()] {
         app.get(&format!("/v1/products/{id}/quote{bad}")).await.problem(422, "validation_failed");
     }
     app.get("/v1/products/prd_nope/quote").await.problem(404, "not_found");
