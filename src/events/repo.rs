@@ -36,6 +36,18 @@ fn event_from<R: Columns>(r: &R) -> Result<(i64, Event), StoreError> {
     ))
 }
 
+/// Ascending numbers as runs of consecutive ones: `1 2 3 5 6` → `(1,3) (5,6)`.
+fn runs(ascending: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for n in ascending {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == n => *last = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    runs
+}
+
 #[async_trait::async_trait]
 pub trait EventRepo: Send + Sync {
     /// Records an event on its own (no other change commits with it).
@@ -91,16 +103,23 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
                 .fetch_all(&mut tx)
                 .await?;
         let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
-        let Some((last_seq, _)) = events.last() else { return Ok(0) };
-        let last_seq = *last_seq;
+        if events.is_empty() {
+            return Ok(0);
+        }
         for (_, event) in &events {
             bus.publish(event).await?;
         }
-        Sql::<DB>::new("UPDATE events SET published_at = $2 WHERE published_at IS NULL AND seq <= $1")
-            .bind(last_seq)
-            .bind(crate::store::now())
-            .execute(&mut tx)
-            .await?;
+        // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
+        // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
+        let at = crate::store::now();
+        for (first, last) in runs(events.iter().map(|(seq, _)| *seq)) {
+            Sql::<DB>::new("UPDATE events SET published_at = $3 WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL")
+                .bind(first)
+                .bind(last)
+                .bind(at)
+                .execute(&mut tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(events.len())
     }
@@ -126,5 +145,14 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     async fn lag(&self) -> Result<i64, StoreError> {
         let mut conn = self.db.reader().await?;
         Sql::<DB>::new("SELECT COUNT(*) AS n FROM events WHERE published_at IS NULL").fetch_one(&mut conn).await?.int("n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_split_at_gaps() {
+        assert_eq!(super::runs([1, 2, 3, 5, 6, 9].into_iter()), [(1, 3), (5, 6), (9, 9)]);
+        assert!(super::runs(std::iter::empty()).is_empty());
     }
 }

@@ -1,5 +1,5 @@
 //! Periodic housekeeping: drop events past the replay window and finished jobs past their
-//! retention.
+//! retention, and give back stock whose reservation expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,11 @@ pub fn schedules() -> Vec<Schedule> {
             name: "purge_jobs",
             every: Duration::from_secs(3600),
             job: || NewJob::new(PURGE_JOBS, serde_json::Value::Null).attempts(3),
+        },
+        Schedule {
+            name: "release_reservations",
+            every: Duration::from_secs(60),
+            job: || NewJob::new(RELEASE_RESERVATIONS, serde_json::Value::Null).attempts(3),
         },
     ]
 }

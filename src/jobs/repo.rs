@@ -95,8 +95,12 @@ pub trait JobRepo: Send + Sync {
     /// Removes a job that is not running.
     async fn discard(&self, id: &str) -> Result<bool, StoreError>;
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
-    /// Deletes done and dead jobs that finished before `before`.
+    /// Deletes done and dead jobs that finished before `before` (and the record of
+    /// recurring runs as old).
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Enqueues a recurring job for the period named by `period_key` unless that period's
+    /// job was enqueued already. True when this call enqueued it.
+    async fn enqueue_recurring(&self, period_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 pub struct SqlJobs<DB: Backend> {
@@ -246,7 +250,23 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
     }
 
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.db.execute(Sql::new("DELETE FROM recurring_runs WHERE created_at < $1").bind(before)).await?;
         self.db.execute(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
+    }
+
+    async fn enqueue_recurring(&self, period_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let first = Sql::<DB>::new("INSERT INTO recurring_runs (period_key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(period_key)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        if first == 0 {
+            return Ok(false);
+        }
+        enqueue_in::<DB>(&mut tx, job, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError> {

@@ -1,6 +1,6 @@
-//! Recurring jobs: each schedule enqueues its job once per period. The job's unique key
-//! names the period, so any number of instances may run the scheduler and the job still
-//! runs once per period.
+//! Recurring jobs: each schedule enqueues its job once per period. A row per period
+//! (`recurring_runs`) commits with the enqueue, so any number of instances may run the
+//! scheduler, as often as they like, and the job still runs once per period.
 
 use std::time::Duration;
 
@@ -27,9 +27,11 @@ pub async fn run(jobs: Jobs, schedules: Vec<Schedule>, tick: Duration, mut stop:
     while !*stop.borrow() {
         let now = crate::store::now();
         for schedule in &schedules {
-            let job = (schedule.job)().unique(period_key(schedule, now));
-            if let Err(e) = jobs.enqueue(&job).await {
-                tracing::warn!(schedule = schedule.name, error = %e, "enqueueing a recurring job failed");
+            let key = period_key(schedule, now);
+            match jobs.repo().enqueue_recurring(&key, &(schedule.job)().unique(key.clone()), now).await {
+                Ok(true) => jobs.wake().notify_one(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(schedule = schedule.name, error = %e, "enqueueing a recurring job failed"),
             }
         }
         tokio::select! {

@@ -100,3 +100,18 @@ async fn a_job_whose_worker_process_is_killed_runs_again_and_takes_effect_once()
     assert_eq!(job["state"], "done");
     assert_eq!(job["attempts"], 2);
 }
+
+#[tokio::test]
+async fn a_recurring_job_is_enqueued_once_per_period_however_often_schedulers_start() {
+    let app = spawn_app_with(&[("run_workers", "false")]).await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let purge = jobs(&app, &admin, "?kind=maintenance.purge_events").await;
+    assert_eq!(purge.len(), 1, "the scheduler enqueues the hourly purge at start: {purge:#?}");
+    assert_eq!(jobs(&app, &admin, "?kind=maintenance.release_reservations").await.len(), 1);
+    // Finished or discarded, the period's job is not enqueued again by a later tick or instance.
+    let id = purge[0]["id"].as_str().unwrap();
+    app.delete_authed(&format!("/v1/admin/jobs/{id}"), &admin.access).await.expect(204);
+    let app = app.restart().await;
+    let admin = app.login("root@example.com", PASSWORD).await;
+    assert!(jobs(&app, &admin, "?kind=maintenance.purge_events").await.is_empty());
+}
