@@ -270,10 +270,10 @@ impl Config {
                     .parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
                         v.parse().ok().filter(|n| (1..=3_600_000).contains(n)).map(Duration::from_millis)
                     })?
-                    .unwrap_or(Duration::from_secs(30)),
+                    .unwrap_or(crate::notify::webhooks::RetryPolicy::default().first_delay),
                 max_attempts: s
                     .parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?
-                    .unwrap_or(30),
+                    .unwrap_or(crate::notify::webhooks::RetryPolicy::default().max_attempts),
             },
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),

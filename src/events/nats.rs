@@ -1,7 +1,8 @@
 //! NATS JetStream as the bus when `nats_url` is set: events go to a durable stream
 //! (kept 24 h, deduplicated by event id), and each instance reads it through its own
 //! durable consumer, acknowledging after local delivery, so an instance that was down
-//! gets what it missed when it comes back.
+//! gets what it missed when it comes back. (Subscribers whose effects must survive a crash
+//! after that acknowledgement are durable: they resume from their offsets in the outbox.)
 
 use std::sync::Arc;
 use std::time::Duration;

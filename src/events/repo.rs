@@ -61,6 +61,10 @@ pub trait EventRepo: Send + Sync {
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// How many committed events wait for the relay.
     async fn lag(&self) -> Result<i64, StoreError>;
+    /// The last event a durable subscriber recorded as handled (`""`: none yet).
+    async fn offset(&self, subscriber: &str) -> Result<String, StoreError>;
+    /// Moves a durable subscriber's offset forward (never back).
+    async fn save_offset(&self, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 pub struct SqlEvents<DB: Backend> {
@@ -145,6 +149,27 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     async fn lag(&self) -> Result<i64, StoreError> {
         let mut conn = self.db.reader().await?;
         Sql::<DB>::new("SELECT COUNT(*) AS n FROM events WHERE published_at IS NULL").fetch_one(&mut conn).await?.int("n")
+    }
+
+    async fn offset(&self, subscriber: &str) -> Result<String, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new("SELECT last_event_id FROM subscriber_offsets WHERE name = $1")
+            .bind(subscriber)
+            .fetch_optional(&mut conn)
+            .await?;
+        row.map_or(Ok(String::new()), |r| r.text("last_event_id"))
+    }
+
+    async fn save_offset(&self, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = Sql::new(
+            "INSERT INTO subscriber_offsets (name, last_event_id, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET last_event_id = excluded.last_event_id, updated_at = excluded.updated_at \
+             WHERE subscriber_offsets.last_event_id < excluded.last_event_id",
+        )
+        .bind(subscriber)
+        .bind(event_id)
+        .bind(now);
+        self.db.execute(sql).await.map(|_| ())
     }
 }
 

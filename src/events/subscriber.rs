@@ -1,5 +1,7 @@
 //! Running a subscriber: it hears every event on the bus, in order. If it falls behind the
-//! bus it catches up from the outbox, so a burst never makes it miss an event.
+//! bus it catches up from the outbox, so a burst never makes it miss an event. A durable
+//! subscriber (one whose effects are stored) also records how far it got, and on start
+//! catches up on what it missed while stopped, or dead, from the outbox (kept 24 h).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,46 @@ use super::{Bus, Event, EventRepo};
 pub trait Subscriber: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn handle(&self, event: &Event) -> anyhow::Result<()>;
+
+    /// Whether its progress is recorded (under `name`) and resumed on start. Subscribers
+    /// that only keep this process's memory in step (caches) need not be.
+    fn durable(&self) -> bool {
+        false
+    }
+}
+
+/// A durable subscriber records its offset when the bus is idle, or after this many events.
+const SAVE_EVERY: u32 = 100;
+
+/// Handles the outbox's published events after `after`, oldest first; returns the last
+/// handled id (or `after` when there were none).
+async fn catch_up(sub: &dyn Subscriber, repo: &dyn EventRepo, after: String, stop: &watch::Receiver<bool>) -> String {
+    let mut last = after;
+    loop {
+        match repo.since(&last, 1000).await {
+            Ok(missed) if missed.is_empty() => return last,
+            Ok(missed) => {
+                for event in missed {
+                    handle_until_done(sub, &event, stop).await;
+                    last = event.id;
+                }
+                if sub.durable() {
+                    save(sub, repo, &last).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(subscriber = sub.name(), error = %e, "catching up failed");
+                return last;
+            }
+        }
+    }
+}
+
+async fn save(sub: &dyn Subscriber, repo: &dyn EventRepo, last: &str) {
+    if let Err(e) = repo.save_offset(sub.name(), last, crate::store::now()).await {
+        // Not fatal: a later save moves it on; a crash first means some events run twice.
+        tracing::warn!(subscriber = sub.name(), error = %e, "recording the subscriber's offset failed");
+    }
 }
 
 /// Attempts per event: 100 ms doubling, about 50 s in all.
@@ -41,8 +83,17 @@ async fn handle_until_done(sub: &dyn Subscriber, event: &Event, stop: &watch::Re
 }
 
 pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, repo: Arc<dyn EventRepo>, mut stop: watch::Receiver<bool>) {
+    // Subscribe before catching up, so nothing published meanwhile is missed (what arrives
+    // twice is handled twice, harmlessly).
     let mut events = bus.subscribe();
     let mut last_id: Option<String> = None;
+    if sub.durable() {
+        match repo.offset(sub.name()).await {
+            Ok(offset) => last_id = Some(catch_up(sub.as_ref(), repo.as_ref(), offset, &stop).await),
+            Err(e) => tracing::error!(subscriber = sub.name(), error = %e, "reading the subscriber's offset failed"),
+        }
+    }
+    let mut unsaved = 0u32;
     loop {
         let received = tokio::select! {
             received = events.recv() => received,
@@ -52,19 +103,16 @@ pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, repo: Arc<dyn Even
             Ok(event) => {
                 handle_until_done(sub.as_ref(), &event, &stop).await;
                 last_id = Some(event.id.clone());
+                unsaved += 1;
+                if sub.durable() && (events.is_empty() || unsaved >= SAVE_EVERY) {
+                    save(sub.as_ref(), repo.as_ref(), &event.id).await;
+                    unsaved = 0;
+                }
             }
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(subscriber = sub.name(), missed, "subscriber fell behind; catching up from the outbox");
                 let Some(after) = last_id.clone() else { continue };
-                match repo.since(&after, 10_000).await {
-                    Ok(missed) => {
-                        for event in missed {
-                            handle_until_done(sub.as_ref(), &event, &stop).await;
-                            last_id = Some(event.id.clone());
-                        }
-                    }
-                    Err(e) => tracing::error!(subscriber = sub.name(), error = %e, "catching up failed"),
-                }
+                last_id = Some(catch_up(sub.as_ref(), repo.as_ref(), after, &stop).await);
             }
             Err(RecvError::Closed) => return,
         }

@@ -78,4 +78,13 @@ impl Jobs {
         self.wake.notify_one();
         Ok(id)
     }
+
+    /// Enqueues `job` unless one was ever enqueued under `once_key`; true when this call did.
+    pub async fn enqueue_once(&self, once_key: &str, job: &NewJob) -> Result<bool, crate::store::StoreError> {
+        let enqueued = self.repo.enqueue_once(once_key, job, crate::store::now()).await?;
+        if enqueued {
+            self.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
 }

@@ -102,11 +102,13 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// Exponential backoff: `base · 2^(attempt-1)`, capped, then scaled by `jitter` in [0.5, 1.0]
+/// Exponential backoff: `base · 2^(attempt-1)`, capped, then scaled by 0.75–1.25 (`jitter` in [0, 1])
 /// so that jobs failing together do not retry together.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
     let exp = base.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX));
-    exp.min(cap).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    // ±25 % around the exponential delay: failures spread out, and the mean schedule is the
+    // nominal one (so a policy's attempts span the time it promises).
+    exp.min(cap).mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// A jitter factor in [0, 1] fixed by the job and attempt, so every part of the system
@@ -135,11 +137,12 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let base = Duration::from_secs(1);
         let cap = Duration::from_secs(60);
-        assert_eq!(backoff(1, base, cap, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(4, base, cap, 1.0), Duration::from_secs(8));
-        assert_eq!(backoff(30, base, cap, 1.0), cap);
-        assert_eq!(backoff(u32::MAX, base, cap, 1.0), cap);
-        assert_eq!(backoff(4, base, cap, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(1, base, cap, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(4, base, cap, 0.5), Duration::from_secs(8));
+        assert_eq!(backoff(30, base, cap, 0.5), cap);
+        assert_eq!(backoff(u32::MAX, base, cap, 0.5), cap);
+        assert_eq!(backoff(4, base, cap, 0.0), Duration::from_secs(6));
+        assert_eq!(backoff(4, base, cap, 1.0), Duration::from_secs(10));
     }
 
     #[test]

@@ -95,12 +95,11 @@ pub trait JobRepo: Send + Sync {
     /// Removes a job that is not running.
     async fn discard(&self, id: &str) -> Result<bool, StoreError>;
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
-    /// Deletes done and dead jobs that finished before `before` (and the record of
-    /// recurring runs as old).
+    /// Deletes done and dead jobs that finished before `before` (and once-keys as old).
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Enqueues a recurring job for the period named by `period_key` unless that period's
-    /// job was enqueued already. True when this call enqueued it.
-    async fn enqueue_recurring(&self, period_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Enqueues `job` unless a job was ever enqueued under `once_key` (kept as long as
+    /// finished jobs). True when this call enqueued it.
+    async fn enqueue_once(&self, once_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 pub struct SqlJobs<DB: Backend> {
@@ -250,14 +249,14 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
     }
 
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.db.execute(Sql::new("DELETE FROM recurring_runs WHERE created_at < $1").bind(before)).await?;
+        self.db.execute(Sql::new("DELETE FROM enqueued_once WHERE created_at < $1").bind(before)).await?;
         self.db.execute(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
     }
 
-    async fn enqueue_recurring(&self, period_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn enqueue_once(&self, once_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
-        let first = Sql::<DB>::new("INSERT INTO recurring_runs (period_key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(period_key)
+        let first = Sql::<DB>::new("INSERT INTO enqueued_once (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(once_key)
             .bind(now)
             .execute(&mut tx)
             .await?;

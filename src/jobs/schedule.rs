@@ -1,5 +1,5 @@
 //! Recurring jobs: each schedule enqueues its job once per period. A row per period
-//! (`recurring_runs`) commits with the enqueue, so any number of instances may run the
+//! (`enqueued_once`) commits with the enqueue, so any number of instances may run the
 //! scheduler, as often as they like, and the job still runs once per period.
 
 use std::time::Duration;
@@ -28,10 +28,8 @@ pub async fn run(jobs: Jobs, schedules: Vec<Schedule>, tick: Duration, mut stop:
         let now = crate::store::now();
         for schedule in &schedules {
             let key = period_key(schedule, now);
-            match jobs.repo().enqueue_recurring(&key, &(schedule.job)().unique(key.clone()), now).await {
-                Ok(true) => jobs.wake().notify_one(),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(schedule = schedule.name, error = %e, "enqueueing a recurring job failed"),
+            if let Err(e) = jobs.enqueue_once(&key, &(schedule.job)().unique(key.clone())).await {
+                tracing::warn!(schedule = schedule.name, error = %e, "enqueueing a recurring job failed");
             }
         }
         tokio::select! {

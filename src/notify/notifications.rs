@@ -139,6 +139,10 @@ impl Subscriber for NotifyUsers {
         "notifications"
     }
 
+    fn durable(&self) -> bool {
+        true
+    }
+
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
         if let Some((title, body)) = describe(&event.kind) {
             self.0.create_from(event, title, body).await?;

@@ -191,6 +191,7 @@ pub async fn ping_endpoint(
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),
     };
-    jobs.enqueue(&delivery_job(&id, &event, policy)).await?;
+    // A fresh event each time: no other delivery can share its key.
+    jobs.enqueue(&delivery_job(&id, &event, policy).1).await?;
     Ok(StatusCode::ACCEPTED)
 }

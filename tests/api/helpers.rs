@@ -306,6 +306,23 @@ impl TestApp {
         text
     }
 
+    /// Runs one statement on the app's database from a connection of its own (as another
+    /// process, or an operator, would), returning the rows it changed.
+    pub async fn execute_sql(&self, sql: &'static str) -> u64 {
+        use sqlx::Connection as _;
+        match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting to the test database");
+                sqlx::query(sql).execute(&mut conn).await.expect("running the statement").rows_affected()
+            }
+            None => {
+                let url = format!("sqlite://{}", self.data_dir.join("keel.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the test database");
+                sqlx::query(sql).execute(&mut conn).await.expect("running the statement").rows_affected()
+            }
+        }
+    }
+
     /// Walks a list with `limit` until `next_cursor` is null; returns each page's `data`.
     pub async fn all_pages(&self, path: &str, token: &str, filters: &[(&str, &str)], limit: usize) -> Vec<Vec<Value>> {
         let limit = limit.to_string();

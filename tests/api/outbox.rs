@@ -33,3 +33,31 @@ async fn an_event_committed_but_not_yet_published_is_delivered_after_a_restart()
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["kind"], "account.password_changed");
 }
+
+#[tokio::test]
+async fn an_event_published_but_not_yet_handled_takes_effect_after_a_restart() {
+    // The state a crash right after publishing leaves: the event is marked published, but
+    // no subscriber handled it. The durable subscribers catch up from their offsets.
+    let app = spawn_app_with(&[("run_relay", "false")]).await;
+    let ada = app.customer("ada@example.com").await;
+    app.post_json_authed(
+        "/v1/auth/password/change",
+        &ada.access,
+        &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase" }),
+    )
+    .await
+    .expect(204);
+    let marked = app.execute_sql("UPDATE events SET published_at = created_at WHERE published_at IS NULL").await;
+    assert!(marked >= 1, "the change committed its event");
+
+    let app = app.restart_with(&[("run_relay", "true")]).await;
+    let ada = app.login("ada@example.com", "a brand new passphrase").await;
+    let list = eventually(20, "the notification of the unhandled event", || async {
+        let list = app.get_authed("/v1/notifications", &ada.access).await.expect(200).json();
+        let data = list["data"].as_array().unwrap().clone();
+        (!data.is_empty()).then_some(data)
+    })
+    .await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["kind"], "account.password_changed");
+}
