@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use super::service::{CartError, CartView, Carts};
 use crate::app::AppState;
 use crate::auth::extract::AuthUser;
 use crate::http::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::Json;
+use crate::http::extract::{Json, Path};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::auth::extract::AdminUser;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::etag::{etag_of, matches_if_none_match};
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use crate::money::Money;
 use crate::validation::Invalid;

@@ -1,9 +1,14 @@
-//! Request extractors whose rejections are problem+json: JSON bodies, query strings, client IP.
+//! Request extractors whose rejections are problem+json: JSON bodies, query strings, path
+//! parameters, client IP.
+//!
+//! None of them lets a NUL character through: no field of ours may hold one, and PostgreSQL
+//! refuses it in text (which would otherwise surface as a 500).
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -20,11 +25,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
+            }
+        })?;
+        if has_nul_escape(&bytes) {
+            return Err(Invalid::one("body", "invalid", "strings must not contain NUL characters").into());
+        }
+        match axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// True when JSON text holds a `\u0000` escape (an escaped backslash before `u0000` is text).
+pub fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| w == b"\\u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0)
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -81,12 +102,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(|q| q.to_ascii_lowercase().contains("%00")) {
+            return Err(Invalid::one("query", "invalid", "the query string must not contain NUL characters").into());
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
                 Err(ApiError::validation(Invalid::one("query", "invalid", e.body_text())))
             }
             Err(other) => Err(ApiError::validation(Invalid::one("query", "invalid", other.body_text()))),
+        }
+    }
+}
+
+/// Path parameters. A value that does not decode, or holds a control character, names no
+/// resource of ours: 404.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let no_such = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource");
+        let raw = RawPathParams::from_request_parts(parts, state).await.map_err(|_| no_such())?;
+        if raw.iter().any(|(_, value)| value.chars().any(char::is_control)) {
+            return Err(no_such());
+        }
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(_) => Err(no_such()),
         }
     }
 }
@@ -131,7 +175,15 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::shape_error;
+    use super::{has_nul_escape, shape_error};
+
+    #[test]
+    fn finds_nul_escapes_but_not_escaped_backslashes() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000"}"#));
+        assert!(has_nul_escape(br#"{"a":"\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"u0000"}"#));
+    }
 
     #[test]
     fn names_the_field_of_a_shape_error() {

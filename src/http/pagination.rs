@@ -49,6 +49,9 @@ impl PageQuery {
 
 fn decode_cursor<K: DeserializeOwned>(raw: &str) -> Option<K> {
     let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    if super::extract::has_nul_escape(&bytes) {
+        return None;
+    }
     serde_json::from_slice(&bytes).ok()
 }
 

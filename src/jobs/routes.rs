@@ -1,6 +1,6 @@
 //! Back-office routes for the job queue.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -13,7 +13,7 @@ use super::repo::JobFilter;
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, StaffUser};
 use crate::http::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use crate::store::now;
 use crate::validation::Invalid;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser};
 use crate::events::Event;
 use crate::http::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use crate::jobs::Jobs;
 use crate::security::crypto::FieldCipher;
@@ -106,10 +106,14 @@ pub struct CreatedEndpoint {
 
 fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
     let mut invalid = Invalid::default();
-    match reqwest::Url::parse(&req.url) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && req.url.len() <= 2048 => {}
-        _ => invalid.add("url", "invalid", "must be an absolute http(s) URL"),
-    }
+    // The parsed form is what is stored and called (percent-encoded, normalised).
+    let url = match reqwest::Url::parse(req.url.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.as_str().len() <= 2048 => url.to_string(),
+        _ => {
+            invalid.add("url", "invalid", "must be an absolute http(s) URL");
+            String::new()
+        }
+    };
     if req.events.is_empty() || req.events.len() > 100 {
         invalid.add("events", "invalid", "must list 1 to 100 event types, or \"*\"");
     }
@@ -118,7 +122,7 @@ fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
             invalid.add(&format!("events[{i}]"), "invalid", "must be an event type such as order.updated, or *");
         }
     }
-    invalid.finish().map(|()| (req.url, req.events))
+    invalid.finish().map(|()| (url, req.events))
 }
 
 /// Register a webhook endpoint (admin). The response carries its signing secret, once.

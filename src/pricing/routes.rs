@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -16,7 +16,7 @@ use crate::auth::extract::{AdminUser, StaffUser};
 use crate::auth::model::parse_country;
 use crate::catalog::Catalog;
 use crate::http::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::Page;
 use crate::validation::Invalid;
 

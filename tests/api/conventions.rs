@@ -184,3 +184,43 @@ async fn cors_allows_no_origin_by_default() {
     let reply = preflight(&app, SHOP).await;
     assert_eq!(reply.header("access-control-allow-origin"), None);
 }
+
+#[tokio::test]
+async fn nul_characters_and_undecodable_ids_are_client_errors_everywhere() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let token = admin.access.as_str();
+    // In a path: no resource has such an id.
+    for (method, path) in [
+        (Method::GET, "/v1/products/%00"),
+        (Method::GET, "/v1/products/%FF%FE"),
+        (Method::GET, "/v1/products/a%00b/quote"),
+        (Method::PATCH, "/v1/admin/users/%00"),
+        (Method::DELETE, "/v1/auth/sessions/%00"),
+        (Method::POST, "/v1/notifications/%00/read"),
+        (Method::POST, "/v1/admin/jobs/%00/retry"),
+        (Method::DELETE, "/v1/admin/webhook-endpoints/%00"),
+        (Method::DELETE, "/v1/admin/pricing/rules/%00"),
+        (Method::PUT, "/v1/cart/items/%00"),
+    ] {
+        let reply = app.call(method.clone(), path, Some(token), Some(&json!({ "quantity": 1, "roles": ["customer"] }))).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {}", reply.text);
+        reply.problem(404, "not_found");
+    }
+    // In a query string, or inside a cursor.
+    let cursor = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"["\u0000","usr_x"]"#);
+    for path in [
+        "/v1/admin/jobs?kind=%00".to_owned(),
+        "/v1/admin/users?email_prefix=a%00".to_owned(),
+        "/v1/products?q=%00".to_owned(),
+        format!("/v1/admin/users?cursor={cursor}"),
+    ] {
+        app.get_authed(&path, token).await.problem(422, "validation_failed");
+    }
+    // In a JSON string.
+    app.patch_json_authed("/v1/me", token, &json!({ "name": "Ada\u{0}" })).await.problem(422, "validation_failed");
+    app.post_json("/v1/auth/login", &json!({ "email": "root@example.com\u{0}", "password": PASSWORD })).await.problem(422, "validation_failed");
+    // A backslash followed by the text u0000 is just text.
+    let me = app.patch_json_authed("/v1/me", token, &json!({ "name": "Ada \\u0000" })).await.expect(200).json();
+    assert_eq!(me["name"], "Ada \\u0000");
+}

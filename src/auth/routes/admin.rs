@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -10,7 +10,7 @@ use crate::auth::extract::{AdminUser as Admin, StaffUser};
 use crate::auth::model::{AdminPatch, AdminUser, Role, Roles};
 use crate::auth::service::Accounts;
 use crate::http::error::{ApiResult, Problem};
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use crate::validation::Invalid;
 

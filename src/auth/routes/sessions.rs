@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,7 +12,7 @@ use crate::auth::extract::AuthUser;
 use crate::auth::model::{Email, Password, SessionView, parse_name};
 use crate::auth::service::{Accounts, NewAccount};
 use crate::http::error::{ApiResult, Problem};
-use crate::http::extract::{ClientIp, Json, Query};
+use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use axum::response::Response;
 
