@@ -84,9 +84,15 @@ impl Accounts {
     /// Sets a new password with a mailed token; every session of the account is revoked.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
         let password = Password::parse("new_password", new_password, None)?;
+        let token_hash = sha256_hex(token.as_bytes());
+        // Hash the password (the costly part) only for a token that can succeed; spending it
+        // below is still the one atomic check.
+        if !self.repo.token_live(&token_hash, TokenPurpose::ResetPassword, now()).await? {
+            return Err(bad_token());
+        }
         let hash = self.hasher.hash(password.expose()).await?;
         let effects = |user_id: &str| Effects::default().event("account.password_reset", user_id, json!({}));
-        if self.repo.reset_password(&sha256_hex(token.as_bytes()), &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+        if self.repo.reset_password(&token_hash, &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
     }
 }
 

@@ -129,6 +129,8 @@ pub trait AccountRepo: Send + Sync {
     async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError>;
     /// Spends a verification token and marks the email verified; false when the token is not live.
     async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
+    /// Whether a token is unspent and unexpired (a cheap look before costly work).
+    async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Spends a reset token, sets the password and revokes every session; false when the token is not live.
     async fn reset_password(
         &self,
@@ -329,6 +331,17 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         }
         effects.apply_in::<DB>(&mut tx, token.now).await?;
         Ok(tx.commit().await?)
+    }
+
+    async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new("SELECT 1 AS live FROM account_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3")
+            .bind(hash)
+            .bind(purpose.as_str())
+            .bind(now)
+            .fetch_optional(&mut conn)
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {

@@ -100,3 +100,17 @@ async fn a_limited_client_is_not_told_whether_the_password_was_right() {
     assert_rate_limited(&wrong);
     assert!(!right.text.contains("access_token"));
 }
+
+#[tokio::test]
+async fn guessing_mailed_tokens_is_limited_per_address() {
+    let app = spawn_app_with(&[("rate_limit_auth_ip", "3/h")]).await;
+    let reset = json!({ "token": "not-a-token", "new_password": "a brand new passphrase" });
+    for remaining in [2, 1] {
+        let reply = app.post_json("/v1/auth/password/reset", &reset).await;
+        reply.problem(422, "validation_failed");
+        assert_eq!(number(&reply, "ratelimit-remaining"), remaining);
+    }
+    app.post_json("/v1/auth/verify-email", &json!({ "token": "not-a-token" })).await.problem(422, "validation_failed");
+    assert_rate_limited(&app.post_json("/v1/auth/password/reset", &reset).await);
+    assert_rate_limited(&app.post_json("/v1/auth/verify-email", &json!({ "token": "not-a-token" })).await);
+}

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::sessions::limit_auth;
+use super::sessions::{limit_auth, limit_ip};
 use crate::auth::extract::AuthUser;
 use crate::auth::model::Email;
 use crate::auth::service::Accounts;
@@ -38,10 +38,15 @@ pub struct ResetRequest {
 
 /// Confirm the email address with the mailed token.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
-    responses((status = 204), (status = 422, description = "invalid, expired or used token", body = Problem)))]
-pub async fn verify_email(State(accounts): State<Arc<Accounts>>, Json(req): Json<TokenRequest>) -> ApiResult<StatusCode> {
-    accounts.verify_email(&req.token).await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 422, description = "invalid, expired or used token", body = Problem), (status = 429, body = Problem)))]
+pub async fn verify_email(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    Json(req): Json<TokenRequest>,
+) -> ApiResult<Response> {
+    let rate = limit_ip(limiter.as_ref(), ip).await?;
+    Ok(rate.attach(accounts.verify_email(&req.token).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into)))
 }
 
 /// Mail a new verification link to the caller (the previous link stops working).
@@ -72,8 +77,13 @@ pub async fn forgot_password(
 
 /// Set a new password with the mailed token. Every session of the account is revoked.
 #[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth", request_body = ResetRequest,
-    responses((status = 204), (status = 422, description = "bad token or password", body = Problem)))]
-pub async fn reset_password(State(accounts): State<Arc<Accounts>>, Json(req): Json<ResetRequest>) -> ApiResult<StatusCode> {
-    accounts.reset_password(&req.token, &req.new_password).await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 422, description = "bad token or password", body = Problem), (status = 429, body = Problem)))]
+pub async fn reset_password(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    Json(req): Json<ResetRequest>,
+) -> ApiResult<Response> {
+    let rate = limit_ip(limiter.as_ref(), ip).await?;
+    Ok(rate.attach(accounts.reset_password(&req.token, &req.new_password).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into)))
 }

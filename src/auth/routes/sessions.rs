@@ -45,6 +45,11 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+/// Routes that take a secret from the mail but no account (token guessing) are limited per client address.
+pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
+    enforce(limiter, &[(Policy::AuthIp, ip.0.to_string().as_str())]).await
+}
+
 pub(super) async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
     let ip = ip.0.to_string();
     let account = email.trim().to_lowercase();
