@@ -232,8 +232,16 @@ impl Config {
             refresh_token_ttl: s
                 .parse("refresh_token_ttl_secs", "seconds from 60 to 31536000", secs(60, 31_536_000))?
                 .unwrap_or(Duration::from_secs(30 * 86_400)),
-            signing_key: s.parse("signing_key", "a base64 PKCS#8 Ed25519 private key", |v| Some(SecretString::from(v.to_owned())))?,
-            encryption_key: s.parse("encryption_key", "32 bytes, base64-encoded", |v| Some(SecretString::from(v.to_owned())))?,
+            signing_key: s.parse("signing_key", "a base64 PKCS#8 Ed25519 private key", |v| {
+                crate::security::secrets::decode_configured(v, "signing_key")
+                    .is_ok_and(|key| crate::auth::tokens::is_signing_key(&key))
+                    .then(|| SecretString::from(v.to_owned()))
+            })?,
+            encryption_key: s.parse("encryption_key", "32 bytes, base64-encoded", |v| {
+                crate::security::secrets::decode_configured(v, "encryption_key")
+                    .is_ok_and(|key| key.len() == 32)
+                    .then(|| SecretString::from(v.to_owned()))
+            })?,
             rate_limit_auth_ip: s
                 .parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
                 .unwrap_or(Some(Rate::per_minute(20))),
@@ -246,7 +254,8 @@ impl Config {
                 })?
                 .unwrap_or_default(),
             smtp_url: s.parse("smtp_url", "an smtp:// or smtps:// URL", |v| {
-                (v.starts_with("smtp://") || v.starts_with("smtps://")).then(|| SecretString::from(v.to_owned()))
+                ((v.starts_with("smtp://") || v.starts_with("smtps://")) && crate::notify::mail::smtp_url_parses(v))
+                    .then(|| SecretString::from(v.to_owned()))
             })?,
             mail_from: s
                 .parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
@@ -348,6 +357,23 @@ mod tests {
     fn secret_values_are_not_echoed() {
         let err = Config::from_pairs([("database_url", "mysql://u:hunter2@h/db")]).err().unwrap().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn keys_and_urls_are_checked_at_start_without_being_echoed() {
+        for (key, value) in [
+            ("signing_key", "bm90IGEga2V5"),
+            ("signing_key", "%%%"),
+            ("encryption_key", "c2hvcnQ="),
+            ("smtp_url", "smtp://user:hunter2@"),
+        ] {
+            let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
+            assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
+            assert!(!err.contains(value) && !err.contains("hunter2"), "{err}");
+        }
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        assert!(Config::from_pairs([("encryption_key", key.as_str())]).is_ok());
+        assert!(Config::from_pairs([("smtp_url", "smtps://user:pw@mail.example:465")]).is_ok());
     }
 
     #[test]

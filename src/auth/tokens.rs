@@ -45,6 +45,11 @@ pub fn generate_key() -> Vec<u8> {
     Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation").as_ref().to_vec()
 }
 
+/// Whether `pkcs8` is a key `TokenSigner` can sign with (checked when configuration loads).
+pub fn is_signing_key(pkcs8: &[u8]) -> bool {
+    Ed25519KeyPair::from_pkcs8(pkcs8).is_ok()
+}
+
 impl TokenSigner {
     pub fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| anyhow::anyhow!("the signing key is not a PKCS#8 Ed25519 key"))?;

@@ -49,6 +49,11 @@ pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
+/// Whether the SMTP transport accepts `url` (checked when configuration loads).
+pub fn smtp_url_parses(url: &str) -> bool {
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(url).is_ok()
+}
+
 impl SmtpMailer {
     pub fn new(url: &str, from: Mailbox) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
