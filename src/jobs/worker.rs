@@ -142,6 +142,9 @@ impl Execution {
     #[tracing::instrument(skip_all, fields(job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts))]
     async fn execute(self, job: Job) {
         let started = Instant::now();
+        // Queue latency: from when the job was due to when a worker took it.
+        let waited = (Utc::now() - job.run_at).to_std().unwrap_or_default();
+        metrics::histogram!("keel_job_wait_seconds", "kind" => job.kind.clone()).record(waited.as_secs_f64());
         let handler = self.registry.get(&job.kind);
         let result = match &handler {
             None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),

@@ -28,6 +28,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
                 .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Prefix("keel_job_".into()),
+                    &[0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0],
+                )
+                .expect("static bucket list is valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (embedding); then ours only renders.

@@ -127,3 +127,18 @@ async fn jwks_publishes_the_key_that_signs_access_tokens() {
     assert!(key.get("d").is_none(), "no private part in the JWKS");
     assert!(ed25519_signature_valid(&tokens.access, key["x"].as_str().expect("x")), "the published key verifies the token");
 }
+
+#[tokio::test]
+async fn metrics_show_the_job_queue_its_latency_and_the_outbox_lag() {
+    let app = spawn_app().await;
+    // Registering queues a verification mail, which a worker sends (to a file).
+    app.customer("ada@example.com").await;
+    let metrics = crate::support::eventually(20, "the mail job in the metrics", || async {
+        let text = app.get("/metrics").await.expect(200).text;
+        text.contains("keel_job_duration_seconds_bucket{kind=\"mail.send\",outcome=\"done\"").then_some(text)
+    })
+    .await;
+    for expected in ["keel_job_wait_seconds_bucket{kind=\"mail.send\"", "keel_jobs{state=\"done\"}", "keel_outbox_lag_events"] {
+        assert!(metrics.contains(expected), "{expected} missing from\n{metrics}");
+    }
+}
