@@ -64,10 +64,10 @@ async fn disabling_needs_the_password_and_turns_the_second_factor_off() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
     let (secret, _, _) = enable_mfa(&app, &ada).await;
+    assert!(!app.stored_text().await.contains(&secret), "the active TOTP secret is encrypted at rest");
     app.post_json_authed("/v1/auth/mfa/totp/disable", &ada.access, &json!({ "password": "wrong password" }))
         .await
         .problem(401, "invalid_credentials");
     app.post_json_authed("/v1/auth/mfa/totp/disable", &ada.access, &json!({ "password": PASSWORD })).await.expect(204);
     login_with(&app, None).await.expect(200);
-    assert!(!app.stored_text().await.contains(&secret), "the TOTP secret is encrypted at rest");
 }
