@@ -245,7 +245,13 @@ impl Services {
             Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
             None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
         };
-        let signer = TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?;
+        let previous = config
+            .previous_signing_keys
+            .iter()
+            .map(|k| secrets::decode_configured(k.expose_secret(), "previous_signing_keys"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let signer =
+            TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?.with_previous(&previous)?;
         let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
         let accounts =
             Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));

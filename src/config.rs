@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "access_token_ttl_secs",
     "refresh_token_ttl_secs",
     "signing_key",
+    "previous_signing_keys",
     "encryption_key",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
@@ -54,7 +55,7 @@ const KEYS: &[&str] = &[
 ];
 
 /// Keys whose values must never be echoed in an error message.
-const SECRET_KEYS: &[&str] = &["signing_key", "encryption_key", "database_url", "smtp_url", "nats_url"];
+const SECRET_KEYS: &[&str] = &["signing_key", "previous_signing_keys", "encryption_key", "database_url", "smtp_url", "nats_url"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -81,6 +82,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub signing_key: Option<SecretString>,
+    /// Keys that signed before `signing_key` (base64 PKCS#8, checked): tokens they signed are
+    /// still accepted until they expire, and the JWKS publishes them.
+    pub previous_signing_keys: Vec<SecretString>,
     pub encryption_key: Option<SecretString>,
     pub rate_limit_auth_ip: Option<Rate>,
     pub rate_limit_auth_account: Option<Rate>,
@@ -237,6 +241,18 @@ impl Config {
                     .is_ok_and(|key| crate::auth::tokens::is_signing_key(&key))
                     .then(|| SecretString::from(v.to_owned()))
             })?,
+            previous_signing_keys: s
+                .parse("previous_signing_keys", "comma-separated base64 PKCS#8 Ed25519 private keys", |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(|k| {
+                            let key = crate::security::secrets::decode_configured(k, "previous_signing_keys").ok()?;
+                            crate::auth::tokens::is_signing_key(&key).then(|| SecretString::from(k.to_owned()))
+                        })
+                        .collect()
+                })?
+                .unwrap_or_default(),
             encryption_key: s.parse("encryption_key", "32 bytes, base64-encoded", |v| {
                 crate::security::secrets::decode_configured(v, "encryption_key")
                     .is_ok_and(|key| key.len() == 32)
@@ -361,12 +377,9 @@ mod tests {
 
     #[test]
     fn keys_and_urls_are_checked_at_start_without_being_echoed() {
-        for (key, value) in [
-            ("signing_key", "bm90IGEga2V5"),
-            ("signing_key", "%%%"),
-            ("encryption_key", "c2hvcnQ="),
-            ("smtp_url", "smtp://user:hunter2@"),
-        ] {
+        for (key, value) in
+            [("signing_key", "bm90IGEga2V5"), ("signing_key", "%%%"), ("encryption_key", "c2hvcnQ="), ("smtp_url", "smtp://user:hunter2@")]
+        {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
             assert!(!err.contains(value) && !err.contains("hunter2"), "{err}");

@@ -335,12 +335,14 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
 
     async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut conn = self.db.reader().await?;
-        let row = Sql::<DB>::new("SELECT 1 AS live FROM account_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3")
-            .bind(hash)
-            .bind(purpose.as_str())
-            .bind(now)
-            .fetch_optional(&mut conn)
-            .await?;
+        let row = Sql::<DB>::new(
+            "SELECT 1 AS live FROM account_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&mut conn)
+        .await?;
         Ok(row.is_some())
     }
 

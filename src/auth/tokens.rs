@@ -24,11 +24,26 @@ pub struct Claims {
     pub aud: String,
 }
 
-pub struct TokenSigner {
+/// A public key tokens are checked against.
+struct Verifier {
     kid: String,
-    encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
+}
+
+impl Verifier {
+    fn of(pkcs8: &[u8]) -> anyhow::Result<Verifier> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| anyhow::anyhow!("the signing key is not a PKCS#8 Ed25519 key"))?;
+        let public = pair.public_key().as_ref();
+        let public_x = URL_SAFE_NO_PAD.encode(public);
+        Ok(Verifier { kid: sha256_hex(public)[..16].to_owned(), decoding: DecodingKey::from_ed_components(&public_x)?, public_x })
+    }
+}
+
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    /// The current key first, then previous ones still accepted.
+    verifiers: Vec<Verifier>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -52,9 +67,7 @@ pub fn is_signing_key(pkcs8: &[u8]) -> bool {
 
 impl TokenSigner {
     pub fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| anyhow::anyhow!("the signing key is not a PKCS#8 Ed25519 key"))?;
-        let public = pair.public_key().as_ref().to_vec();
-        let public_x = URL_SAFE_NO_PAD.encode(&public);
+        let current = Verifier::of(pkcs8)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
         validation.validate_nbf = true;
@@ -62,15 +75,25 @@ impl TokenSigner {
         validation.set_audience(&[audience]);
         validation.required_spec_claims = ["exp", "iat", "nbf", "sub", "iss", "aud"].into_iter().map(String::from).collect::<HashSet<_>>();
         Ok(Self {
-            kid: sha256_hex(&public)[..16].to_owned(),
             encoding: EncodingKey::from_ed_der(pkcs8),
-            decoding: DecodingKey::from_ed_components(&public_x)?,
-            public_x,
+            verifiers: vec![current],
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl,
         })
+    }
+
+    /// Also accepts (and publishes) keys that signed before the current one, so tokens
+    /// issued just before a key change stay valid until they expire.
+    pub fn with_previous(mut self, keys: &[Vec<u8>]) -> anyhow::Result<Self> {
+        for key in keys {
+            let verifier = Verifier::of(key)?;
+            if self.verifiers.iter().all(|v| v.kid != verifier.kid) {
+                self.verifiers.push(verifier);
+            }
+        }
+        Ok(self)
     }
 
     pub fn ttl(&self) -> Duration {
@@ -90,24 +113,28 @@ impl TokenSigner {
             aud: self.audience.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(self.verifiers[0].kid.clone());
         Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
     }
 
     /// Checks algorithm, `kid`, signature, issuer, audience and time claims.
     pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
-        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != Algorithm::EdDSA {
             return Err(InvalidToken);
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)
+        let verifier = self.verifiers.iter().find(|v| header.kid.as_deref() == Some(v.kid.as_str())).ok_or(InvalidToken)?;
+        jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)
     }
 
     /// The public key set (RFC 7517) for clients and other services that verify tokens.
     pub fn jwks(&self) -> Jwks {
-        Jwks {
-            keys: vec![Jwk { kty: "OKP", crv: "Ed25519", alg: "EdDSA", key_use: "sig", kid: self.kid.clone(), x: self.public_x.clone() }],
-        }
+        let keys = self
+            .verifiers
+            .iter()
+            .map(|v| Jwk { kty: "OKP", crv: "Ed25519", alg: "EdDSA", key_use: "sig", kid: v.kid.clone(), x: v.public_x.clone() })
+            .collect();
+        Jwks { keys }
     }
 }
 
@@ -142,6 +169,20 @@ mod tests {
         let token = s.issue("usr_1", "ses_1", vec![Role::Customer]).unwrap();
         let claims = s.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("usr_1", "ses_1"));
+    }
+
+    #[test]
+    fn accepts_tokens_of_previous_keys_and_publishes_them() {
+        let old_key = generate_key();
+        let old = TokenSigner::new(&old_key, "keel", "keel-api", Duration::from_secs(60)).unwrap();
+        let token = old.issue("usr_1", "ses_1", vec![]).unwrap();
+        let new = signer();
+        assert!(new.verify(&token).is_err());
+        let new = new.with_previous(&[old_key]).unwrap();
+        assert_eq!(new.verify(&token).unwrap().sub, "usr_1");
+        assert_eq!(new.jwks().keys.len(), 2);
+        let fresh = new.issue("usr_2", "ses_2", vec![]).unwrap();
+        assert!(old.verify(&fresh).is_err(), "new tokens are signed with the current key");
     }
 
     #[test]

@@ -219,7 +219,9 @@ async fn nul_characters_and_undecodable_ids_are_client_errors_everywhere() {
     }
     // In a JSON string.
     app.patch_json_authed("/v1/me", token, &json!({ "name": "Ada\u{0}" })).await.problem(422, "validation_failed");
-    app.post_json("/v1/auth/login", &json!({ "email": "root@example.com\u{0}", "password": PASSWORD })).await.problem(422, "validation_failed");
+    app.post_json("/v1/auth/login", &json!({ "email": "root@example.com\u{0}", "password": PASSWORD }))
+        .await
+        .problem(422, "validation_failed");
     // A backslash followed by the text u0000 is just text.
     let me = app.patch_json_authed("/v1/me", token, &json!({ "name": "Ada \\u0000" })).await.expect(200).json();
     assert_eq!(me["name"], "Ada \\u0000");

@@ -193,3 +193,21 @@ async fn the_generated_signing_key_survives_a_restart() {
     let jwks = app.get("/.well-known/jwks.json").await.expect(200).json();
     assert!(jwks["keys"].as_array().expect("keys").iter().any(|k| k["kid"] == kid), "the same key after a restart");
 }
+
+#[tokio::test]
+async fn after_a_key_change_tokens_of_the_previous_key_work_until_it_is_dropped() {
+    let (old, new) = (TestKey::generate(), TestKey::generate());
+    let app = spawn_app_with(&[("signing_key", old.config_value().as_str())]).await;
+    let before = app.customer("ada@example.com").await;
+    let app = app.restart_with(&[("signing_key", &new.config_value()), ("previous_signing_keys", &old.config_value())]).await;
+    app.me(&before.access).await.expect(200);
+    let jwks = app.get("/.well-known/jwks.json").await.expect(200).json();
+    let published: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["x"].as_str().unwrap()).collect();
+    assert_eq!(published, [new.public_x(), old.public_x()], "the current key first, then the previous one");
+    let after = app.login("ada@example.com", PASSWORD).await;
+    assert_eq!(jwt_parts(&after.access).0["kid"], jwks["keys"][0]["kid"], "new tokens are signed with the current key");
+
+    let app = app.restart_with(&[("previous_signing_keys", "")]).await;
+    app.me(&before.access).await.problem(401, "invalid_token");
+    app.me(&after.access).await.expect(200);
+}
