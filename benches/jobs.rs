@@ -1,19 +1,26 @@
-//! Job queue and outbox benchmark: jobs/s (enqueue, then complete no-op jobs with 4 workers)
-//! and outbox → subscriber latency, on SQLite and, when reachable, PostgreSQL.
+//! Job queue and outbox benchmark: jobs/s (enqueue, then complete no-op jobs with 4 workers,
+//! one job at a time each and 8 at a time each) and outbox → subscriber latency, on SQLite
+//! and, when reachable, PostgreSQL (a scratch database, dropped afterwards).
 //!
 //! Run: `cargo bench --bench jobs` (env: BENCH_JOBS, BENCH_EVENTS, BENCH_PG_URL — default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; set it to `off` to skip PostgreSQL).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use keel::events::{Bus, Event, LocalBus, NewEvent};
 use keel::jobs::worker::{Worker, WorkerSettings};
-use keel::jobs::{Job, JobHandler, JobState, Jobs, NewJob, Registry};
+use keel::jobs::{Job, JobHandler, Jobs, NewJob, Registry};
 use keel::store::{Store, StoreOptions};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-struct Noop;
+/// Does nothing but count, and tells the benchmark when `target` jobs ran.
+struct Noop {
+    ran: Arc<AtomicUsize>,
+    target: usize,
+    all_done: Arc<Notify>,
+}
 
 #[async_trait::async_trait]
 impl JobHandler for Noop {
@@ -22,6 +29,9 @@ impl JobHandler for Noop {
     }
 
     async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+        if self.ran.fetch_add(1, Ordering::SeqCst) + 1 == self.target {
+            self.all_done.notify_one();
+        }
         Ok(())
     }
 }
@@ -32,16 +42,24 @@ async fn open(url: &str) -> Store {
     store
 }
 
-async fn fresh_postgres(admin_url: &str) -> Option<String> {
+async fn fresh_postgres(admin_url: &str) -> Option<(String, String)> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(admin_url).await.ok()?;
     let name = format!("keel_bench_{}", uuid::Uuid::now_v7().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    Some(format!("{base}/{name}"))
+    Some((format!("{base}/{name}"), name))
 }
 
-async fn jobs_per_second(store: &Store, count: usize) -> (f64, f64) {
+async fn drop_postgres(admin_url: &str, name: &str) {
+    use sqlx::Connection as _;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+    }
+}
+
+/// Enqueues `count` no-op jobs from 8 tasks, then runs them with 4 workers of `slots` each.
+async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64) {
     let jobs = Jobs::new(store.jobs());
     let started = Instant::now();
     let mut enqueuers = Vec::new();
@@ -59,22 +77,22 @@ async fn jobs_per_second(store: &Store, count: usize) -> (f64, f64) {
     let enqueue_rate = count as f64 / started.elapsed().as_secs_f64();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let all_done = Arc::new(Notify::new());
+    let noop = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let settings =
-            WorkerSettings { queues: vec!["default".into()], concurrency: 8, poll: Duration::from_millis(20), ..WorkerSettings::default() };
-        let worker = Worker::new(jobs.repo().clone(), Registry::default().with(Noop), settings, jobs.wake().clone());
+        let settings = WorkerSettings {
+            queues: vec!["default".into()],
+            concurrency: slots,
+            poll: Duration::from_millis(20),
+            ..WorkerSettings::default()
+        };
+        let handler = Noop { ran: noop.clone(), target: count, all_done: all_done.clone() };
+        let worker = Worker::new(jobs.repo().clone(), Registry::default().with(handler), settings, jobs.wake().clone());
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
-    loop {
-        let depth = jobs.repo().depth().await.expect("depth");
-        let done = depth.iter().find(|(s, _)| *s == JobState::Done).map_or(0, |(_, n)| *n);
-        if done as usize >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_done.notified().await;
     let complete_rate = count as f64 / started.elapsed().as_secs_f64();
     stop_tx.send(true).unwrap();
     for w in workers {
@@ -119,20 +137,27 @@ fn main() {
     runtime.block_on(async move {
         let dir = std::env::temp_dir().join(format!("keel-bench-jobs-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut backends = vec![("SQLite", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))];
+        let mut backends = vec![("SQLite", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()), None)];
         if pg_admin != "off" {
             match fresh_postgres(&pg_admin).await {
-                Some(url) => backends.push(("PostgreSQL", url)),
+                Some((url, name)) => backends.push(("PostgreSQL", url, Some(name))),
                 None => println!("PostgreSQL not reachable at BENCH_PG_URL; skipping it"),
             }
         }
-        println!("\nkeel jobs benchmark — {count} no-op jobs (8 concurrent enqueuers; 4 workers × 8 slots), {events} events");
-        for (name, url) in backends {
+        println!("\nkeel jobs benchmark — {count} no-op jobs per run (8 concurrent enqueuers; 4 workers), {events} events");
+        for (name, url, pg_name) in backends {
             let store = open(&url).await;
-            let (enqueue, complete) = jobs_per_second(&store, count).await;
+            for slots in [1, 8] {
+                let (enqueue, complete) = jobs_per_second(&store, count, slots).await;
+                println!("{name:<11} enqueue {enqueue:>7.0} jobs/s   complete {complete:>7.0} jobs/s  (4 workers × {slots} slot(s))");
+            }
             let (p50, p99) = outbox_latency(&store, events).await;
-            println!("{name:<11} enqueue {enqueue:>7.0} jobs/s   complete {complete:>7.0} jobs/s   outbox→subscriber p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
+            println!("{name:<11} outbox→subscriber p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
             store.close().await;
+            if let Some(db) = pg_name {
+                drop_postgres(&pg_admin, &db).await;
+            }
         }
+        let _ = std::fs::remove_dir_all(&dir);
     });
 }
