@@ -80,6 +80,24 @@ pub enum Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Opens the writer pool. Switching a new database to WAL takes an exclusive lock that the
+/// busy timeout does not wait for, so two processes creating one database at once can see
+/// `database is locked`: try again for a few seconds.
+async fn open_sqlite_writer(options: &SqliteConnectOptions) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        let opened =
+            SqlitePoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(30)).connect_with(options.clone()).await;
+        match opened {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5") && attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     pub async fn connect(opts: &StoreOptions) -> anyhow::Result<Store> {
         if opts.url.starts_with("sqlite:") {
@@ -93,12 +111,7 @@ impl Store {
             let path = base.get_filename().to_path_buf();
             // One writer: SQLite serialises writes anyway, and a single connection
             // turns lock contention into a fair queue instead of SQLITE_BUSY errors.
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(base.clone())
-                .await
-                .context("opening the SQLite database")?;
+            let write = open_sqlite_writer(&base).await.context("opening the SQLite database")?;
             let read = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.max(2))
                 .connect_with(base.read_only(true))

@@ -115,3 +115,20 @@ async fn generated_secrets_are_readable_by_the_owner_only() {
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.path().display());
     }
 }
+
+#[tokio::test]
+async fn two_migrations_started_at_once_on_a_new_database_both_succeed() {
+    let data_dir = std::env::temp_dir().join(format!("keel-test-{}", uuid::Uuid::new_v4().simple()));
+    let mut env = vec![("KEEL_DATA_DIR", data_dir.display().to_string())];
+    if let Ok(url) = std::env::var("KEEL_TEST_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        env.push(("KEEL_DATABASE_URL", crate::helpers::fresh_postgres_database(url.trim()).await));
+    }
+    let (a, b) = tokio::join!(run_keel(&["migrate"], &env, ""), run_keel(&["migrate"], &env, ""));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let again = run_keel(&["migrate"], &env, "").await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -56,7 +56,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 }
 
 /// Creates `keel_t_<random>` on the server of `admin_url` and returns its URL.
-async fn fresh_postgres_database(admin_url: &str) -> String {
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
     use sqlx::Connection as _;
     let name = format!("keel_t_{}", Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connecting to KEEL_TEST_DATABASE_URL");
