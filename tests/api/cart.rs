@@ -110,7 +110,7 @@ async fn bad_bodies_are_clear_client_errors() {
     raw(coupon.clone(), "{}", "application/json").await.field_error("code");
     raw(coupon.clone(), "{\"code\": 7}", "application/json").await.field_error("code");
     raw(coupon.clone(), "{\"code\": \"\"}", "application/json").await.field_error("code");
-    raw(coupon, "{\"code\": \"x\\u0000y\"}", "application/json").await.field_error("code");
+    raw(coupon, "{\"code\": \"x\\u0000y\"}", "application/json").await.problem(422, "validation_failed");
     // Nothing of that changed the cart.
     let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
     assert!(cart["items"].as_array().unwrap().is_empty() && cart["coupon_code"].is_null());
