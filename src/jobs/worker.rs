@@ -104,7 +104,13 @@ impl Worker {
                 }
             }
             while tasks.try_join_next().is_some() {}
-            if claimed == 0 || permits.available_permits() == 0 {
+            if permits.available_permits() == 0 {
+                // Every slot is busy: claim again as soon as one frees up.
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = stop.changed() => {}
+                }
+            } else if claimed == 0 {
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(self.settings.poll) => {}
