@@ -226,3 +226,21 @@ async fn nul_characters_and_undecodable_ids_are_client_errors_everywhere() {
     let me = app.patch_json_authed("/v1/me", token, &json!({ "name": "Ada \\u0000" })).await.expect(200).json();
     assert_eq!(me["name"], "Ada \\u0000");
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_a_503_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app_with(&[("request_timeout_secs", "1")]).await;
+    // A body that never finishes arriving (a slow or stalled client) holds nothing for long.
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let head =
+        format!("POST /v1/auth/login HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(br#"{"email":"#).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut response)).await.expect("an answer").unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("application/problem+json") && response.contains("\"code\":\"timeout\""), "{response}");
+}

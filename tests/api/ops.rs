@@ -142,3 +142,39 @@ async fn metrics_show_the_job_queue_its_latency_and_the_outbox_lag() {
         assert!(metrics.contains(expected), "{expected} missing from\n{metrics}");
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = crate::helpers::spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut keel = crate::support::spawn_keel(&app, &["serve"], &[("KEEL_LISTEN", listen.as_str()), ("KEEL_RUN_WORKERS", "false")]);
+    crate::support::eventually(30, "keel serve to answer", || async {
+        app.client.get(format!("http://{listen}/healthz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+
+    // A request whose body is still arriving when the signal comes.
+    let body = br#"{"email":"nobody@example.com","password":"not the password"}"#;
+    let mut socket = tokio::net::TcpStream::connect(&listen).await.unwrap();
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let pid = keel.id().expect("keel is running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(tokio::net::TcpStream::connect(&listen).await.is_err(), "no new connections once shutting down");
+
+    socket.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 401"), "the in-flight request completes: {response}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), keel.wait()).await.expect("keel exits").unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+}
