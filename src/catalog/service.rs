@@ -51,11 +51,6 @@ impl Catalog {
         &self.repo
     }
 
-    /// The cache products, lists and quotes share (quotes of a product go with it).
-    pub fn cache(&self) -> &Arc<dyn Cache> {
-        &self.cache
-    }
-
     /// The product's JSON, from the cache when possible.
     pub async fn product_json(&self, id: &str) -> Result<Arc<[u8]>, CatalogError> {
         let key = product_key(id);

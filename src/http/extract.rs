@@ -33,10 +33,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
             }
         })?;
-        if has_nul_escape(&bytes) {
-            return Err(Invalid::one("body", "invalid", "strings must not contain NUL characters").into());
-        }
+        // Parse first, so the content type and the syntax are judged before the NUL check.
+        let nul = has_nul_escape(&bytes);
         match axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await {
+            Ok(_) if nul => Err(Invalid::one("body", "invalid", "strings must not contain NUL characters").into()),
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
