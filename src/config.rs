@@ -160,6 +160,15 @@ impl<'de> Deserialize<'de> for Setting {
     }
 }
 
+/// `KEEL_*` environment variables that name no setting (a typo, most likely): they are
+/// ignored, and start-up warns about them by name.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.strip_prefix("KEEL_").is_some_and(|key| !KEYS.contains(&key.to_lowercase().as_str())))
+        .collect()
+}
+
 impl Config {
     /// Loads `keel.toml` (at `file`, or `./keel.toml` when present) and `KEEL_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {

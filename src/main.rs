@@ -90,6 +90,9 @@ fn main() -> ExitCode {
         }
     };
     keel::telemetry::init_logging(&config);
+    for name in keel::config::unknown_env_vars() {
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no Keel setting");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(&e.into()),

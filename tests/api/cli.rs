@@ -132,3 +132,16 @@ async fn two_migrations_started_at_once_on_a_new_database_both_succeed() {
     assert!(again.status.success(), "{}", stderr(&again));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[tokio::test]
+async fn a_mistyped_variable_is_named_in_a_warning() {
+    let app = spawn_app().await;
+    let mut env = vec![("KEEL_DATA_DIR", app.data_dir.display().to_string()), ("KEEL_LISTN", "127.0.0.1:1".to_owned())];
+    if let Some(url) = &app.database_url {
+        env.push(("KEEL_DATABASE_URL", url.clone()));
+    }
+    let out = run_keel(&["migrate"], &env, "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("KEEL_LISTN"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("127.0.0.1:1"), "values are not logged: {}", stderr(&out));
+}
