@@ -15,9 +15,12 @@ pub fn product_key(id: &str) -> String {
 /// Every cached list page starts with this.
 pub const LIST_PREFIX: &str = "list:";
 
-/// Every cached quote of a product starts with this; all quotes start with `quote:`.
+/// Every cached quote starts with this.
+pub const QUOTE_PREFIX: &str = "quote:";
+
+/// Every cached quote of a product starts with this.
 pub fn quotes_prefix(product_id: &str) -> String {
-    format!("quote:{product_id}|")
+    format!("{QUOTE_PREFIX}{product_id}|")
 }
 
 /// A cache of serialized values.

@@ -102,7 +102,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if parts.uri.query().is_some_and(|q| q.to_ascii_lowercase().contains("%00")) {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
             return Err(Invalid::one("query", "invalid", "the query string must not contain NUL characters").into());
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {

@@ -79,9 +79,9 @@ impl Jobs {
         Ok(id)
     }
 
-    /// Enqueues `job` unless one was ever enqueued under `once_key`; true when this call did.
-    pub async fn enqueue_once(&self, once_key: &str, job: &NewJob) -> Result<bool, crate::store::StoreError> {
-        let enqueued = self.repo.enqueue_once(once_key, job, crate::store::now()).await?;
+    /// Enqueues `job` unless one was ever enqueued under its unique key; true when this call did.
+    pub async fn enqueue_once(&self, job: &NewJob) -> Result<bool, crate::store::StoreError> {
+        let enqueued = self.repo.enqueue_once(job, crate::store::now()).await?;
         if enqueued {
             self.wake.notify_one();
         }

@@ -97,9 +97,11 @@ pub trait JobRepo: Send + Sync {
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
     /// Deletes done and dead jobs that finished before `before` (and once-keys as old).
     async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Enqueues `job` unless a job was ever enqueued under `once_key` (kept as long as
-    /// finished jobs). True when this call enqueued it.
-    async fn enqueue_once(&self, once_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Enqueues `job` unless a job was ever enqueued under its unique key, however that job
+    /// ended (the key is kept as long as finished jobs; a unique key alone holds only while
+    /// its job is live). A job without a unique key is simply enqueued. True when this call
+    /// enqueued it.
+    async fn enqueue_once(&self, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 pub struct SqlJobs<DB: Backend> {
@@ -253,19 +255,21 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
         self.db.execute(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
     }
 
-    async fn enqueue_once(&self, once_key: &str, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn enqueue_once(&self, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
-        let first = Sql::<DB>::new("INSERT INTO enqueued_once (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(once_key)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        if first == 0 {
-            return Ok(false);
+        if let Some(key) = &job.unique_key {
+            let first = Sql::<DB>::new("INSERT INTO enqueued_once (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(key.as_str())
+                .bind(now)
+                .execute(&mut tx)
+                .await?;
+            if first == 0 {
+                return Ok(false);
+            }
         }
-        enqueue_in::<DB>(&mut tx, job, now).await?;
+        let enqueued = enqueue_in::<DB>(&mut tx, job, now).await?.is_some();
         tx.commit().await?;
-        Ok(true)
+        Ok(enqueued)
     }
 
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError> {

@@ -27,8 +27,7 @@ pub async fn run(jobs: Jobs, schedules: Vec<Schedule>, tick: Duration, mut stop:
     while !*stop.borrow() {
         let now = crate::store::now();
         for schedule in &schedules {
-            let key = period_key(schedule, now);
-            if let Err(e) = jobs.enqueue_once(&key, &(schedule.job)().unique(key.clone())).await {
+            if let Err(e) = jobs.enqueue_once(&(schedule.job)().unique(period_key(schedule, now))).await {
                 tracing::warn!(schedule = schedule.name, error = %e, "enqueueing a recurring job failed");
             }
         }

@@ -195,7 +195,6 @@ pub async fn ping_endpoint(
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),
     };
-    // A fresh event each time: no other delivery can share its key.
-    jobs.enqueue(&delivery_job(&id, &event, policy).1).await?;
+    jobs.enqueue(&delivery_job(&id, &event, policy)).await?;
     Ok(StatusCode::ACCEPTED)
 }

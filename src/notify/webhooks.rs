@@ -226,18 +226,16 @@ struct DeliverPayload {
     event: Event,
 }
 
-/// The job that delivers `event` to `endpoint_id`, and the key that makes it one per
-/// (endpoint, event) however often the event is heard (redelivery, several instances).
-pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> (String, NewJob) {
+/// The job that delivers `event` to `endpoint_id`, keyed once per (endpoint, event).
+pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> NewJob {
     // Receivers get the event without the internal user id.
     let event = Event { user_id: None, ..event.clone() };
-    let once = format!("webhook:{endpoint_id}:{}", event.id);
+    let unique = format!("webhook:{endpoint_id}:{}", event.id);
     let payload = DeliverPayload { endpoint_id: endpoint_id.to_owned(), event };
-    let job = NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises"))
+    NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises"))
         .on_queue(QUEUE)
         .attempts(policy.max_attempts)
-        .unique(once.clone());
-    (once, job)
+        .unique(unique)
 }
 
 /// Fans events out to the endpoints that want them.
@@ -260,8 +258,8 @@ impl Subscriber for FanOut {
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
         for endpoint in self.repo.list().await? {
             if endpoint.events.iter().any(|e| e == "*" || *e == event.kind) {
-                let (once, job) = delivery_job(&endpoint.id, event, self.policy);
-                self.jobs.enqueue_once(&once, &job).await?;
+                // Once, however often the event is heard (redelivery, several instances).
+                self.jobs.enqueue_once(&delivery_job(&endpoint.id, event, self.policy)).await?;
             }
         }
         Ok(())

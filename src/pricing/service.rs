@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::engine::{QuoteInput, price};
 use super::model::{Rule, RuleKind, RuleSpec};
 use super::repo::{PricingRepo, RULES_CHANGED};
-use crate::catalog::cache::{Cache, quotes_prefix};
+use crate::catalog::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
 use crate::catalog::model::Product;
 use crate::money::Money;
 use crate::store::{StoreError, now};
@@ -93,7 +93,7 @@ impl Pricing {
             }
             *current = Arc::new(RuleSet { version, rules });
         }
-        self.cache.invalidate_prefix("quote:").await;
+        self.cache.invalidate_prefix(QUOTE_PREFIX).await;
         Ok(())
     }
 
