@@ -386,9 +386,13 @@ mod tests {
 
     #[test]
     fn keys_and_urls_are_checked_at_start_without_being_echoed() {
-        for (key, value) in
-            [("signing_key", "bm90IGEga2V5"), ("signing_key", "%%%"), ("encryption_key", "c2hvcnQ="), ("smtp_url", "smtp://user:hunter2@")]
-        {
+        for (key, value) in [
+            ("signing_key", "bm90IGEga2V5"),
+            ("signing_key", "%%%"),
+            ("encryption_key", "c2hvcnQ="),
+            ("previous_signing_keys", "bm90IGEga2V5"),
+            ("smtp_url", "smtp://user:hunter2@"),
+        ] {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
             assert!(!err.contains(value) && !err.contains("hunter2"), "{err}");
