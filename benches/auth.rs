@@ -1,5 +1,6 @@
 //! Load benchmark for accounts: login/s against the Argon2 bound, and authenticated
-//! `GET /v1/me` against a bare axum JSON handler, measured in the same run.
+//! `GET /v1/me`, each against a bare axum handler answering a body of the same size, measured
+//! in the same run. Any failed request aborts the run.
 //!
 //! Run: `cargo bench --bench auth` (optional env: BENCH_SECS, BENCH_CONCURRENCY).
 //! The load generator shares the machine with the servers, so compare the ratios printed
@@ -10,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{drive, start_bare, start_keel};
+use common::{abort, compare, expect_status, start_keel};
 use keel::auth::password::Hasher;
 use serde_json::{Value, json};
 
@@ -33,42 +34,14 @@ fn main() {
         let bound = cores as f64 / hash_time.as_secs_f64();
 
         let (keel, _dir, _stop) = start_keel(&[]).await;
-        let bare = start_bare().await;
         let client = reqwest::Client::new();
-        let registered: Value = client
-            .post(format!("{keel}/v1/auth/register"))
-            .json(&json!({"email": "bench@example.com", "password": "correct horse battery", "name": "Bench"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let credentials = json!({"email": "bench@example.com", "password": "correct horse battery", "name": "Bench"});
+        let registered = client.post(format!("{keel}/v1/auth/register")).json(&credentials).send().await.unwrap();
+        if registered.status() != 201 {
+            abort(&format!("registering the bench user: {} {}", registered.status(), registered.text().await.unwrap_or_default()));
+        }
+        let registered: Value = registered.json().await.unwrap();
         let token = Arc::new(format!("Bearer {}", registered["access_token"].as_str().unwrap()));
-
-        let url = Arc::new(format!("{bare}/me"));
-        let bare_report = drive(concurrency, secs, move |c| {
-            let url = url.clone();
-            async move { matches!(c.get(url.as_str()).send().await, Ok(r) if r.status() == 200) }
-        })
-        .await;
-
-        let url = Arc::new(format!("{keel}/v1/me"));
-        let me_report = drive(concurrency, secs, move |c| {
-            let (url, token) = (url.clone(), token.clone());
-            async move { matches!(c.get(url.as_str()).header("authorization", token.as_str()).send().await, Ok(r) if r.status() == 200) }
-        })
-        .await;
-
-        let url = Arc::new(format!("{keel}/v1/auth/login"));
-        let login_report = drive(concurrency, secs, move |c| {
-            let url = url.clone();
-            async move {
-                let body = json!({"email": "bench@example.com", "password": "correct horse battery"});
-                matches!(c.post(url.as_str()).json(&body).send().await, Ok(r) if r.status() == 200)
-            }
-        })
-        .await;
 
         println!("\nkeel auth benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite");
         println!(
@@ -76,10 +49,24 @@ fn main() {
             hash_time.as_secs_f64() * 1e3,
             bound
         );
-        println!("{}", login_report.line("POST /v1/auth/login"));
-        println!("  = {:.0} % of the argon2 bound", 100.0 * login_report.rate() / bound);
-        println!("{}", bare_report.line("bare axum JSON handler"));
-        println!("{}", me_report.line("GET /v1/me (authenticated)"));
-        println!("  = {:.0} % of the bare handler's rate", 100.0 * me_report.rate() / bare_report.rate());
+
+        let url = Arc::new(format!("{keel}/v1/me"));
+        let me = |c: &reqwest::Client, url: &str, token: &str| c.get(url).header("authorization", token);
+        let bytes = expect_status(me(&client, &url, &token), 200).await.unwrap_or_else(|e| abort(&format!("GET /v1/me: {e}")));
+        compare("GET /v1/me (authenticated)", concurrency, secs, bytes, move |c| {
+            let (url, token) = (url.clone(), token.clone());
+            async move { expect_status(me(&c, &url, &token), 200).await.map(drop) }
+        })
+        .await;
+
+        let url = Arc::new(format!("{keel}/v1/auth/login"));
+        let body = Arc::new(json!({"email": "bench@example.com", "password": "correct horse battery"}));
+        let bytes = expect_status(client.post(url.as_str()).json(&*body), 200).await.unwrap_or_else(|e| abort(&format!("login: {e}")));
+        let login = compare("POST /v1/auth/login", concurrency, secs, bytes, move |c| {
+            let (url, body) = (url.clone(), body.clone());
+            async move { expect_status(c.post(url.as_str()).json(&*body), 200).await.map(drop) }
+        })
+        .await;
+        println!("  = {:.0} % of the argon2 bound", 100.0 * login.rate() / bound);
     });
 }

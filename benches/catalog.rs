@@ -1,6 +1,7 @@
 //! Catalog read benchmark: cached `GET /v1/products/{id}`, the first page of
-//! `GET /v1/products` and a quote under the demo pricing rules, against a bare axum JSON
-//! handler in the same run, with the cache's hit ratio read from `/metrics`.
+//! `GET /v1/products` and a quote under the demo pricing rules, each against a bare axum
+//! handler answering a body of the same size in the same run, with the cache's hit ratio read
+//! from `/metrics`. Any failed request aborts the run.
 //!
 //! Run: `cargo bench --bench catalog` (env: BENCH_SECS, BENCH_CONCURRENCY).
 
@@ -8,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{drive, start_bare, start_keel};
+use common::{abort, compare, expect_status, start_keel};
 use keel::app::Services;
 use keel::config::Config;
 
@@ -33,38 +34,33 @@ fn main() {
         let services = Services::build(&config).await.unwrap();
         let seeded = keel::demo::seed(&services).await.unwrap();
         services.store.close().await;
-        let bare = start_bare().await;
         let client = reqwest::Client::new();
         let first: serde_json::Value = client.get(format!("{keel}/v1/products?limit=20")).send().await.unwrap().json().await.unwrap();
-        let product_id = first["data"][0]["id"].as_str().unwrap().to_owned();
-
-        let target = |url: String| {
-            let url = Arc::new(url);
-            move |c: reqwest::Client| {
-                let url = url.clone();
-                async move { matches!(c.get(url.as_str()).send().await, Ok(r) if r.status() == 200) }
-            }
+        let Some(product_id) = first["data"][0]["id"].as_str().map(str::to_owned) else {
+            abort(&format!("the demo seed left no products to read: {first}"));
         };
-        let bare_report = drive(concurrency, secs, target(format!("{bare}/me"))).await;
-        let before = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
-        let item_report = drive(concurrency, secs, target(format!("{keel}/v1/products/{product_id}"))).await;
-        let list_report = drive(concurrency, secs, target(format!("{keel}/v1/products?limit=20"))).await;
-        let quote_report = drive(concurrency, secs, target(format!("{keel}/v1/products/{product_id}/quote?quantity=12&country=DE"))).await;
-        let after = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
-        let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
-        let misses = cache_count(&after, "miss") - cache_count(&before, "miss");
 
         println!(
             "\nkeel catalog benchmark — {cores} cores, {concurrency} connections, {secs} s per phase, SQLite, {} demo products",
             seeded.products_created
         );
-        println!("{}", bare_report.line("bare axum JSON handler"));
-        println!("{}", item_report.line("GET /v1/products/{id}"));
-        println!("  = {:.0} % of the bare handler's rate", 100.0 * item_report.rate() / bare_report.rate());
-        println!("{}", list_report.line("GET /v1/products (page 1)"));
-        println!("  = {:.0} % of the bare handler's rate", 100.0 * list_report.rate() / bare_report.rate());
-        println!("{}", quote_report.line("GET /v1/products/{id}/quote"));
-        println!("  = {:.0} % of the bare handler's rate", 100.0 * quote_report.rate() / bare_report.rate());
+        let before = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
+        for (name, path) in [
+            ("GET /v1/products/{id}", format!("/v1/products/{product_id}")),
+            ("GET /v1/products (page 1)", "/v1/products?limit=20".to_owned()),
+            ("GET /v1/products/{id}/quote", format!("/v1/products/{product_id}/quote?quantity=12&country=DE")),
+        ] {
+            let url = Arc::new(format!("{keel}{path}"));
+            let bytes = expect_status(client.get(url.as_str()), 200).await.unwrap_or_else(|e| abort(&format!("{name}: {e}")));
+            compare(name, concurrency, secs, bytes, move |c| {
+                let url = url.clone();
+                async move { expect_status(c.get(url.as_str()), 200).await.map(drop) }
+            })
+            .await;
+        }
+        let after = client.get(format!("{keel}/metrics")).send().await.unwrap().text().await.unwrap();
+        let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
+        let misses = cache_count(&after, "miss") - cache_count(&before, "miss");
         println!("cache hit ratio over the three phases: {:.4} ({hits} hits, {misses} misses)", hits / (hits + misses).max(1.0));
     });
 }

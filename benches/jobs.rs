@@ -1,23 +1,28 @@
 //! Job queue and outbox benchmark: jobs/s (enqueue, then complete no-op jobs with 4 workers,
-//! one job at a time each and 8 at a time each) and outbox → subscriber latency, on SQLite
+//! one job at a time each and 8 at a time each; completion counts distinct jobs, checked
+//! against the jobs the queue marked done, and aborts if any is lost) and outbox → subscriber
+//! latency, on SQLite
 //! and, when reachable, PostgreSQL (a scratch database, dropped afterwards).
 //!
 //! Run: `cargo bench --bench jobs` (env: BENCH_JOBS, BENCH_EVENTS, BENCH_PG_URL — default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; set it to `off` to skip PostgreSQL).
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel::events::{Bus, Event, LocalBus, NewEvent};
 use keel::jobs::worker::{Worker, WorkerSettings};
-use keel::jobs::{Job, JobHandler, Jobs, NewJob, Registry};
+use keel::jobs::{Job, JobHandler, JobState, Jobs, NewJob, Registry};
 use keel::store::{Store, StoreOptions};
 use tokio::sync::{Notify, watch};
 
-/// Does nothing but count, and tells the benchmark when `target` jobs ran.
+/// Does nothing but note which job ran, and tells the benchmark when `target` distinct jobs
+/// ran (a job run twice counts once).
 struct Noop {
-    ran: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+    ran: Arc<Mutex<HashSet<String>>>,
     target: usize,
     all_done: Arc<Notify>,
 }
@@ -28,12 +33,26 @@ impl JobHandler for Noop {
         "bench.noop"
     }
 
-    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
-        if self.ran.fetch_add(1, Ordering::SeqCst) + 1 == self.target {
+    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut ran = self.ran.lock().unwrap();
+        if ran.insert(job.id.clone()) && ran.len() == self.target {
             self.all_done.notify_one();
         }
         Ok(())
     }
+}
+
+/// Jobs in state `done` in the database.
+async fn done_in_db(jobs: &Jobs) -> i64 {
+    let depth = jobs.repo().depth().await.expect("reading the queue depth");
+    depth.into_iter().filter(|(state, _)| *state == JobState::Done).map(|(_, n)| n).sum()
+}
+
+/// Ends the benchmark with a message and a non-zero exit code.
+fn abort(message: &str) -> ! {
+    eprintln!("benchmark aborted: {message}");
+    std::process::exit(1)
 }
 
 async fn open(url: &str) -> Store {
@@ -59,7 +78,9 @@ async fn drop_postgres(admin_url: &str, name: &str) {
 }
 
 /// Enqueues `count` no-op jobs from 8 tasks, then runs them with 4 workers of `slots` each.
-async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64) {
+/// Returns the enqueue rate, the completion rate (distinct jobs done), and how many handler
+/// calls ran a job a second time.
+async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64, usize) {
     let jobs = Jobs::new(store.jobs());
     let started = Instant::now();
     let mut enqueuers = Vec::new();
@@ -78,7 +99,9 @@ async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let all_done = Arc::new(Notify::new());
-    let noop = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(Mutex::new(HashSet::new()));
+    let done_before = done_in_db(&jobs).await;
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..4 {
@@ -88,17 +111,25 @@ async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64
             poll: Duration::from_millis(20),
             ..WorkerSettings::default()
         };
-        let handler = Noop { ran: noop.clone(), target: count, all_done: all_done.clone() };
+        let handler = Noop { calls: calls.clone(), ran: ran.clone(), target: count, all_done: all_done.clone() };
         let worker = Worker::new(jobs.repo().clone(), Registry::default().with(handler), settings, jobs.wake().clone());
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
-    all_done.notified().await;
+    if tokio::time::timeout(Duration::from_secs(600), all_done.notified()).await.is_err() {
+        abort(&format!("only {} of {count} jobs ran within 10 minutes ({slots} slot(s))", ran.lock().unwrap().len()));
+    }
     let complete_rate = count as f64 / started.elapsed().as_secs_f64();
     stop_tx.send(true).unwrap();
     for w in workers {
         w.await.unwrap();
     }
-    (enqueue_rate, complete_rate)
+    // What counts is what the queue recorded: each job done once, none lost.
+    let done = done_in_db(&jobs).await - done_before;
+    let (calls, distinct) = (calls.load(Ordering::SeqCst), ran.lock().unwrap().len());
+    if done != count as i64 || distinct != count {
+        abort(&format!("{count} jobs enqueued, {distinct} distinct ran ({calls} handler calls), {done} marked done"));
+    }
+    (enqueue_rate, complete_rate, calls - distinct)
 }
 
 /// Commits events one at a time and measures commit → subscriber delivery through the relay.
@@ -148,8 +179,10 @@ fn main() {
         for (name, url, pg_name) in backends {
             let store = open(&url).await;
             for slots in [1, 8] {
-                let (enqueue, complete) = jobs_per_second(&store, count, slots).await;
-                println!("{name:<11} enqueue {enqueue:>7.0} jobs/s   complete {complete:>7.0} jobs/s  (4 workers × {slots} slot(s))");
+                let (enqueue, complete, repeats) = jobs_per_second(&store, count, slots).await;
+                println!(
+                    "{name:<11} enqueue {enqueue:>7.0} jobs/s   complete {complete:>7.0} distinct jobs/s  (4 workers × {slots} slot(s); {repeats} repeated runs)"
+                );
             }
             let (p50, p99) = outbox_latency(&store, events).await;
             println!("{name:<11} outbox→subscriber p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");

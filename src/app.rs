@@ -83,9 +83,18 @@ pub struct Application {
 
 impl Application {
     /// Connects the database, runs migrations, loads or creates secrets, binds `listen`.
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
         // Install the recorder before the first request is counted.
         crate::telemetry::metrics_handle();
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        // The bound address (port 0 becomes a real port), so links mailed by default point at it.
+        config.listen = listener.local_addr().context("reading the bound address")?;
+        if config.app_base_url.is_none() && config.listen.ip().is_unspecified() {
+            tracing::warn!(
+                link_base = %config.mail_base_url(),
+                "app_base_url is not set: mailed links point at this host's loopback address; set it to an address users reach"
+            );
+        }
         let services = Services::build(&config).await?;
         let (bus, nats): (Arc<dyn Bus>, _) = match &config.nats_url {
             Some(url) => {
@@ -125,7 +134,6 @@ impl Application {
             cors_origins: config.cors_origins.clone(),
         };
         let router = crate::http::router(state, &settings)?;
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let subscribers = services.subscribers(&config);
         let store = services.store;
         Ok(Application {
@@ -213,7 +221,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         Store::connect(&StoreOptions { url: config.database_url.expose_secret().to_owned(), max_connections: config.db_max_connections })
             .await?;
     if config.migrate_on_start {
-        store.migrate().await?;
+        for m in store.migrate().await? {
+            tracing::info!(version = m.version, description = %m.description, "applied a migration");
+        }
     }
     tracing::info!(backend = store.backend_name(), data_dir = %config.data_dir.display(), "database ready");
     Ok(store)
@@ -261,7 +271,7 @@ impl Services {
         };
         let webhooks = store.webhooks();
         let registry = Registry::default()
-            .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.app_base_url.clone() })
+            .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
             .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(store.events()))
@@ -269,7 +279,7 @@ impl Services {
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
         let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
-        let pricing = Arc::new(Pricing::load(store.pricing(), cache).await?);
+        let pricing = Arc::new(Pricing::load(store.pricing(&config.currency), cache, &config.currency).await?);
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
     }
 

@@ -93,7 +93,8 @@ pub struct Config {
     pub smtp_url: Option<SecretString>,
     pub mail_from: lettre::message::Mailbox,
     /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
-    pub app_base_url: String,
+    /// Unset: Keel's own address, where built-in pages complete the flows (see `mail_base_url`).
+    pub app_base_url: Option<String>,
     /// NATS server with JetStream; without it the bus is in-process (one instance).
     pub nats_url: Option<SecretString>,
     /// Subjects are `<prefix>.events.<type>`, the stream `<PREFIX>_EVENTS`.
@@ -285,11 +286,9 @@ impl Config {
             mail_from: s
                 .parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
                 .unwrap_or_else(|| "Keel <no-reply@keel.invalid>".parse().expect("the default sender parses")),
-            app_base_url: s
-                .parse("app_base_url", "an http:// or https:// URL", |v| {
-                    (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
-                })?
-                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+            app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
+                (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
+            })?,
             nats_url: s.parse("nats_url", "a nats:// URL", |v| {
                 (v.starts_with("nats://") || v.starts_with("tls://")).then(|| SecretString::from(v.to_owned()))
             })?,
@@ -325,6 +324,25 @@ impl Config {
                 .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
         })
     }
+}
+
+impl Config {
+    /// The base of links in mail: `app_base_url`, else Keel's own address at `listen` (whose
+    /// built-in `/verify-email` and `/reset-password` pages complete the flows).
+    pub fn mail_base_url(&self) -> String {
+        self.app_base_url.clone().unwrap_or_else(|| own_url(self.listen))
+    }
+}
+
+/// `http://<addr>`; a wildcard address (`0.0.0.0`, `::`) becomes loopback, the one address
+/// of this host that is sure to reach it.
+fn own_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 struct Settings(BTreeMap<String, String>);
@@ -370,6 +388,17 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.currency, "USD");
         assert_eq!(c.body_limit_bytes, 1 << 20);
+        assert_eq!(c.mail_base_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn mailed_links_default_to_keels_own_address() {
+        let c = Config::from_pairs([("listen", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(c.mail_base_url(), "http://127.0.0.1:9000");
+        let c = Config::from_pairs([("listen", "[::]:9000")]).unwrap();
+        assert_eq!(c.mail_base_url(), "http://[::1]:9000");
+        let c = Config::from_pairs([("listen", "10.0.0.5:80"), ("app_base_url", "https://shop.example/")]).unwrap();
+        assert_eq!(c.mail_base_url(), "https://shop.example");
     }
 
     #[test]

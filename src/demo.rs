@@ -52,6 +52,12 @@ fn demo_rules() -> serde_json::Value {
     ])
 }
 
+/// The coupon codes the demo rules accept.
+pub fn coupon_codes() -> Vec<String> {
+    let rules = demo_rules();
+    rules.as_array().into_iter().flatten().filter_map(|r| r["conditions"]["coupon_code"].as_str()).map(str::to_owned).collect()
+}
+
 /// A price in cents that looks like a shop's: x.99 style, spread by item.
 fn price_of(category: usize, item: usize, variant: usize) -> i64 {
     let base = [1200, 8900, 1800, 4900, 2500, 1500, 3400, 2200][category % 8];

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use keel::app::{Application, Services, open_store};
+use keel::auth::error::AuthError;
 use keel::auth::model::{Email, Password, Role, Roles, parse_name};
 use keel::auth::service::NewAccount;
 use keel::config::Config;
@@ -17,6 +18,10 @@ struct Cli {
     /// Configuration file (default: ./keel.toml when present). KEEL_* variables override it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log at the configured `log` level. Without it, commands other than `serve` and
+    /// `worker` log only warnings and errors (on standard error).
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -79,7 +84,7 @@ fn main() -> ExitCode {
                 println!("{json}");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e.into()),
+            Err(e) => fail(&e.into(), false),
         };
     }
     let config = match Config::load(cli.config.as_deref()) {
@@ -89,16 +94,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    keel::telemetry::init_logging(&config);
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Servers log for operators (JSON lines by default); one-shot commands print their result
+    // on standard output and keep standard error for what went wrong.
+    let long_running = matches!(command, Command::Serve | Command::Worker);
+    if long_running {
+        keel::telemetry::init_logging(&config);
+    } else {
+        keel::telemetry::init_command_logging(&config, cli.verbose);
+    }
     for name in keel::config::unknown_env_vars() {
         tracing::warn!(variable = %name, "ignoring an environment variable that names no Keel setting");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
-        Err(e) => return fail(&e.into()),
+        Err(e) => return fail(&e.into(), long_running),
     };
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
+        match command {
             Command::Serve => serve(config).await,
             Command::Worker => run_worker(config).await,
             Command::Migrate => migrate(config).await,
@@ -111,12 +124,15 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, long_running),
     }
 }
 
-fn fail(e: &anyhow::Error) -> ExitCode {
-    tracing::error!(error = format!("{e:#}"), "keel stopped with an error");
+/// Reports `e` on standard error; a server also logs it, for whoever collects its logs.
+fn fail(e: &anyhow::Error, long_running: bool) -> ExitCode {
+    if long_running {
+        tracing::error!(error = format!("{e:#}"), "keel stopped with an error");
+    }
     eprintln!("keel: {e:#}");
     ExitCode::FAILURE
 }
@@ -142,8 +158,20 @@ async fn run_worker(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(mut config: Config) -> anyhow::Result<()> {
-    config.migrate_on_start = true;
-    open_store(&config).await?.close().await;
+    config.migrate_on_start = false;
+    let store = open_store(&config).await?;
+    let applied = store.migrate().await;
+    store.close().await;
+    match applied?.as_slice() {
+        [] => println!("no migrations pending: the {} database is up to date", store.backend_name()),
+        applied => {
+            let noun = if applied.len() == 1 { "migration" } else { "migrations" };
+            println!("applied {} {noun} to the {} database:", applied.len(), store.backend_name());
+            for m in applied {
+                println!("  {} {}", m.version, m.description);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -155,18 +183,25 @@ async fn admin_create(config: Config, email: &str, role: CliRole, name: &str) ->
     let password = Password::parse("password", password, Some(&email)).map_err(|e| anyhow::anyhow!("password {}", e.0[0].message))?;
     let name = parse_name("name", name).map_err(|e| anyhow::anyhow!("name {}", e.0[0].message))?;
     let services = Services::build(&config).await?;
-    let role = match role {
-        CliRole::Support => Role::Support,
-        CliRole::Admin => Role::Admin,
+    let address = email.as_str().to_owned();
+    let (role, role_name) = match role {
+        CliRole::Support => (Role::Support, "support"),
+        CliRole::Admin => (Role::Admin, "admin"),
     };
-    let id = services
-        .accounts
-        .create_with_roles(NewAccount { email, password, name }, Roles::from_list(&[role]))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = services.accounts.create_with_roles(NewAccount { email, password, name }, Roles::from_list(&[role])).await;
     services.store.close().await;
-    println!("{id}");
-    Ok(())
+    match created {
+        Ok(id) => {
+            println!("{id}");
+            Ok(())
+        }
+        Err(AuthError::EmailTaken) => Err(anyhow::anyhow!(
+            "{address} already has an account, so none was created. To change the roles of an existing user, an admin \
+             calls PATCH /v1/admin/users/{{id}} with {{\"roles\": [\"{role_name}\"]}} (GET /v1/admin/users?email_prefix={address} \
+             shows the id); to make the first admin, run this command with another email"
+        )),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
 }
 
 async fn demo_seed(config: Config) -> anyhow::Result<()> {
@@ -177,12 +212,14 @@ async fn demo_seed(config: Config) -> anyhow::Result<()> {
         "demo catalog: {} products created, {} already there; {} users and {} pricing rules created",
         report.products_created, report.products_existing, report.users_created, report.rules_created
     );
+    println!("sign in (POST /v1/auth/login) as:");
+    for (role, (email, password)) in [("admin", keel::demo::DEMO_ADMIN), ("customer", keel::demo::DEMO_CUSTOMER)] {
+        println!("  {role:<9} {email:<24} password {password:?}");
+    }
+    println!("coupon codes (PUT /v1/cart/coupon, or ?coupon_code= on a quote): {}", keel::demo::coupon_codes().join(", "));
     println!(
-        "sign in as {} / {:?} (admin) or {} / {:?}",
-        keel::demo::DEMO_ADMIN.0,
-        keel::demo::DEMO_ADMIN.1,
-        keel::demo::DEMO_CUSTOMER.0,
-        keel::demo::DEMO_CUSTOMER.1
+        "WARNING: the demo admin's password is public (it is printed here and written in Keel's source). Seed only a \
+         shop nobody else can reach, or change it at once (POST /v1/auth/password/change)."
     );
     Ok(())
 }

@@ -11,6 +11,7 @@ pub struct Money {
     /// Minor units (cents for USD).
     pub amount: i64,
     /// ISO 4217 code; always the deployment's currency.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: String,
 }
 

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::error::AuthError;
 use super::repo::UserRow;
 use super::service::{Accounts, Principal};
-use crate::events::Effects;
+use crate::events::{Effects, EventType};
 use crate::security::{random_bytes, sha256_hex};
 use crate::store::now;
 use crate::validation::Invalid;
@@ -90,7 +90,7 @@ impl Accounts {
         let step = check(&totp(&secret, &row.email)?, code).ok_or_else(|| Invalid::one("code", "invalid", "the code is not valid"))?;
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
-        let effects = Effects::default().event("account.mfa_enabled", &who.user_id, serde_json::json!({}));
+        let effects = Effects::default().event(EventType::AccountMfaEnabled, &who.user_id, serde_json::json!({}));
         self.repo.enable_totp(&who.user_id, &sealed, step, &hashes, &effects, now()).await?;
         Ok(codes)
     }
@@ -100,7 +100,7 @@ impl Accounts {
         if !row.mfa_enabled {
             return Ok(());
         }
-        let effects = Effects::default().event("account.mfa_disabled", &who.user_id, serde_json::json!({}));
+        let effects = Effects::default().event(EventType::AccountMfaDisabled, &who.user_id, serde_json::json!({}));
         self.repo.disable_totp(&who.user_id, &effects, now()).await?;
         Ok(())
     }

@@ -101,29 +101,53 @@ pub fn parse_country(field: &str, raw: &str) -> Result<String, Invalid> {
     }
 }
 
-/// An E.164 phone number: `+` then 8–15 digits.
+/// A phone number as people type it, in E.164 form: `+` then 8–15 digits, the first not 0.
+/// It starts with the international prefix `+` or `00`, then the country code; spaces,
+/// dashes, dots, slashes and parentheses between digits are dropped, and so is the national
+/// trunk prefix written `(0)` (`+44 (0)20 7946 0958`). A number without an international
+/// prefix names no country, so it has no E.164 form and is refused.
 pub fn parse_phone(field: &str, raw: &str) -> Result<String, Invalid> {
-    let digits = raw.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
-        Ok(raw.to_owned())
-    } else {
-        Err(Invalid::one(field, "invalid", "must be an E.164 number such as +14155550100"))
+    e164(raw).ok_or_else(|| Invalid::one(field, "invalid", "must be an international number (+ or 00, country code, number)"))
+}
+
+fn e164(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let rest = raw.strip_prefix('+').or_else(|| raw.strip_prefix("00"))?.replacen("(0)", "", 1);
+    let mut digits = String::with_capacity(15);
+    let mut in_parens = false;
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '(' if !in_parens => in_parens = true,
+            ')' if in_parens => in_parens = false,
+            '-' | '.' | '/' | '\u{2010}'..='\u{2015}' => {}
+            c if c.is_whitespace() => {}
+            _ => return None,
+        }
     }
+    (!in_parens && (8..=15).contains(&digits.len()) && !digits.starts_with('0')).then(|| format!("+{digits}"))
 }
 
 /// A postal address (stored encrypted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
-    #[serde(default)]
+    // Absent parts are left out (not `null`), so one schema describes what is sent and received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
     pub line2: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub city: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
     pub region: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -233,12 +257,19 @@ pub struct User {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub email_verified: bool,
     pub name: String,
+    /// In the order customer, support, admin; always has `customer`.
     pub roles: Vec<Role>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(required = true, pattern = "^[A-Z]{2}$")]
     pub country: Option<String>,
+    /// E.164.
+    #[schema(required = true, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
+    #[schema(required = true)]
     pub address: Option<Address>,
     pub mfa_enabled: bool,
     pub created_at: DateTime<Utc>,
@@ -293,7 +324,9 @@ pub struct SessionView {
     pub id: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// True for the session of the token making this request.
     pub current: bool,
@@ -338,6 +371,38 @@ mod tests {
         // Length counts characters, not bytes.
         assert!(Password::parse("password", "ééééééé", None).is_err());
         assert!(Password::parse("password", "éééééééé", None).is_ok());
+    }
+
+    #[test]
+    fn phones_are_read_as_typed_and_kept_in_e164() {
+        for (typed, e164) in [
+            ("+14155550100", "+14155550100"),
+            ("+49 30 1234567", "+49301234567"),
+            ("+1 (415) 555-0100", "+14155550100"),
+            ("+1.415.555.0100", "+14155550100"),
+            (" +33 1 42 68 53 00 ", "+33142685300"),
+            ("+44 (0)20 7946 0958", "+442079460958"),
+            ("0049 30/1234567", "+49301234567"),
+            ("+49\u{a0}30\u{2013}1234567", "+49301234567"),
+            ("+123456789012345", "+123456789012345"),
+        ] {
+            assert_eq!(parse_phone("phone", typed).ok().as_deref(), Some(e164), "{typed:?}");
+        }
+        for refused in [
+            "4155550100",          // national: no country code
+            "030 1234567",         // national with trunk prefix
+            "+1415abc0100",        // letters
+            "+1 415 555 0100 x12", // an extension is not part of E.164
+            "+123",                // too short
+            "+1234567890123456",   // 16 digits
+            "+0 123 456 789",      // country codes never start with 0
+            "+1 (415 555 0100",    // unbalanced
+            "++14155550100",
+            "+",
+            "",
+        ] {
+            assert!(parse_phone("phone", refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::error::AuthError;
 use super::model::{Email, Password};
 use super::repo::{NewAccountToken, TokenPurpose};
 use super::service::{Accounts, Principal};
-use crate::events::Effects;
+use crate::events::{Effects, EventType};
 use crate::jobs::{Job, JobHandler, NewJob};
 use crate::notify::mail::mail_job;
 use crate::notify::templates::Template;
@@ -56,7 +56,7 @@ impl Accounts {
     }
 
     pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
-        let effects = |user_id: &str| Effects::default().event("account.email_verified", user_id, json!({}));
+        let effects = |user_id: &str| Effects::default().event(EventType::AccountEmailVerified, user_id, json!({}));
         if self.repo.verify_email(&sha256_hex(token.as_bytes()), now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
     }
 
@@ -91,7 +91,7 @@ impl Accounts {
             return Err(bad_token());
         }
         let hash = self.hasher.hash(password.expose()).await?;
-        let effects = |user_id: &str| Effects::default().event("account.password_reset", user_id, json!({}));
+        let effects = |user_id: &str| Effects::default().event(EventType::AccountPasswordReset, user_id, json!({}));
         if self.repo.reset_password(&token_hash, &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
     }
 }

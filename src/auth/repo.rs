@@ -666,6 +666,15 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
 
     async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
+        // Mail to the address is personal data too: what has not started is not sent, what was
+        // sent leaves no address behind. (A mail being sent right now finishes.)
+        if let Some(row) = Sql::<DB>::new("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut tx).await? {
+            Sql::<DB>::new("DELETE FROM jobs WHERE kind = $1 AND state <> 'running' AND payload LIKE $2 ESCAPE '\\'")
+                .bind(crate::notify::mail::MAIL_KIND)
+                .bind(crate::notify::mail::addressed_to_pattern(&row.text("email")?))
+                .execute(&mut tx)
+                .await?;
+        }
         Sql::<DB>::new(
             "UPDATE users SET email = $2, name = 'Deleted user', password_hash = '', country = NULL, phone_enc = NULL, \
              address_enc = NULL, mfa_enabled = FALSE, totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, \

@@ -10,7 +10,7 @@ use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Rol
 use super::password::Hasher;
 use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, Rotation, TokenPurpose, UserFilter, UserRow};
 use super::tokens::TokenSigner;
-use crate::events::Effects;
+use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::jobs::Jobs;
 use crate::security::crypto::FieldCipher;
@@ -187,7 +187,7 @@ impl Accounts {
         let email = Email::parse("email", &row.email)?;
         let password = Password::parse("new_password", new_password, Some(&email))?;
         let hash = self.hasher.hash(password.expose()).await?;
-        let effects = Effects::default().event("account.password_changed", &who.user_id, serde_json::json!({}));
+        let effects = Effects::default().event(EventType::AccountPasswordChanged, &who.user_id, serde_json::json!({}));
         self.repo.set_password(&who.user_id, &hash, Some(&who.session_id), &effects, now()).await?;
         Ok(())
     }

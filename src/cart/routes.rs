@@ -36,6 +36,7 @@ impl From<CartError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct SetQuantity {
     /// 0 removes the line; at most 999.
+    #[schema(maximum = 999)]
     pub quantity: u32,
 }
 
@@ -46,13 +47,13 @@ pub struct CouponRequest {
 }
 
 /// The caller's cart, priced now.
-#[utoipa::path(get, path = "/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, body = CartView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, body = CartView)))]
 pub async fn get_cart(State(carts): State<Arc<Carts>>, AuthUser(me): AuthUser) -> ApiResult<Json<CartView>> {
     Ok(Json(carts.view(&me).await?))
 }
 
 /// Empty the cart.
-#[utoipa::path(delete, path = "/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 204), (status = 401, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 204)))]
 pub async fn clear_cart(State(carts): State<Arc<Carts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
     carts.clear(&me).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -61,7 +62,8 @@ pub async fn clear_cart(State(carts): State<Arc<Carts>>, AuthUser(me): AuthUser)
 /// Set how many of a product the cart holds (0 removes it).
 #[utoipa::path(put, path = "/v1/cart/items/{product_id}", tag = "cart", security(("bearer" = [])), request_body = SetQuantity,
     params(("product_id" = String, Path, description = "product id")),
-    responses((status = 200, body = CartView), (status = 422, description = "inactive or unknown product, bad quantity", body = Problem)))]
+    responses((status = 200, body = CartView),
+        (status = 422, description = "the product is unknown or no longer sold (field `product_id`), or the quantity is over 999", body = Problem)))]
 pub async fn set_item(
     State(carts): State<Arc<Carts>>,
     AuthUser(me): AuthUser,
@@ -84,7 +86,7 @@ pub async fn remove_item(
 
 /// Apply a coupon code.
 #[utoipa::path(put, path = "/v1/cart/coupon", tag = "cart", security(("bearer" = [])), request_body = CouponRequest,
-    responses((status = 200, body = CartView), (status = 422, description = "unknown or expired coupon", body = Problem)))]
+    responses((status = 200, body = CartView), (status = 422, description = "the coupon is unknown or expired (field `code`)", body = Problem)))]
 pub async fn set_coupon(
     State(carts): State<Arc<Carts>>,
     AuthUser(me): AuthUser,

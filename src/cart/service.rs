@@ -31,9 +31,11 @@ pub struct CartItem {
 pub struct CartView {
     pub items: Vec<CartItem>,
     pub subtotal: Money,
-    /// Every rule that applied, summed over the lines.
+    /// Every rule that applied, summed over the lines, in the order the rules apply (priority,
+    /// then id): `subtotal` plus the adjustments one by one is a running total ending at `total`.
     pub adjustments: Vec<QuoteAdjustment>,
     pub total: Money,
+    #[schema(required = true)]
     pub coupon_code: Option<String>,
 }
 
@@ -100,6 +102,8 @@ impl Carts {
                 line_total: quote.subtotal,
             });
         }
+        // Lines may each see only some of the rules; the sums are shown in engine order.
+        self.pricing.in_application_order(&mut view.adjustments);
         Ok(view)
     }
 

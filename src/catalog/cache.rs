@@ -66,8 +66,7 @@ fn family(key: &str) -> &'static str {
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> Option<Arc<[u8]>> {
         let found = self.entries.get(key).await;
-        let result = if found.is_some() { "hit" } else { "miss" };
-        metrics::counter!("keel_cache_requests_total", "cache" => family(key), "result" => result).increment(1);
+        crate::telemetry::record_cache_lookup(family(key), found.is_some());
         found
     }
 

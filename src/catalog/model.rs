@@ -29,6 +29,45 @@ pub struct Product {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The strong ETag of a product's JSON `body` at `version`: `"<version>-<digest of body>"`.
+/// The digest makes the tag change with everything in the body, including `stock_available`,
+/// which orders move without a new version; the version part lets the tag serve as `If-Match`.
+pub fn product_etag(version: i64, body: &[u8]) -> String {
+    format!("\"{version}-{}\"", &crate::security::sha256_hex(body)[..ETAG_DIGEST_LEN])
+}
+
+const ETAG_DIGEST_LEN: usize = 16;
+
+/// What an `If-Match` header asks of a product update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current version.
+    Any,
+    /// The product must be at this version.
+    Version(i64),
+    /// Names no version of this product (a weak tag, another resource's tag, a list): never matches.
+    Never,
+}
+
+impl IfMatch {
+    /// Reads one `If-Match` value: a product ETag (`"3-…"`, as `GET` sends it) or its version,
+    /// quoted (`"3"`) or bare (`3`). A change by orders alone (stock) keeps the version, so an
+    /// ETag taken before such a change still matches: it does not conflict with an edit.
+    pub fn parse(value: &str) -> IfMatch {
+        let value = value.trim();
+        if value == "*" {
+            return IfMatch::Any;
+        }
+        let tag = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        let (version, digest) = tag.split_once('-').map_or((tag, None), |(v, d)| (v, Some(d)));
+        let digest_ok = digest.is_none_or(|d| d.len() == ETAG_DIGEST_LEN && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        match version.parse::<i64>() {
+            Ok(v) if v >= 1 && digest_ok && version.bytes().all(|b| b.is_ascii_digit()) => IfMatch::Version(v),
+            _ => IfMatch::Never,
+        }
+    }
+}
+
 /// A product to create, checked.
 #[derive(Debug, Clone)]
 pub struct NewProduct {
@@ -89,15 +128,22 @@ pub enum Sort {
 }
 
 impl Sort {
+    /// Each order by its name in `?sort=`; the first is the default.
+    pub const NAMES: [(&'static str, Sort); 5] = [
+        ("created_at", Sort::CreatedAsc),
+        ("-created_at", Sort::CreatedDesc),
+        ("price", Sort::PriceAsc),
+        ("-price", Sort::PriceDesc),
+        ("name", Sort::Name),
+    ];
+
     pub fn parse(raw: Option<&str>) -> Result<Sort, Invalid> {
-        match raw.unwrap_or("created_at") {
-            "created_at" => Ok(Sort::CreatedAsc),
-            "-created_at" => Ok(Sort::CreatedDesc),
-            "price" => Ok(Sort::PriceAsc),
-            "-price" => Ok(Sort::PriceDesc),
-            "name" => Ok(Sort::Name),
-            _ => Err(Invalid::one("sort", "invalid", "must be one of created_at, -created_at, price, -price, name")),
-        }
+        let Some(raw) = raw else { return Ok(Self::NAMES[0].1) };
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == raw)
+            .map(|(_, sort)| *sort)
+            .ok_or_else(|| Invalid::one("sort", "invalid", "must be one of created_at, -created_at, price, -price, name"))
     }
 
     /// The sort key of `p`, as carried in a cursor.
@@ -145,6 +191,23 @@ mod tests {
         assert!(parse_sku("sku", "mug 001").is_err());
         assert!(parse_category("category", "outdoor-gear").is_ok());
         assert!(parse_category("category", "Outdoor Gear").is_err());
+    }
+
+    #[test]
+    fn if_match_takes_the_etag_or_the_version() {
+        let etag = product_etag(3, b"{}");
+        assert!(etag.starts_with("\"3-") && etag.ends_with('"') && etag.len() == 2 + 2 + ETAG_DIGEST_LEN, "{etag}");
+        assert_ne!(etag, product_etag(3, b"{ }"), "the tag covers the body");
+        assert_eq!(IfMatch::parse(&etag), IfMatch::Version(3));
+        for version in ["\"3\"", "3", " \"3\" "] {
+            assert_eq!(IfMatch::parse(version), IfMatch::Version(3), "{version}");
+        }
+        assert_eq!(IfMatch::parse("*"), IfMatch::Any);
+        let weak = format!("W/{etag}");
+        let list = format!("{etag}, \"4\"");
+        for never in ["garbage", "\"\"", "\"-3\"", "\"+3\"", "\"0\"", "\"3-xyz\"", "\"3-0123456789ABCDEF\"", weak.as_str(), list.as_str()] {
+            assert_eq!(IfMatch::parse(never), IfMatch::Never, "{never}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::model::{
-    MAX_PRICE, MAX_STOCK, NewProduct, Product, ProductFilter, ProductPatch, Sort, parse_category, parse_sku, parse_text, search_words,
+    IfMatch, MAX_PRICE, MAX_STOCK, NewProduct, Product, ProductFilter, ProductPatch, Sort, parse_category, parse_sku, parse_text,
+    product_etag, search_words,
 };
 use super::service::{Catalog, CatalogError};
 use crate::app::AppState;
@@ -57,37 +58,48 @@ impl From<CatalogError> for ApiError {
     }
 }
 
-fn json_response(body: Arc<[u8]>, headers: &HeaderMap, cache_control: &'static str) -> Response {
-    let etag = etag_of(&body);
-    let mut response = if matches_if_none_match(headers, &etag) {
+fn json_response(body: Arc<[u8]>, etag: &str, headers: &HeaderMap, cache_control: &'static str) -> Response {
+    let mut response = if matches_if_none_match(headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, "application/json")], body.to_vec()).into_response()
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, value);
     }
     response
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProductListQuery {
     /// Category slug.
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: Option<String>,
     /// Words to find in the name or description (each as a prefix).
     pub q: Option<String>,
-    /// Minor units, inclusive.
-    #[param(value_type = Option<i64>)]
+    /// Lowest price, in minor units, inclusive.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 10_000_000_000_i64)]
     pub min_price: Option<String>,
-    #[param(value_type = Option<i64>)]
+    /// Highest price, in minor units, inclusive.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 10_000_000_000_i64)]
     pub max_price: Option<String>,
-    /// `created_at` (default), `-created_at`, `price`, `-price` or `name`.
+    #[param(schema_with = sort_schema)]
     pub sort: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
     pub page: PageQuery,
+}
+
+fn sort_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(Sort::NAMES.map(|(name, _)| name)))
+        .default(Some(Sort::NAMES[0].0.into()))
+        .description(Some("The order: by creation (`-` for newest first), by price, or by name."))
+        .build()
 }
 
 fn parse_price_bound(field: &str, raw: Option<&str>, invalid: &mut Invalid) -> Option<i64> {
@@ -103,7 +115,7 @@ fn parse_price_bound(field: &str, raw: Option<&str>, invalid: &mut Invalid) -> O
 
 /// Active products, paginated in a stable order.
 #[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductListQuery, PageQuery),
-    responses((status = 200, body = Page<Product>), (status = 304, description = "not modified"), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<Product>), (status = 304)))]
 pub async fn list_products(
     State(catalog): State<Arc<Catalog>>,
     headers: HeaderMap,
@@ -132,29 +144,43 @@ pub async fn list_products(
         }
         other => ApiError::from(other),
     })?;
-    Ok(json_response(body, &headers, "public, max-age=0, must-revalidate"))
+    let etag = etag_of(&body);
+    Ok(json_response(body, &etag, &headers, "public, max-age=0, must-revalidate"))
 }
 
 /// One product (inactive ones too: orders refer to them), with a strong `ETag`.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "product id (prd_…)")),
-    responses((status = 200, body = Product), (status = 304, description = "not modified"), (status = 404, body = Problem)))]
+    responses((status = 200, body = Product), (status = 304)))]
 pub async fn get_product(State(catalog): State<Arc<Catalog>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: i64,
+    }
     let body = catalog.product_json(&id).await?;
-    Ok(json_response(body, &headers, "public, max-age=0, must-revalidate"))
+    let version = serde_json::from_slice::<Versioned>(&body).map_err(ApiError::internal)?.version;
+    let etag = product_etag(version, &body);
+    Ok(json_response(body, &etag, &headers, "public, max-age=0, must-revalidate"))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
+    /// 1–64 letters, digits, `-`, `_` or `.`; unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
     /// Category slug such as `kitchen`.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: String,
+    /// In the deployment's currency; `amount` from 0 to 10 000 000 000 minor units.
     pub price: Money,
     /// Units on hand to start with.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
@@ -178,7 +204,7 @@ impl CreateProduct {
 
 /// Create a product (admin).
 #[utoipa::path(post, path = "/v1/admin/products", tag = "catalog", security(("bearer" = [])), request_body = CreateProduct,
-    responses((status = 201, body = Product), (status = 409, description = "duplicate sku", body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Product), (status = 409, description = "`conflict`: a product with this `sku` exists", body = Problem)))]
 pub async fn create_product(
     State(catalog): State<Arc<Catalog>>,
     State(currency): State<Currency>,
@@ -192,8 +218,11 @@ pub async fn create_product(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: Option<String>,
     pub price: Option<Money>,
     pub active: Option<bool>,
@@ -213,17 +242,28 @@ impl UpdateProduct {
     }
 }
 
-/// The version an `If-Match` names (`"3"`); a value that is no version can never match.
+/// The version an `If-Match` requires, if any; a value that names no version never matches.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().unwrap_or_default().trim();
-    text.trim_matches('"').parse::<i64>().map(Some).map_err(|_| CatalogError::Stale.into())
+    match IfMatch::parse(value.to_str().unwrap_or_default()) {
+        IfMatch::Any => Ok(None),
+        IfMatch::Version(v) => Ok(Some(v)),
+        IfMatch::Never => Err(CatalogError::Stale.into()),
+    }
 }
 
-/// Change a product (admin). Send `If-Match: "<version>"` to refuse lost updates (`412`).
+/// Change a product (admin).
+///
+/// Send the `ETag` of `GET /v1/products/{id}` (or the product's `version`) as `If-Match` to refuse lost
+/// updates: when the product changed since, the answer is `412` and nothing is written. `If-Match` is
+/// optional: without it the update overwrites whatever version is current (last write wins). Stock that
+/// orders reserve or sell changes the `ETag` but not the version, and does not conflict with an edit.
 #[utoipa::path(patch, path = "/v1/admin/products/{id}", tag = "catalog", security(("bearer" = [])), request_body = UpdateProduct,
-    params(("id" = String, Path, description = "product id"), ("If-Match" = Option<String>, Header, description = "the product's version, quoted")),
-    responses((status = 200, body = Product), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+    params(("id" = String, Path, description = "product id"), ("If-Match" = Option<String>, Header,
+        description = "the `ETag` from `GET /v1/products/{id}` (`\"3-9f86d081884c7d65\"`), or the product's `version` quoted (`\"3\"`) or bare; \
+        `*` matches any version. Optional: without it the update overwrites whatever is current.")),
+    responses((status = 200, body = Product),
+        (status = 412, description = "`precondition_failed`: the product changed since the `If-Match` version; nothing was written", body = Problem)))]
 pub async fn update_product(
     State(catalog): State<Arc<Catalog>>,
     State(currency): State<Currency>,
@@ -238,7 +278,7 @@ pub async fn update_product(
 
 /// Deactivate a product (admin); orders keep referring to it.
 #[utoipa::path(delete, path = "/v1/admin/products/{id}", tag = "catalog", security(("bearer" = [])),
-    params(("id" = String, Path, description = "product id")), responses((status = 204), (status = 404, body = Problem)))]
+    params(("id" = String, Path, description = "product id")), responses((status = 204)))]
 pub async fn deactivate_product(State(catalog): State<Arc<Catalog>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     catalog.update(&id, ProductPatch { active: Some(false), ..ProductPatch::default() }, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -247,16 +287,19 @@ pub async fn deactivate_product(State(catalog): State<Arc<Catalog>>, _admin: Adm
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    /// Units to add (positive) or remove (negative).
+    /// Units to add (positive) or remove (negative); not 0.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
     /// Why, for the stock history (e.g. "delivery 4711", "breakage").
+    #[schema(min_length = 1, max_length = 200)]
     pub reason: String,
 }
 
 /// Add or remove stock (admin). Stock never falls below what is reserved.
 #[utoipa::path(post, path = "/v1/admin/products/{id}/stock-adjustments", tag = "catalog", security(("bearer" = [])), request_body = StockAdjustment,
     params(("id" = String, Path, description = "product id")),
-    responses((status = 200, body = Product), (status = 404, body = Problem), (status = 409, description = "insufficient_stock", body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Product),
+        (status = 409, description = "`insufficient_stock`: stock would fall below what is reserved", body = Problem)))]
 pub async fn adjust_stock(
     State(catalog): State<Arc<Catalog>>,
     AdminUser(admin): AdminUser,

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::cache::{Cache, LIST_PREFIX, product_key, quotes_prefix};
 use super::model::{NewProduct, Product, ProductFilter, ProductPatch, Sort};
 use super::repo::{Adjusted, CatalogRepo, Settle, Updated};
-use crate::events::Effects;
+use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::store::{StoreError, now};
 
@@ -34,12 +34,9 @@ pub struct Catalog {
     cache: Arc<dyn Cache>,
 }
 
-/// Event announcing that a product's public face (price, stock, activity) changed.
-pub const PRODUCT_UPDATED: &str = "product.updated";
-
 fn announce(p: &Product) -> Effects {
     let data = json!({ "id": p.id, "price": p.price, "stock_available": p.stock_available, "active": p.active, "version": p.version });
-    Effects::default().public_event(PRODUCT_UPDATED, data)
+    Effects::default().public_event(EventType::ProductUpdated, data)
 }
 
 impl Catalog {
@@ -173,7 +170,7 @@ impl crate::events::subscriber::Subscriber for InvalidateOnChange {
     }
 
     async fn handle(&self, event: &crate::events::Event) -> anyhow::Result<()> {
-        if event.kind == PRODUCT_UPDATED
+        if event.kind == EventType::ProductUpdated.name()
             && let Some(id) = event.data.get("id").and_then(|v| v.as_str())
         {
             self.0.forget(id).await;

@@ -7,6 +7,7 @@
 //! subscribers are idempotent (they key their effects by event id).
 
 pub mod bus;
+pub mod catalogue;
 pub mod nats;
 pub mod relay;
 pub mod repo;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use bus::{Bus, LocalBus};
+pub use catalogue::EventType;
 pub use repo::{EventRepo, SqlEvents, record_in};
 
 /// An event as clients, subscribers and webhook receivers see it.
@@ -53,14 +55,14 @@ impl Effects {
         self
     }
 
-    pub fn event(mut self, kind: &'static str, user_id: &str, data: serde_json::Value) -> Self {
-        self.events.push(NewEvent { kind, user_id: Some(user_id.to_owned()), data });
+    pub fn event(mut self, kind: EventType, user_id: &str, data: serde_json::Value) -> Self {
+        self.events.push(NewEvent { kind: kind.name(), user_id: Some(user_id.to_owned()), data });
         self
     }
 
     /// An event for everyone (no user of its own), such as a product's new price.
-    pub fn public_event(mut self, kind: &'static str, data: serde_json::Value) -> Self {
-        self.events.push(NewEvent { kind, user_id: None, data });
+    pub fn public_event(mut self, kind: EventType, data: serde_json::Value) -> Self {
+        self.events.push(NewEvent { kind: kind.name(), user_id: None, data });
         self
     }
 

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, stream::StorageType};
 use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
@@ -26,11 +25,30 @@ const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Publishes of the same event id within this window are stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// "cannot connect to NATS at <servers>: <cause>", without the URL's credentials.
+fn connect_error(url: &str, e: &async_nats::ConnectError) -> anyhow::Error {
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(|server| {
+            let authority = server.trim().split_once("://").map_or(server, |(_, rest)| rest);
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            authority.split(['/', '?']).next().unwrap_or_default()
+        })
+        .collect();
+    let io = std::iter::successors(std::error::Error::source(e), |s| s.source()).find_map(|s| s.downcast_ref::<std::io::Error>());
+    let cause = match (e.kind(), io) {
+        (_, Some(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        (_, Some(io)) => io.to_string(),
+        (kind, None) => kind.to_string(),
+    };
+    anyhow::anyhow!("cannot connect to NATS at {}: {cause}", servers.join(","))
+}
+
 impl NatsBus {
     /// Connects and makes sure the stream exists. `prefix` names the subjects
     /// (`<prefix>.events.<type>`) and the stream (`<PREFIX>_EVENTS`).
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<NatsBus>> {
-        let client = async_nats::connect(url).await.context("connecting to NATS")?;
+        let client = async_nats::connect(url).await.map_err(|e| connect_error(url, &e))?;
         let js = jetstream::new(client.clone());
         js.get_or_create_stream(jetstream::stream::Config {
             name: format!("{}_EVENTS", prefix.to_uppercase().replace(['.', '-'], "_")),

@@ -20,16 +20,25 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// The problem+json document.
+/// The problem+json document (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
+    /// `urn:keel:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:keel:problem:validation_failed")]
     pub kind: String,
+    /// The HTTP status phrase.
     pub title: String,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What went wrong, for people.
     pub detail: String,
+    /// A stable machine code, such as `validation_failed`, `not_found`, `conflict`.
+    #[schema(example = "validation_failed")]
     pub code: String,
+    /// The request's id, as in the `X-Request-Id` header.
     pub request_id: String,
+    /// One entry per invalid field (`validation_failed` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }

@@ -35,10 +35,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         })?;
         // Parse first, so the content type and the syntax are judged before the NUL check.
         let nul = has_nul_escape(&bytes);
-        match axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await {
+        match axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes.clone())), state).await {
             Ok(_) if nul => Err(Invalid::one("body", "invalid", "strings must not contain NUL characters").into()),
             Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+            Err(rejection) => Err(json_rejection(rejection, &bytes)),
         }
     }
 }
@@ -54,10 +54,15 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+fn json_rejection(rejection: JsonRejection, body: &[u8]) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected Content-Type: application/json")
+        }
+        // serde_json reports some shape errors as syntax (a number where an enum is expected):
+        // text that parses as JSON is well formed, so its error is about the shape.
+        JsonRejection::JsonSyntaxError(e) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+            ApiError::validation(shape_error(&e.body_text()))
         }
         JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
         JsonRejection::JsonDataError(e) => ApiError::validation(shape_error(&e.body_text())),
@@ -71,7 +76,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 /// Turns serde's message ("…: address: missing field `line1` at line 1 column 2") into a
 /// field error named by its full path (`address.line1`).
 fn shape_error(message: &str) -> Invalid {
-    let message = message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(message);
+    let message = ["Failed to deserialize the JSON body into the target type: ", "Failed to parse the request body as JSON: "]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .unwrap_or(message);
     // serde_path_to_error puts the path first: "path.to.field: what went wrong".
     let (path, detail) = match message.split_once(": ") {
         Some((path, rest)) if !path.is_empty() && !path.contains(' ') => (Some(path), rest),

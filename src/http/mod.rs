@@ -5,7 +5,9 @@ pub mod error;
 pub mod etag;
 pub mod extract;
 pub mod middleware;
+mod openapi;
 mod ops;
+mod pages;
 pub mod pagination;
 pub mod rate_limit;
 
@@ -19,7 +21,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -28,8 +29,10 @@ use error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Keel API", description = "Commerce backend: accounts, catalog, cart, orders, wallet, payments, real-time."),
-    modifiers(&BearerAuth),
+    info(title = "Keel API", description = "Commerce backend: accounts and sessions, catalog and stock, pricing rules and quotes, \
+        the cart, notifications, outgoing webhooks and the job queue.\n\n\
+        Errors are RFC 9457 `application/problem+json` documents with a stable `code`. Lists page with `limit` and `cursor` \
+        and answer `{data, next_cursor}`. Every response carries `X-Request-Id`."),
     tags(
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
@@ -44,18 +47,6 @@ use error::ApiError;
 )]
 struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
-
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
@@ -67,9 +58,16 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(ops::documented())
 }
 
+/// The routes, and the OpenAPI 3.1 document generated from their handlers.
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = api().split_for_parts();
+    openapi::Conventions.modify(&mut doc);
+    (routes, doc)
+}
+
 /// The OpenAPI 3.1 document of every route, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    parts().1
 }
 
 /// Limits and policies the shared layers need.
@@ -80,9 +78,10 @@ pub struct HttpSettings {
 }
 
 pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router> {
-    let (api, doc) = api().split_for_parts();
+    let (api, doc) = parts();
     let routes = api
         .merge(ops::router(doc.to_json()?))
+        .merge(pages::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")

@@ -89,12 +89,10 @@ async fn metrics(State(store): State<Store>, State(jobs): State<Jobs>) -> impl I
         Err(e) => tracing::warn!(error = %e, "reading the job queue depth failed"),
     }
     match store.events().lag().await {
-        Ok(lag) => metrics::gauge!("keel_outbox_lag_events").set(lag as f64),
+        Ok(lag) => crate::telemetry::record_outbox_lag(lag),
         Err(e) => tracing::warn!(error = %e, "reading the outbox lag failed"),
     }
-    let handle = crate::telemetry::metrics_handle();
-    handle.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render())
 }
 
 const DOCS_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";

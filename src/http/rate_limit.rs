@@ -9,12 +9,26 @@ use crate::security::rate_limit::{Decision, Limiter, Policy};
 /// The headers of the tightest policy a request was checked against.
 pub struct RateLimitHeaders(Option<Decision>);
 
+/// `RateLimit-Reset`, and on a refusal `Retry-After`: whole seconds, rounded up (waiting that
+/// long is always enough) and at least 1.
+fn reset_seconds(d: &Decision) -> u64 {
+    d.reset_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64
+}
+
 fn header_values(d: &Decision) -> [(HeaderName, HeaderValue); 3] {
     [
         (HeaderName::from_static("ratelimit-limit"), HeaderValue::from(d.limit)),
         (HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(d.remaining)),
-        (HeaderName::from_static("ratelimit-reset"), HeaderValue::from(d.reset_after.as_secs_f64().ceil() as u64)),
+        (HeaderName::from_static("ratelimit-reset"), HeaderValue::from(reset_seconds(d))),
     ]
+}
+
+/// The `429` for a refused decision: `Retry-After` and `RateLimit-Reset` name the same moment.
+fn refusal(d: &Decision) -> ApiError {
+    let retry = reset_seconds(d);
+    let err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {retry} s"))
+        .with_header(header::RETRY_AFTER, HeaderValue::from(retry));
+    header_values(d).into_iter().fold(err, |err, (name, value)| err.with_header(name, value))
 }
 
 impl IntoResponseParts for RateLimitHeaders {
@@ -41,17 +55,46 @@ pub async fn enforce(limiter: &dyn Limiter, checks: &[(Policy, &str)]) -> Result
     for (policy, key) in checks {
         let Some(decision) = limiter.check(*policy, key).await else { continue };
         if !decision.allowed {
-            let retry = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
-            let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {retry} s"))
-                .with_header(header::RETRY_AFTER, HeaderValue::from(retry));
-            for (name, value) in header_values(&decision) {
-                err = err.with_header(name, value);
-            }
-            return Err(err);
+            return Err(refusal(&decision));
         }
         if tightest.is_none_or(|t| decision.remaining < t.remaining) {
             tightest = Some(decision);
         }
     }
     Ok(RateLimitHeaders(tightest))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::security::rate_limit::{Rate, gcra};
+
+    fn header(response: &Response, name: &str) -> u64 {
+        response.headers()[name].to_str().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_refusal_names_one_moment_in_retry_after_and_ratelimit_reset() {
+        // 3 per 10 s: an exhausted bucket is full again after 10 s, but one more request fits after 3.33 s.
+        let rate = Rate { burst: 3, period: Duration::from_secs(10) };
+        let tat = (0..3).fold(None, |tat, _| Some(gcra(rate, tat, 0).1));
+        let (refused, _) = gcra(rate, tat, 0);
+        assert!(!refused.allowed);
+        let response = refusal(&refused).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&response, "retry-after"), 4, "3.33 s, rounded up");
+        assert_eq!(header(&response, "ratelimit-reset"), header(&response, "retry-after"));
+        assert_eq!(header(&response, "ratelimit-remaining"), 0);
+    }
+
+    #[test]
+    fn seconds_round_up_and_are_never_zero() {
+        let at = |nanos: u64| reset_seconds(&Decision { allowed: true, limit: 1, remaining: 0, reset_after: Duration::from_nanos(nanos) });
+        assert_eq!(at(1), 1);
+        assert_eq!(at(1_000_000_000), 1);
+        assert_eq!(at(1_000_000_001), 2);
+        assert_eq!(at(0), 1);
+    }
 }

@@ -95,10 +95,13 @@ pub struct Job {
     pub run_at: DateTime<Utc>,
     pub attempts: u32,
     pub max_attempts: u32,
+    #[schema(required = true)]
     pub unique_key: Option<String>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

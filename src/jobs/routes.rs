@@ -23,8 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobListQuery {
-    /// `scheduled`, `queued`, `running`, `retrying`, `dead` or `done`.
+    #[param(value_type = Option<JobState>)]
     pub state: Option<String>,
     pub kind: Option<String>,
     #[serde(flatten)]
@@ -34,7 +35,7 @@ pub struct JobListQuery {
 
 /// Jobs, newest first (support, admin).
 #[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin", params(JobListQuery, PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<Job>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<Job>)))]
 pub async fn list_jobs(State(jobs): State<Jobs>, _staff: StaffUser, Query(q): Query<JobListQuery>) -> ApiResult<Json<Page<Job>>> {
     let mut invalid = Invalid::default();
     let state = q.state.as_deref().and_then(|s| {
@@ -54,7 +55,7 @@ pub async fn list_jobs(State(jobs): State<Jobs>, _staff: StaffUser, Query(q): Qu
 /// Run a dead job again, with a fresh attempt count (admin).
 #[utoipa::path(post, path = "/v1/admin/jobs/{id}/retry", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "job id (job_…)")),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "the job is not dead", body = Problem)))]
+    responses((status = 204), (status = 409, description = "`invalid_state`: the job is not dead", body = Problem)))]
 pub async fn retry_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     if jobs.repo().retry(&id, now()).await? {
         jobs.wake().notify_one();
@@ -69,7 +70,7 @@ pub async fn retry_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Pa
 /// Discard a job that is not running (admin).
 #[utoipa::path(delete, path = "/v1/admin/jobs/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "job id (job_…)")),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "the job is running", body = Problem)))]
+    responses((status = 204), (status = 409, description = "`invalid_state`: the job is running", body = Problem)))]
 pub async fn discard_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     if jobs.repo().discard(&id).await? {
         return Ok(StatusCode::NO_CONTENT);

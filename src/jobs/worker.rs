@@ -148,9 +148,7 @@ impl Execution {
     #[tracing::instrument(skip_all, fields(job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts))]
     async fn execute(self, job: Job) {
         let started = Instant::now();
-        // Queue latency: from when the job was due to when a worker took it.
-        let waited = (Utc::now() - job.run_at).to_std().unwrap_or_default();
-        metrics::histogram!("keel_job_wait_seconds", "kind" => job.kind.clone()).record(waited.as_secs_f64());
+        crate::telemetry::record_job_wait(&job.kind, (Utc::now() - job.run_at).to_std().unwrap_or_default());
         let handler = self.registry.get(&job.kind);
         let result = match &handler {
             None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),
@@ -176,10 +174,7 @@ impl Execution {
             }
         };
         match outcome {
-            Ok(label) => {
-                metrics::histogram!("keel_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => label)
-                    .record(started.elapsed().as_secs_f64());
-            }
+            Ok(label) => crate::telemetry::record_job_duration(&job.kind, label, started.elapsed()),
             Err(e) => tracing::error!(error = %e, "recording a job's outcome failed; its lease will expire and it runs again"),
         }
     }

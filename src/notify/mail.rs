@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt as _;
 
 use super::templates::{Rendered, Template};
 use crate::jobs::{Job, JobHandler, NewJob};
@@ -74,6 +75,7 @@ impl Mailer for SmtpMailer {
 
 /// The zero-configuration transport: each message becomes `<dir>/<message id>.eml`.
 /// Writing the same message again replaces the file, so a retried job leaves one copy.
+/// Messages hold live single-use tokens, so the folder is 0700 and each file 0600.
 pub struct FileMailer {
     from: Mailbox,
     dir: PathBuf,
@@ -81,7 +83,7 @@ pub struct FileMailer {
 
 impl FileMailer {
     pub fn new(dir: PathBuf, from: Mailbox) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::security::secrets::create_private_dir(&dir)?;
         Ok(Self { from, dir })
     }
 }
@@ -92,7 +94,13 @@ impl Mailer for FileMailer {
         let bytes = build(&self.from, mail)?.formatted();
         let path = self.dir.join(format!("{}.eml", mail.message_id));
         let tmp = path.with_extension("eml.tmp");
-        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("writing {}", tmp.display()))?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(&bytes).await.with_context(|| format!("writing {}", tmp.display()))?;
+        file.flush().await.with_context(|| format!("writing {}", tmp.display()))?;
         tokio::fs::rename(&tmp, &path).await.with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
@@ -109,6 +117,14 @@ pub struct MailJob {
 
 pub const MAIL_KIND: &str = "mail.send";
 const SEALED_COLUMN: &str = "jobs.mail";
+
+/// A `LIKE … ESCAPE '\'` pattern that matches the payload of every mail job addressed to `to`
+/// (so an erased account's address can be found and dropped with its mail).
+pub fn addressed_to_pattern(to: &str) -> String {
+    let field = serde_json::json!({ "to": to }).to_string();
+    let field = &field[1..field.len() - 1];
+    format!("%{}%", field.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
 
 /// Makes the job that sends `template` with `values` to `to`.
 pub fn mail_job(cipher: &FieldCipher, to: &str, template: Template, values: &serde_json::Value) -> NewJob {

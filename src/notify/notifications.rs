@@ -6,7 +6,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::events::subscriber::Subscriber;
-use crate::events::{Effects, Event};
+use crate::events::{Effects, Event, EventType};
 use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -16,18 +16,20 @@ pub struct Notification {
     pub title: String,
     pub body: String,
     pub data: serde_json::Value,
+    /// `null` while unread.
+    #[schema(required = true)]
     pub read_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
 /// The notification an event becomes, if any: (title, body).
 pub fn describe(event_type: &str) -> Option<(&'static str, &'static str)> {
-    Some(match event_type {
-        "account.email_verified" => ("Email confirmed", "Your email address is confirmed."),
-        "account.password_changed" => ("Password changed", "Your password was changed. If it was not you, reset it now."),
-        "account.password_reset" => ("Password reset", "Your password was reset and every session was signed out."),
-        "account.mfa_enabled" => ("Two-factor authentication on", "Sign-ins now need a code from your authenticator app."),
-        "account.mfa_disabled" => ("Two-factor authentication off", "Sign-ins no longer need an authenticator code."),
+    Some(match EventType::from_name(event_type)? {
+        EventType::AccountEmailVerified => ("Email confirmed", "Your email address is confirmed."),
+        EventType::AccountPasswordChanged => ("Password changed", "Your password was changed. If it was not you, reset it now."),
+        EventType::AccountPasswordReset => ("Password reset", "Your password was reset and every session was signed out."),
+        EventType::AccountMfaEnabled => ("Two-factor authentication on", "Sign-ins now need a code from your authenticator app."),
+        EventType::AccountMfaDisabled => ("Two-factor authentication off", "Sign-ins no longer need an authenticator code."),
         _ => return None,
     })
 }
@@ -86,7 +88,7 @@ impl<DB: Backend> NotificationRepo for SqlNotifications<DB> {
         .await?;
         if n == 1 {
             let created = json!({"id": id, "kind": event.kind, "title": title, "body": body});
-            Effects::default().event("notification.created", user_id, created).apply_in::<DB>(&mut tx, at).await?;
+            Effects::default().event(EventType::NotificationCreated, user_id, created).apply_in::<DB>(&mut tx, at).await?;
         }
         tx.commit().await?;
         Ok(n == 1)

@@ -13,8 +13,9 @@ use super::notifications::{Notification, NotificationRepo};
 use super::webhooks::{Delivery, Endpoint, RetryPolicy, WebhookRepo, delivery_job, seal_secret};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser};
-use crate::events::Event;
-use crate::http::error::{ApiError, ApiResult, Problem};
+use crate::events::catalogue::{ALL_EVENTS, EventSubscription};
+use crate::events::{Event, EventType};
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use crate::jobs::Jobs;
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// `true`: only unread notifications.
     #[param(value_type = Option<bool>)]
@@ -45,7 +47,7 @@ pub struct NotificationQuery {
 
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(NotificationQuery, PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<Notification>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<Notification>)))]
 pub async fn list_notifications(
     State(repo): State<Arc<dyn NotificationRepo>>,
     AuthUser(me): AuthUser,
@@ -70,7 +72,7 @@ pub async fn list_notifications(
 /// Mark one notification read.
 #[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "notification id (ntf_…)")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204)))]
 pub async fn read_notification(
     State(repo): State<Arc<dyn NotificationRepo>>,
     AuthUser(me): AuthUser,
@@ -81,7 +83,7 @@ pub async fn read_notification(
 
 /// Mark every notification read.
 #[utoipa::path(post, path = "/v1/notifications/read-all", tag = "notifications", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204)))]
 pub async fn read_all_notifications(State(repo): State<Arc<dyn NotificationRepo>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
     repo.mark_all_read(&me.user_id, now()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -91,8 +93,10 @@ pub async fn read_all_notifications(State(repo): State<Arc<dyn NotificationRepo>
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     /// `https://…` (or `http://…`) URL that receives POSTs.
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
-    /// Event types to deliver, or `["*"]` for all.
+    /// 1–100 event types of the catalogue to deliver, or `["*"]` for all.
+    #[schema(value_type = Vec<EventSubscription>)]
     pub events: Vec<String>,
 }
 
@@ -118,8 +122,11 @@ fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
         invalid.add("events", "invalid", "must list 1 to 100 event types, or \"*\"");
     }
     for (i, e) in req.events.iter().enumerate() {
-        if e.is_empty() || e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_' || b == b'*') {
-            invalid.add(&format!("events[{i}]"), "invalid", "must be an event type such as order.updated, or *");
+        if e != ALL_EVENTS && EventType::from_name(e).is_none() {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+            let shown: String = e.chars().take(64).collect();
+            let message = format!("unknown event type {shown:?}: use one of {}, or \"*\" for all", known.join(", "));
+            invalid.add(&format!("events[{i}]"), "unknown_event_type", message);
         }
     }
     invalid.finish().map(|()| (url, req.events))
@@ -127,7 +134,7 @@ fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
 
 /// Register a webhook endpoint (admin). The response carries its signing secret, once.
 #[utoipa::path(post, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = NewEndpoint,
-    responses((status = 201, body = CreatedEndpoint), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = CreatedEndpoint)))]
 pub async fn create_endpoint(
     State(repo): State<Arc<dyn WebhookRepo>>,
     State(cipher): State<Arc<FieldCipher>>,
@@ -141,17 +148,23 @@ pub async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
 }
 
-/// Webhook endpoints (admin).
-#[utoipa::path(get, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])),
-    responses((status = 200, body = Page<Endpoint>), (status = 403, body = Problem)))]
-pub async fn list_endpoints(State(repo): State<Arc<dyn WebhookRepo>>, _admin: AdminUser) -> ApiResult<Json<Page<Endpoint>>> {
-    Ok(Json(Page { data: repo.list().await?, next_cursor: None }))
+/// Webhook endpoints, oldest first (admin).
+#[utoipa::path(get, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Endpoint>)))]
+pub async fn list_endpoints(
+    State(repo): State<Arc<dyn WebhookRepo>>,
+    _admin: AdminUser,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<Endpoint>>> {
+    let page = page.parse::<String>()?;
+    let rows = repo.page(page.after.as_deref(), page.limit).await?;
+    Ok(Json(Page::from_rows(rows, page.limit, |e| e.id.clone())))
 }
 
 /// Remove a webhook endpoint and its delivery log (admin).
 #[utoipa::path(delete, path = "/v1/admin/webhook-endpoints/{id}", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path, description = "endpoint id (whe_…)")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204)))]
 pub async fn delete_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     if repo.delete(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("webhook endpoint")) }
 }
@@ -159,7 +172,7 @@ pub async fn delete_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, _admin: A
 /// Every delivery attempt to an endpoint, newest first (admin).
 #[utoipa::path(get, path = "/v1/admin/webhook-endpoints/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path, description = "endpoint id (whe_…)"), PageQuery),
-    responses((status = 200, body = Page<Delivery>), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<Delivery>)))]
 pub async fn list_deliveries(
     State(repo): State<Arc<dyn WebhookRepo>>,
     _admin: AdminUser,
@@ -177,7 +190,7 @@ pub async fn list_deliveries(
 /// Queue a signed `ping` event to one endpoint, delivered like any other (admin).
 #[utoipa::path(post, path = "/v1/admin/webhook-endpoints/{id}/ping", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path, description = "endpoint id (whe_…)")),
-    responses((status = 202), (status = 404, body = Problem)))]
+    responses((status = 202)))]
 pub async fn ping_endpoint(
     State(repo): State<Arc<dyn WebhookRepo>>,
     State(jobs): State<Jobs>,
@@ -190,7 +203,7 @@ pub async fn ping_endpoint(
     }
     let event = Event {
         id: crate::ids::new("evt"),
-        kind: "ping".to_owned(),
+        kind: EventType::Ping.name().to_owned(),
         user_id: None,
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),

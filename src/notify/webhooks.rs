@@ -72,6 +72,7 @@ pub struct Endpoint {
     pub id: String,
     pub url: String,
     /// Event types delivered here; `*` means all.
+    #[schema(value_type = Vec<crate::events::catalogue::EventSubscription>)]
     pub events: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -82,11 +83,15 @@ pub struct Delivery {
     pub event_id: String,
     pub event_type: String,
     pub attempt: u32,
-    /// The receiver's status code; absent when no response came.
+    /// The receiver's status code; `null` when no response came.
+    #[schema(required = true)]
     pub status_code: Option<u16>,
     pub duration_ms: u64,
+    /// Why the attempt failed; `null` on success.
+    #[schema(required = true)]
     pub error: Option<String>,
-    /// When the next attempt runs; absent after success or the last attempt.
+    /// When the next attempt runs; `null` after success or the last attempt.
+    #[schema(required = true)]
     pub next_retry_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -104,7 +109,10 @@ pub struct NewDelivery<'a> {
 #[async_trait::async_trait]
 pub trait WebhookRepo: Send + Sync {
     async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError>;
+    /// Every endpoint (for fan-out).
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError>;
+    /// Up to `limit + 1` endpoints after the id `after`, in id (creation) order.
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Endpoint>, StoreError>;
     /// The endpoint and its sealed secret.
     async fn get(&self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError>;
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
@@ -149,6 +157,17 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new("SELECT id, url, events, created_at FROM webhook_endpoints ORDER BY id").fetch_all(&mut conn).await?;
+        rows.iter().map(endpoint_from).collect()
+    }
+
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Endpoint>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows =
+            Sql::<DB>::new("SELECT id, url, events, created_at FROM webhook_endpoints WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
+                .bind(after.map(str::to_owned))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&mut conn)
+                .await?;
         rows.iter().map(endpoint_from).collect()
     }
 

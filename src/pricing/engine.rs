@@ -67,21 +67,27 @@ fn applies(rule: &Rule, input: &QuoteInput) -> bool {
 }
 
 fn describe(rule: &Rule, bps: Option<i64>) -> String {
-    match (bps, rule.spec.effect.amount_off) {
+    match (bps, &rule.spec.effect.amount_off) {
         (Some(b), _) => format!("{}: {}{}.{:02}%", rule.spec.name, if b < 0 { "-" } else { "+" }, b.abs() / 100, b.abs() % 100),
-        (None, Some(a)) => format!("{}: {a} off each", rule.spec.name),
+        (None, Some(a)) => format!("{}: {} off each", rule.spec.name, a.amount),
         _ => rule.spec.name.clone(),
     }
+}
+
+/// Rules apply by this key, ascending: priority, then id.
+pub fn order_key(rule: &Rule) -> (i32, &str) {
+    (rule.spec.priority, &rule.id)
 }
 
 pub fn price(rules: &[Rule], input: &QuoteInput) -> Priced {
     let subtotal = i128::from(input.unit_price) * i128::from(input.quantity);
     let mut ordered: Vec<&Rule> = rules.iter().filter(|r| applies(r, input)).collect();
-    ordered.sort_by(|a, b| a.spec.priority.cmp(&b.spec.priority).then_with(|| a.id.cmp(&b.id)));
+    ordered.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     let mut total = subtotal;
     let mut adjustments = Vec::new();
     for rule in ordered {
-        let (change, bps) = match (rule.spec.kind, rule.spec.effect.percent_bps, rule.spec.effect.amount_off) {
+        let amount_off = rule.spec.effect.amount_off.as_ref().map(|m| m.amount);
+        let (change, bps) = match (rule.spec.kind, rule.spec.effect.percent_bps, amount_off) {
             (RuleKind::Demand, Some(per_order), _) => {
                 let c = &rule.spec.conditions;
                 let orders = input.recent_orders.iter().find(|(hours, _)| Some(*hours) == c.demand_window_hours).map_or(0, |(_, n)| *n);
@@ -116,6 +122,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::money::Money;
     use crate::pricing::model::{Conditions, Effect, RuleSpec};
 
     fn rule(id: &str, kind: RuleKind, priority: i32, conditions: Conditions, effect: Effect) -> Rule {
@@ -127,6 +134,10 @@ mod tests {
 
     fn percent(bps: i64) -> Effect {
         Effect { percent_bps: Some(bps), amount_off: None }
+    }
+
+    fn off(amount: i64) -> Effect {
+        Effect { percent_bps: None, amount_off: Some(Money::new(amount, "USD")) }
     }
 
     fn input(unit_price: i64, quantity: u32) -> QuoteInput {
@@ -145,7 +156,7 @@ mod tests {
     #[test]
     fn rules_apply_in_priority_order_to_the_running_total() {
         let rules = [
-            rule("rul_b", RuleKind::Promotion, 2, Conditions::default(), Effect { percent_bps: None, amount_off: Some(100) }),
+            rule("rul_b", RuleKind::Promotion, 2, Conditions::default(), off(100)),
             rule("rul_a", RuleKind::Promotion, 1, Conditions::default(), percent(-1000)),
         ];
         let p = price(&rules, &input(1000, 2));
@@ -210,7 +221,7 @@ mod tests {
 
     #[test]
     fn discounts_stop_at_zero() {
-        let rules = [rule("rul_a", RuleKind::Promotion, 0, Conditions::default(), Effect { percent_bps: None, amount_off: Some(5000) })];
+        let rules = [rule("rul_a", RuleKind::Promotion, 0, Conditions::default(), off(5000))];
         let p = price(&rules, &input(1000, 3));
         assert_eq!(p.total, 0);
         assert_eq!(p.adjustments[0].amount, -3000);
@@ -218,7 +229,7 @@ mod tests {
 
     fn any_rule() -> impl Strategy<Value = Rule> {
         (0u8..4, -3i32..3, -10_000i64..=10_000, 1i64..5000, any::<bool>(), 1u32..20).prop_map(
-            |(kind, priority, bps, off, use_percent, min_q)| {
+            |(kind, priority, bps, amount, use_percent, min_q)| {
                 let kind = [RuleKind::Country, RuleKind::QuantityTier, RuleKind::Demand, RuleKind::Promotion][usize::from(kind)];
                 let mut conditions = Conditions::default();
                 if kind == RuleKind::QuantityTier {
@@ -228,13 +239,9 @@ mod tests {
                     conditions.demand_window_hours = Some(24);
                     conditions.demand_cap_bps = Some(2000);
                 }
-                let effect = if use_percent || kind == RuleKind::Demand {
-                    percent(bps.max(1))
-                } else {
-                    Effect { percent_bps: None, amount_off: Some(off) }
-                };
+                let effect = if use_percent || kind == RuleKind::Demand { percent(bps.max(1)) } else { off(amount) };
                 let effect = if use_percent && kind != RuleKind::Demand { percent(bps) } else { effect };
-                rule(&format!("rul_{priority}_{bps}_{off}"), kind, priority, conditions, effect)
+                rule(&format!("rul_{priority}_{bps}_{amount}"), kind, priority, conditions, effect)
             },
         )
     }

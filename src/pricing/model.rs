@@ -2,9 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::{Object, ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
+use crate::money::Money;
 use crate::validation::Invalid;
+
+/// The largest amount off per unit, in minor units.
+pub const MAX_AMOUNT_OFF: i64 = 100_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -22,22 +27,30 @@ pub enum RuleKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Conditions {
+    /// ISO 3166-1 alpha-2 codes, upper case (`country` rules need them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub countries: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 1000)]
     pub product_ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 1000)]
     pub categories: Option<Vec<String>>,
+    /// The quantity from which the rule applies (`quantity_tier` rules need at least 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_quantity: Option<u32>,
-    /// Compared case-insensitively; stored upper-case.
+    /// 3–32 letters, digits, `_` or `-`; compared case-insensitively; stored upper-case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 3, max_length = 32)]
     pub coupon_code: Option<String>,
     /// `demand`: how far back orders count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 720)]
     pub demand_window_hours: Option<u32>,
     /// `demand`: the largest surcharge, in basis points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub demand_cap_bps: Option<i64>,
 }
 
@@ -45,33 +58,66 @@ pub struct Conditions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Effect {
-    /// Basis points of the running total: negative is a discount, positive a surcharge.
+    /// Basis points of the running total: negative is a discount, positive a surcharge; not 0.
     /// For `demand`, the surcharge per recent order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -10_000, maximum = 10_000)]
     pub percent_bps: Option<i64>,
-    /// Minor units off per unit.
+    /// Off each unit, in the deployment's currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount_off: Option<i64>,
+    pub amount_off: Option<Money>,
 }
 
 /// A rule as stored and shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub id: String,
     #[serde(flatten)]
     pub spec: RuleSpec,
 }
 
+/// `RuleSpec`'s schema object, changed by `edit`. A shown rule and a patch are documented from
+/// it rather than as `allOf` with it: a closed object cannot be extended that way.
+pub fn spec_schema(edit: impl FnOnce(&mut Object)) -> RefOr<Schema> {
+    let mut schema = RuleSpec::schema();
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        edit(object);
+    }
+    schema
+}
+
+impl PartialSchema for Rule {
+    fn schema() -> RefOr<Schema> {
+        spec_schema(|object| {
+            let id = ObjectBuilder::new().schema_type(Type::String).description(Some("`rul_…`"));
+            object.properties.insert("id".to_owned(), RefOr::T(Schema::Object(id.build())));
+            // A shown rule carries every field, `null` for a missing window.
+            object.required = object.properties.keys().cloned().collect();
+            object.description = Some("A pricing rule as stored and shown.".to_owned());
+        })
+    }
+}
+
+impl ToSchema for Rule {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        RuleSpec::schemas(schemas);
+    }
+}
+
 /// Everything about a rule but its id: what admins send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub kind: RuleKind,
     /// Lower applies first; equal priorities apply by id.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000, default = 0)]
     pub priority: i32,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub active: bool,
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
@@ -91,8 +137,8 @@ fn is_country(c: &str) -> bool {
 }
 
 impl RuleSpec {
-    /// Checks the rule as a whole: ranges, and what each kind needs.
-    pub fn validate(mut self) -> Result<RuleSpec, Invalid> {
+    /// Checks the rule as a whole: ranges, money in `currency`, and what each kind needs.
+    pub fn validate(mut self, currency: &str) -> Result<RuleSpec, Invalid> {
         let mut invalid = Invalid::default();
         let len = self.name.trim().chars().count();
         if !(1..=100).contains(&len) {
@@ -106,14 +152,16 @@ impl RuleSpec {
         {
             invalid.add("ends_at", "invalid", "must be after starts_at");
         }
-        match (self.effect.percent_bps, self.effect.amount_off) {
+        match (self.effect.percent_bps, &self.effect.amount_off) {
             (Some(p), None) if !(-10_000..=10_000).contains(&p) || p == 0 => {
                 invalid.add("effect.percent_bps", "out_of_range", "must be a non-zero integer from -10000 to 10000")
             }
-            (None, Some(a)) if !(1..=100_000_000).contains(&a) => {
-                invalid.add("effect.amount_off", "out_of_range", "must be from 1 to 100000000")
+            (None, Some(off)) => {
+                if invalid.check(off.clone().parse("effect.amount_off", currency, MAX_AMOUNT_OFF)) == Some(0) {
+                    invalid.add("effect.amount_off.amount", "out_of_range", format!("must be from 1 to {MAX_AMOUNT_OFF} (minor units)"));
+                }
             }
-            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), None) => {}
             _ => invalid.add("effect", "invalid", "give exactly one of percent_bps and amount_off"),
         }
         let c = &mut self.conditions;
@@ -165,6 +213,10 @@ mod tests {
         RuleSpec { name: "Rule".into(), kind, priority: 0, active: true, starts_at: None, ends_at: None, conditions, effect }
     }
 
+    fn usd(amount: i64) -> Option<Money> {
+        Some(Money::new(amount, "USD"))
+    }
+
     fn fields(r: Result<RuleSpec, Invalid>) -> Vec<String> {
         r.err().map(|e| e.0.into_iter().map(|f| f.field).collect()).unwrap_or_default()
     }
@@ -172,19 +224,29 @@ mod tests {
     #[test]
     fn each_kind_needs_its_conditions() {
         let pct = Effect { percent_bps: Some(-500), amount_off: None };
-        assert_eq!(fields(spec(RuleKind::Country, Conditions::default(), pct.clone()).validate()), ["conditions.countries"]);
-        assert_eq!(fields(spec(RuleKind::QuantityTier, Conditions::default(), pct.clone()).validate()), ["conditions.min_quantity"]);
-        let demand = fields(spec(RuleKind::Demand, Conditions::default(), pct.clone()).validate());
+        assert_eq!(fields(spec(RuleKind::Country, Conditions::default(), pct.clone()).validate("USD")), ["conditions.countries"]);
+        assert_eq!(fields(spec(RuleKind::QuantityTier, Conditions::default(), pct.clone()).validate("USD")), ["conditions.min_quantity"]);
+        let demand = fields(spec(RuleKind::Demand, Conditions::default(), pct.clone()).validate("USD"));
         assert!(demand.contains(&"conditions.demand_window_hours".to_owned()) && demand.contains(&"effect.percent_bps".to_owned()));
-        assert!(spec(RuleKind::Promotion, Conditions::default(), pct).validate().is_ok());
+        assert!(spec(RuleKind::Promotion, Conditions::default(), pct).validate("USD").is_ok());
     }
 
     #[test]
     fn effects_and_coupons_are_checked_and_normalised() {
-        let both = Effect { percent_bps: Some(10), amount_off: Some(10) };
-        assert_eq!(fields(spec(RuleKind::Promotion, Conditions::default(), both).validate()), ["effect"]);
+        let both = Effect { percent_bps: Some(10), amount_off: usd(10) };
+        assert_eq!(fields(spec(RuleKind::Promotion, Conditions::default(), both).validate("USD")), ["effect"]);
         let coupon = Conditions { coupon_code: Some(" spring-10 ".into()), ..Conditions::default() };
-        let ok = spec(RuleKind::Promotion, coupon, Effect { percent_bps: None, amount_off: Some(100) }).validate().unwrap();
+        let ok = spec(RuleKind::Promotion, coupon, Effect { percent_bps: None, amount_off: usd(100) }).validate("USD").unwrap();
         assert_eq!(ok.conditions.coupon_code.as_deref(), Some("SPRING-10"));
+    }
+
+    #[test]
+    fn an_amount_off_is_money_in_the_deployments_currency() {
+        let off =
+            |amount: Option<Money>| spec(RuleKind::Promotion, Conditions::default(), Effect { percent_bps: None, amount_off: amount });
+        assert!(off(usd(500)).validate("USD").is_ok());
+        assert_eq!(fields(off(Some(Money::new(500, "EUR"))).validate("USD")), ["effect.amount_off.currency"]);
+        assert_eq!(fields(off(usd(0)).validate("USD")), ["effect.amount_off.amount"]);
+        assert_eq!(fields(off(usd(MAX_AMOUNT_OFF + 1)).validate("USD")), ["effect.amount_off.amount"]);
     }
 }

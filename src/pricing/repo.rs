@@ -4,11 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::model::{Rule, RuleSpec};
-use crate::events::Effects;
+use crate::events::{Effects, EventType};
 use crate::store::{Backend, Columns, Db, Sql, StoreError};
-
-/// Event telling every instance to reload its rules.
-pub const RULES_CHANGED: &str = "pricing.rules_changed";
 
 #[async_trait::async_trait]
 pub trait PricingRepo: Send + Sync {
@@ -24,11 +21,13 @@ pub trait PricingRepo: Send + Sync {
 
 pub struct SqlPricing<DB: Backend> {
     db: Db<DB>,
+    currency: String,
 }
 
 impl<DB: Backend> SqlPricing<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+    /// Rules read back show their money in `currency`.
+    pub fn new(db: Db<DB>, currency: &str) -> Self {
+        Self { db, currency: currency.to_owned() }
     }
 
     /// Runs `change`, then bumps the version and records the event, all in one transaction.
@@ -42,7 +41,7 @@ impl<DB: Backend> SqlPricing<DB> {
             .await?;
         let version = row.int("rules_version")?;
         Effects::default()
-            .public_event(RULES_CHANGED, serde_json::json!({ "rules_version": version }))
+            .public_event(EventType::PricingRulesChanged, serde_json::json!({ "rules_version": version }))
             .apply_in::<DB>(&mut tx, now)
             .await?;
         tx.commit().await?;
@@ -50,8 +49,24 @@ impl<DB: Backend> SqlPricing<DB> {
     }
 }
 
+/// A spec as stored: JSON with `effect.amount_off` in minor units. Like product prices, the
+/// deployment's one currency is not stored (and rules stored before it was shown as money read
+/// back unchanged).
 fn spec_json(spec: &RuleSpec) -> Result<String, StoreError> {
-    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let mut value = serde_json::to_value(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(off) = value.pointer_mut("/effect/amount_off") {
+        *off = off["amount"].take();
+    }
+    Ok(value.to_string())
+}
+
+fn spec_from(stored: &str, currency: &str) -> Result<RuleSpec, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("pricing rule: {e}"));
+    let mut value: serde_json::Value = serde_json::from_str(stored).map_err(corrupt)?;
+    if let Some(off) = value.pointer_mut("/effect/amount_off") {
+        *off = serde_json::json!({ "amount": off.take(), "currency": currency });
+    }
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 #[async_trait::async_trait]
@@ -63,10 +78,7 @@ impl<DB: Backend> PricingRepo for SqlPricing<DB> {
         let rows = Sql::<DB>::new("SELECT id, spec FROM pricing_rules ORDER BY id").fetch_all(&mut conn).await?;
         let rules = rows
             .iter()
-            .map(|r| {
-                let spec = serde_json::from_str(&r.text("spec")?).map_err(|e| StoreError::Corrupt(format!("pricing rule: {e}")))?;
-                Ok(Rule { id: r.text("id")?, spec })
-            })
+            .map(|r| Ok(Rule { id: r.text("id")?, spec: spec_from(&r.text("spec")?, &self.currency)? }))
             .collect::<Result<_, StoreError>>()?;
         Ok((version, rules))
     }
@@ -99,5 +111,29 @@ impl<DB: Backend> PricingRepo for SqlPricing<DB> {
             .fetch_one(&mut conn)
             .await?
             .int("n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+    use crate::pricing::model::Effect;
+
+    #[test]
+    fn amounts_off_are_stored_in_minor_units_and_read_back_as_money() {
+        let spec: RuleSpec = serde_json::from_value(
+            serde_json::json!({ "name": "Sale", "kind": "promotion", "effect": { "amount_off": { "amount": 500, "currency": "USD" } } }),
+        )
+        .unwrap();
+        let stored = spec_json(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).unwrap()["effect"], serde_json::json!({ "amount_off": 500 }));
+        assert_eq!(spec_from(&stored, "USD").unwrap(), spec);
+        let percent = RuleSpec { effect: Effect { percent_bps: Some(-100), amount_off: None }, ..spec };
+        assert_eq!(spec_from(&spec_json(&percent).unwrap(), "USD").unwrap(), percent);
+        assert_eq!(
+            spec_from(r#"{"name":"Old","kind":"promotion","effect":{"amount_off":50}}"#, "EUR").unwrap().effect.amount_off,
+            Some(Money::new(50, "EUR"))
+        );
     }
 }

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{Rule, RuleSpec};
+use super::model::{Rule, RuleSpec, spec_schema};
 use super::service::{Pricing, PricingError, Quote};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, StaffUser};
@@ -17,7 +17,7 @@ use crate::auth::model::parse_country;
 use crate::catalog::Catalog;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::Page;
+use crate::http::pagination::{Page, PageQuery};
 use crate::validation::Invalid;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,18 +35,41 @@ impl From<PricingError> for ApiError {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
-    /// 1–999 (default 1).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 999, default = 1)]
     pub quantity: Option<String>,
     /// ISO 3166-1 alpha-2 code of the buyer's country.
+    #[param(pattern = "^[A-Z]{2}$")]
     pub country: Option<String>,
+    /// A promotion's coupon code (case-insensitive).
+    #[param(max_length = 32)]
     pub coupon_code: Option<String>,
+}
+
+/// Any subset of a rule's fields, for `PATCH` (the document's view of the merge the service does).
+struct RulePatch;
+
+impl utoipa::PartialSchema for RulePatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        spec_schema(|object| {
+            object.required.clear();
+            object.description =
+                Some("Any subset of a rule's fields; each replaces the stored one and the result is validated as a whole.".to_owned());
+        })
+    }
+}
+
+impl utoipa::ToSchema for RulePatch {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        <RuleSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// The price of a quantity of a product under the current rules, with every rule applied.
 #[utoipa::path(get, path = "/v1/products/{id}/quote", tag = "catalog", params(("id" = String, Path, description = "product id"), QuoteQuery),
-    responses((status = 200, body = Quote), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Quote),
+        (status = 422, description = "the product is no longer sold (field `product`)", body = Problem)))]
 pub async fn quote(
     State(catalog): State<Arc<Catalog>>,
     State(pricing): State<Arc<Pricing>>,
@@ -75,16 +98,20 @@ pub async fn quote(
     Ok(Json(pricing.quote(&product, quantity, country, coupon).await?))
 }
 
-/// Every pricing rule (support, admin).
-#[utoipa::path(get, path = "/v1/admin/pricing/rules", tag = "pricing", security(("bearer" = [])),
-    responses((status = 200, body = Page<Rule>), (status = 403, body = Problem)))]
-pub async fn list_rules(State(pricing): State<Arc<Pricing>>, _staff: StaffUser) -> Json<Page<Rule>> {
-    Json(Page { data: pricing.rules().rules.clone(), next_cursor: None })
+/// Pricing rules, oldest first (support, admin).
+#[utoipa::path(get, path = "/v1/admin/pricing/rules", tag = "pricing", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Rule>)))]
+pub async fn list_rules(
+    State(pricing): State<Arc<Pricing>>,
+    _staff: StaffUser,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<Rule>>> {
+    Ok(Json(pricing.list(&page.parse()?)))
 }
 
 /// Create a pricing rule (admin). Every running instance applies it within the bus delay.
 #[utoipa::path(post, path = "/v1/admin/pricing/rules", tag = "pricing", security(("bearer" = [])), request_body = RuleSpec,
-    responses((status = 201, body = Rule), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Rule)))]
 pub async fn create_rule(
     State(pricing): State<Arc<Pricing>>,
     _admin: AdminUser,
@@ -94,9 +121,9 @@ pub async fn create_rule(
 }
 
 /// Change some fields of a rule (admin); the result is validated as a whole.
-#[utoipa::path(patch, path = "/v1/admin/pricing/rules/{id}", tag = "pricing", security(("bearer" = [])), request_body = Object,
+#[utoipa::path(patch, path = "/v1/admin/pricing/rules/{id}", tag = "pricing", security(("bearer" = [])), request_body = RulePatch,
     params(("id" = String, Path, description = "rule id (rul_…)")),
-    responses((status = 200, body = Rule), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Rule)))]
 pub async fn update_rule(
     State(pricing): State<Arc<Pricing>>,
     _admin: AdminUser,
@@ -108,7 +135,7 @@ pub async fn update_rule(
 
 /// Delete a rule (admin).
 #[utoipa::path(delete, path = "/v1/admin/pricing/rules/{id}", tag = "pricing", security(("bearer" = [])),
-    params(("id" = String, Path, description = "rule id (rul_…)")), responses((status = 204), (status = 404, body = Problem)))]
+    params(("id" = String, Path, description = "rule id (rul_…)")), responses((status = 204)))]
 pub async fn delete_rule(State(pricing): State<Arc<Pricing>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
     pricing.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)

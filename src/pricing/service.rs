@@ -6,11 +6,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::engine::{QuoteInput, price};
+use super::engine::{QuoteInput, order_key, price};
 use super::model::{Rule, RuleKind, RuleSpec};
-use super::repo::{PricingRepo, RULES_CHANGED};
+use super::repo::PricingRepo;
 use crate::catalog::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
 use crate::catalog::model::Product;
+use crate::events::EventType;
+use crate::http::pagination::{Page, PageRequest};
 use crate::money::Money;
 use crate::store::{StoreError, now};
 use crate::validation::Invalid;
@@ -26,6 +28,7 @@ const QUOTE_CACHE_FOR: TimeDelta = TimeDelta::seconds(30);
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub version: i64,
+    /// In id order, as loaded.
     pub rules: Vec<Rule>,
 }
 
@@ -73,11 +76,13 @@ pub struct Pricing {
     current: RwLock<Arc<RuleSet>>,
     /// Shared with the catalog, which drops a product's quotes whenever the product changes.
     cache: Arc<dyn Cache>,
+    /// The deployment's currency: rule amounts must be in it.
+    currency: String,
 }
 
 impl Pricing {
-    pub async fn load(repo: Arc<dyn PricingRepo>, cache: Arc<dyn Cache>) -> Result<Pricing, StoreError> {
-        let pricing = Pricing { repo, current: RwLock::default(), cache };
+    pub async fn load(repo: Arc<dyn PricingRepo>, cache: Arc<dyn Cache>, currency: &str) -> Result<Pricing, StoreError> {
+        let pricing = Pricing { repo, current: RwLock::default(), cache, currency: currency.to_owned() };
         pricing.reload().await?;
         Ok(pricing)
     }
@@ -102,7 +107,7 @@ impl Pricing {
     }
 
     pub async fn create(&self, spec: RuleSpec) -> Result<Rule, PricingError> {
-        let rule = Rule { id: crate::ids::new("rul"), spec: spec.validate().map_err(PricingError::Invalid)? };
+        let rule = Rule { id: crate::ids::new("rul"), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
         self.repo.create(&rule, now()).await?;
         self.reload().await?;
         tracing::info!(rule.id = %rule.id, "pricing rule created");
@@ -118,7 +123,7 @@ impl Pricing {
         }
         let spec: RuleSpec =
             serde_json::from_value(merged).map_err(|e| PricingError::Invalid(Invalid::one("body", "invalid", e.to_string())))?;
-        let rule = Rule { id: id.to_owned(), spec: spec.validate().map_err(PricingError::Invalid)? };
+        let rule = Rule { id: id.to_owned(), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
         if !self.repo.replace(&rule, now()).await? {
             return Err(PricingError::NotFound);
         }
@@ -134,6 +139,33 @@ impl Pricing {
         self.reload().await?;
         tracing::info!(rule.id = id, "pricing rule deleted");
         Ok(())
+    }
+
+    /// A page of the rules in id (creation) order, from those in memory.
+    pub fn list(&self, page: &PageRequest<String>) -> Page<Rule> {
+        let set = self.rules();
+        let rows = set
+            .rules
+            .iter()
+            .filter(|r| page.after.as_ref().is_none_or(|after| r.id > *after))
+            .take(page.limit as usize + 1)
+            .cloned()
+            .collect();
+        Page::from_rows(rows, page.limit, |r| r.id.clone())
+    }
+
+    /// Sorts adjustments (such as a cart's, summed over its lines) into the order the engine
+    /// applies their rules, so that they read as a running total. A rule deleted since the
+    /// quotes were made goes last.
+    pub fn in_application_order(&self, adjustments: &mut [QuoteAdjustment]) {
+        let set = self.rules();
+        adjustments.sort_by_cached_key(|a| match set.rules.iter().find(|r| r.id == a.rule_id) {
+            Some(rule) => {
+                let (priority, id) = order_key(rule);
+                (false, priority, id.to_owned())
+            }
+            None => (true, 0, a.rule_id.clone()),
+        });
     }
 
     /// True when an active, current promotion carries this coupon code.
@@ -258,7 +290,7 @@ impl crate::events::subscriber::Subscriber for ReloadRules {
     }
 
     async fn handle(&self, event: &crate::events::Event) -> anyhow::Result<()> {
-        if event.kind == RULES_CHANGED {
+        if event.kind == EventType::PricingRulesChanged.name() {
             self.0.reload().await?;
         }
         Ok(())

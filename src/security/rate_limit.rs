@@ -40,10 +40,9 @@ pub struct Decision {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
-    /// Time until the bucket is full again.
+    /// Allowed: time until the bucket is full again. Refused: time until one more request
+    /// would be allowed, which is also what `Retry-After` says (the two must agree).
     pub reset_after: Duration,
-    /// When refused: time until one more request would be allowed.
-    pub retry_after: Option<Duration>,
 }
 
 /// The generic cell rate algorithm. `tat` is the stored theoretical arrival time (ns on
@@ -57,18 +56,12 @@ pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     // The request fits if, after adding it, the bucket holds at most `period` of work.
     let allow_at = new_tat.saturating_sub(period);
     if now < allow_at {
-        let decision = Decision {
-            allowed: false,
-            limit: rate.burst,
-            remaining: 0,
-            reset_after: Duration::from_nanos(tat - now),
-            retry_after: Some(Duration::from_nanos(allow_at - now)),
-        };
+        let decision = Decision { allowed: false, limit: rate.burst, remaining: 0, reset_after: Duration::from_nanos(allow_at - now) };
         return (decision, tat);
     }
     let used = new_tat - now;
     let remaining = ((period - used.min(period)) / interval) as u32;
-    let decision = Decision { allowed: true, limit: rate.burst, remaining, reset_after: Duration::from_nanos(used), retry_after: None };
+    let decision = Decision { allowed: true, limit: rate.burst, remaining, reset_after: Duration::from_nanos(used) };
     (decision, new_tat)
 }
 
@@ -157,7 +150,7 @@ mod tests {
         }
         let (d, t) = gcra(rate, tat, 0);
         assert!(!d.allowed);
-        assert_eq!(d.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(d.reset_after, Duration::from_secs(1), "a refusal resets when one more request fits, not when the bucket is full");
         assert_eq!(t, tat.unwrap(), "a refused request does not consume capacity");
     }
 

@@ -11,10 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 /// Two processes starting at once agree on one value: creation is exclusive.
 pub fn load_or_create(data_dir: &Path, name: &str, generate: impl FnOnce() -> Vec<u8>) -> anyhow::Result<Vec<u8>> {
     let dir = data_dir.join("secrets");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    #[cfg(unix)]
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("restricting {}", dir.display()))?;
+    create_private_dir(&dir)?;
     let path = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -32,6 +29,15 @@ pub fn load_or_create(data_dir: &Path, name: &str, generate: impl FnOnce() -> Ve
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
     }
+}
+
+/// Creates `dir` (and its parents) and makes it the owner's alone (mode 0700).
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))?;
+    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

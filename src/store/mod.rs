@@ -2,6 +2,7 @@
 
 mod sql;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -77,8 +79,58 @@ pub enum Store {
     Postgres(Db<Postgres>),
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A migration applied by `Store::migrate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+/// sqlx's bookkeeping table (the migrator's default).
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// The versions applied so far, creating the bookkeeping table on a new database.
+async fn applied_versions<C: Migrate>(conn: &mut C) -> Result<HashSet<i64>, MigrateError> {
+    conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+    Ok(conn.list_applied_migrations(MIGRATIONS_TABLE).await?.into_iter().map(|m| m.version).collect())
+}
+
+/// After a successful run: every up migration that was not applied `before`.
+fn newly_applied(migrator: &Migrator, before: &HashSet<i64>) -> Vec<AppliedMigration> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !before.contains(&m.version))
+        .map(|m| AppliedMigration { version: m.version, description: m.description.to_string() })
+        .collect()
+}
+
+/// How long start-up waits for PostgreSQL to answer at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One direct connection attempt. A pool retries a refused connection until its acquire
+/// timeout and then reports only the timeout; this names the server and the cause at once.
+async fn check_reachable(options: &PgConnectOptions) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    let cause = match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Io(e))) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+            _ => e.to_string(),
+        },
+        Ok(Err(sqlx::Error::Database(e))) => e.message().to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    anyhow::bail!("cannot connect to PostgreSQL at {server}: {cause}")
+}
 
 /// Opens the writer pool. Switching a new database to WAL takes an exclusive lock that the
 /// busy timeout does not wait for, so two processes creating one database at once can see
@@ -120,6 +172,7 @@ impl Store {
             Ok(Store::Sqlite { db: Db::new(write, Some(read)), path })
         } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(&opts.url).context("parsing the PostgreSQL database URL")?;
+            check_reachable(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -132,9 +185,11 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations. Safe from two processes at once: PostgreSQL's
-    /// migrator holds an advisory lock; for SQLite a lock file next to the database does.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    /// Applies pending migrations and returns those this call applied, in order. Safe from two
+    /// processes at once: on PostgreSQL the migrator's advisory lock, on SQLite a lock file next
+    /// to the database, is held from reading what is applied until done, so the second waits and
+    /// finds nothing pending.
+    pub async fn migrate(&self) -> anyhow::Result<Vec<AppliedMigration>> {
         match self {
             Store::Sqlite { db, path } => {
                 let lock_path = path.with_extension("migrate-lock");
@@ -145,14 +200,35 @@ impl Store {
                 })
                 .await?
                 .context("taking the migration lock")?;
-                SQLITE_MIGRATIONS.run(db.writer_pool()).await.context("applying SQLite migrations")?;
+                let mut conn = db.writer_pool().acquire().await.context("opening the SQLite database")?;
+                let before = applied_versions(&mut *conn).await.context("reading the applied SQLite migrations")?;
+                SQLITE_MIGRATIONS.run(&mut *conn).await.context("applying SQLite migrations")?;
                 drop(lock);
+                Ok(newly_applied(&SQLITE_MIGRATIONS, &before))
             }
             Store::Postgres(db) => {
-                POSTGRES_MIGRATIONS.run(db.writer_pool()).await.context("applying PostgreSQL migrations")?;
+                let mut conn = db.writer_pool().acquire().await.context("connecting to PostgreSQL")?;
+                // Advisory locks nest within a session: the migrator takes this one again inside.
+                conn.lock().await.context("taking the migration lock")?;
+                let ran = async {
+                    let before = applied_versions(&mut *conn).await?;
+                    POSTGRES_MIGRATIONS.run(&mut *conn).await?;
+                    Ok::<_, MigrateError>(before)
+                }
+                .await;
+                match ran {
+                    Ok(before) => {
+                        conn.unlock().await.context("releasing the migration lock")?;
+                        Ok(newly_applied(&POSTGRES_MIGRATIONS, &before))
+                    }
+                    Err(e) => {
+                        // A failed run may leave the lock held: closing the session releases it.
+                        conn.close_on_drop();
+                        Err(e).context("applying PostgreSQL migrations")
+                    }
+                }
             }
         }
-        Ok(())
     }
 
     /// A cheap round trip for readiness checks.
@@ -223,7 +299,6 @@ impl Store {
         events: EventRepo = SqlEvents,
         jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,
-        pricing: PricingRepo = SqlPricing,
         webhooks: WebhookRepo = SqlWebhooks,
     }
 
@@ -232,6 +307,14 @@ impl Store {
         match self {
             Store::Sqlite { db, .. } => Arc::new(SqlCatalog::new(db.clone(), currency)),
             Store::Postgres(db) => Arc::new(SqlCatalog::new(db.clone(), currency)),
+        }
+    }
+
+    /// The pricing rules repository, showing amounts in `currency`.
+    pub fn pricing(&self, currency: &str) -> Arc<dyn PricingRepo> {
+        match self {
+            Store::Sqlite { db, .. } => Arc::new(SqlPricing::new(db.clone(), currency)),
+            Store::Postgres(db) => Arc::new(SqlPricing::new(db.clone(), currency)),
         }
     }
 

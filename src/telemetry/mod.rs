@@ -1,20 +1,58 @@
 //! Logs (tracing, JSON by default) and Prometheus metrics.
 
+mod process;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the global log subscriber once (later calls, e.g. from tests, are no-ops).
+/// Installs the global log subscriber once (later calls, e.g. from tests, are no-ops): the
+/// `log` filter in the `log_format`, on standard error.
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
+    install_logging(&config.log, config.log_format);
+}
+
+/// Logging for one-shot commands, whose standard output is their result: warnings and errors
+/// only unless `verbose`, on standard error.
+pub fn init_command_logging(config: &Config, verbose: bool) {
+    install_logging(if verbose { &config.log } else { "warn" }, config.log_format);
+}
+
+fn install_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match config.log_format {
+    let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+// Every metric Keel records, named once here and described in `describe`.
+const HTTP_REQUESTS: &str = "keel_http_requests_total";
+const HTTP_DURATION: &str = "keel_http_request_duration_seconds";
+const DB_POOL: &str = "keel_db_pool_connections";
+const JOBS: &str = "keel_jobs";
+const JOB_WAIT: &str = "keel_job_wait_seconds";
+const JOB_DURATION: &str = "keel_job_duration_seconds";
+const OUTBOX_LAG: &str = "keel_outbox_lag_events";
+const CACHE_REQUESTS: &str = "keel_cache_requests_total";
+const BUILD_INFO: &str = "keel_build_info";
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to answer an HTTP request, by method and route template.");
+    describe_gauge!(DB_POOL, "Database connections by pool backend and state (open, idle).");
+    describe_gauge!(JOBS, "Jobs in the queue by state, read at each scrape.");
+    describe_histogram!(JOB_WAIT, Unit::Seconds, "Time from when a job was due until a worker claimed it, by kind.");
+    describe_histogram!(JOB_DURATION, Unit::Seconds, "Time a job attempt took, by kind and outcome (done, failed).");
+    describe_gauge!(OUTBOX_LAG, "Committed events not yet published to the bus.");
+    describe_counter!(CACHE_REQUESTS, "Cache lookups by cache (product, list, quote) and result (hit, miss).");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label names the running build.");
+    process::describe();
 }
 
 /// The process-wide Prometheus recorder (metrics are global by design of the `metrics` crate).
@@ -24,7 +62,7 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full("keel_http_request_duration_seconds".into()),
+                    Matcher::Full(HTTP_DURATION.into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
                 .expect("static bucket list is valid")
@@ -37,26 +75,53 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (embedding); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
 }
 
+/// The Prometheus text of every metric, process metrics read now.
+pub fn render() -> String {
+    let handle = metrics_handle();
+    process::collect();
+    handle.run_upkeep();
+    handle.render()
+}
+
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
-    metrics::counter!("keel_http_requests_total", &labels).increment(1);
-    metrics::histogram!("keel_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
 }
 
 pub fn record_pool(backend: &'static str, open: u32, idle: u32) {
-    metrics::gauge!("keel_db_pool_connections", "backend" => backend, "state" => "open").set(f64::from(open));
-    metrics::gauge!("keel_db_pool_connections", "backend" => backend, "state" => "idle").set(f64::from(idle));
+    metrics::gauge!(DB_POOL, "backend" => backend, "state" => "open").set(f64::from(open));
+    metrics::gauge!(DB_POOL, "backend" => backend, "state" => "idle").set(f64::from(idle));
+}
+
+pub fn record_outbox_lag(events: i64) {
+    metrics::gauge!(OUTBOX_LAG).set(events as f64);
+}
+
+pub fn record_cache_lookup(cache: &'static str, hit: bool) {
+    metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// Queue latency: from when the job was due to when a worker took it.
+pub fn record_job_wait(kind: &str, waited: Duration) {
+    metrics::histogram!(JOB_WAIT, "kind" => kind.to_owned()).record(waited.as_secs_f64());
+}
+
+pub fn record_job_duration(kind: &str, outcome: &'static str, took: Duration) {
+    metrics::histogram!(JOB_DURATION, "kind" => kind.to_owned(), "outcome" => outcome).record(took.as_secs_f64());
 }
 
 /// Jobs per state; states with no jobs read 0 rather than disappearing.
 pub fn record_job_depth(depth: &[(crate::jobs::JobState, i64)]) {
     for state in crate::jobs::JobState::ALL {
         let n = depth.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
-        metrics::gauge!("keel_jobs", "state" => state.as_str()).set(n as f64);
+        metrics::gauge!(JOBS, "state" => state.as_str()).set(n as f64);
     }
 }

@@ -69,6 +69,33 @@ async fn coupons_apply_promotions_and_unknown_codes_are_refused() {
 }
 
 #[tokio::test]
+async fn cart_adjustments_are_listed_in_the_order_the_rules_apply() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    let b = product(&app, &admin, "B-1", 250).await;
+    // Created in the opposite order of their priorities; the first line sees only the later rule.
+    let rule = |body: Value| {
+        let (app, admin) = (&app, &admin);
+        async move { app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &body).await.expect(201).json()["id"].clone() }
+    };
+    let everything = rule(json!({ "name": "Everything", "kind": "promotion", "priority": 20, "effect": { "percent_bps": -1000 } })).await;
+    let only_b = rule(json!({ "name": "Only B", "kind": "promotion", "priority": -5, "conditions": { "product_ids": [b] },
+        "effect": { "amount_off": { "amount": 100, "currency": "USD" } } }))
+    .await;
+    put(&app, &ada, &a, json!(1)).await.expect(200);
+    put(&app, &ada, &b, json!(4)).await.expect(200);
+    let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    let adjustments: Vec<(Value, i64)> =
+        cart["adjustments"].as_array().unwrap().iter().map(|a| (a["rule_id"].clone(), a["amount"]["amount"].as_i64().unwrap())).collect();
+    // A: 1000 − 10 % = 900. B: 1000 − 4 × 100 = 600, − 10 % = 540. Summed per rule, in priority order.
+    assert_eq!(adjustments, [(only_b, -400), (everything, -160)]);
+    assert_eq!(cart["subtotal"]["amount"], 2000);
+    assert_eq!(cart["total"]["amount"], 1440);
+}
+
+#[tokio::test]
 async fn bad_lines_are_refused_and_deactivated_products_leave_the_cart() {
     let app = spawn_app().await;
     let admin = app.create_admin("root@example.com", PASSWORD).await;
@@ -83,7 +110,49 @@ async fn bad_lines_are_refused_and_deactivated_products_leave_the_cart() {
     put(&app, &ada, &a, json!(3)).await.field_error("product_id");
     assert!(app.get_authed("/v1/cart", &ada.access).await.expect(200).json()["items"].as_array().unwrap().is_empty());
     app.get("/v1/cart").await.problem(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn clearing_a_cart_empties_its_lines_and_coupon_and_no_other_cart() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let bob = app.customer("bob@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    let b = product(&app, &admin, "B-1", 250).await;
+    let promo =
+        json!({ "name": "Welcome", "kind": "promotion", "conditions": { "coupon_code": "WELCOME10" }, "effect": { "percent_bps": -1000 } });
+    app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &promo).await.expect(201);
+    for who in [&ada, &bob] {
+        put(&app, who, &a, json!(2)).await.expect(200);
+        put(&app, who, &b, json!(1)).await.expect(200);
+        app.call(reqwest::Method::PUT, "/v1/cart/coupon", Some(&who.access), Some(&json!({ "code": "WELCOME10" }))).await.expect(200);
+    }
+    // The control: a full cart with a coupon and a discount.
+    let full = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    assert_eq!(full["items"].as_array().unwrap().len(), 2);
+    assert_eq!((full["coupon_code"].as_str(), full["total"]["amount"].as_i64()), (Some("WELCOME10"), Some(2025)), "{full}");
+    let stock = |id: String| {
+        let app = &app;
+        async move { app.get(&format!("/v1/products/{id}")).await.expect(200).json()["stock_available"].clone() }
+    };
+    let stock_before = (stock(a.clone()).await, stock(b.clone()).await);
+
+    let cleared = app.delete_authed("/v1/cart", &ada.access).await.expect(204);
+    assert!(cleared.text.is_empty());
+    let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    assert!(cart["items"].as_array().unwrap().is_empty(), "{cart}");
+    assert!(cart["coupon_code"].is_null() && cart["adjustments"].as_array().unwrap().is_empty(), "{cart}");
+    assert_eq!((cart["subtotal"]["amount"].as_i64(), cart["total"]["amount"].as_i64()), (Some(0), Some(0)));
+    // A cart holds no stock: clearing it leaves what is available as it was.
+    assert_eq!((stock(a.clone()).await, stock(b.clone()).await), stock_before);
+    // Bob's cart is untouched, and clearing an empty cart is still 204.
+    assert_eq!(app.get_authed("/v1/cart", &bob.access).await.expect(200).json(), full);
     app.delete_authed("/v1/cart", &ada.access).await.expect(204);
+    // A cleared cart fills again from scratch (no leftover lines come back).
+    let refilled = put(&app, &ada, &b, json!(1)).await.expect(200).json();
+    assert_eq!(refilled["items"].as_array().unwrap().len(), 1);
+    assert!(refilled["coupon_code"].is_null());
 }
 
 #[tokio::test]

@@ -80,6 +80,52 @@ async fn a_stale_if_match_is_refused_with_412_and_a_fresh_one_applies() {
 }
 
 #[tokio::test]
+async fn the_etag_of_a_read_is_accepted_as_if_match_and_changes_when_orders_move_stock() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let mug = create(&app, &admin, "MUG-1", "Red mug", "kitchen", 1250, 10).await;
+    let id = mug["id"].as_str().unwrap();
+    let public = format!("/v1/products/{id}");
+    let before_sale = app.get(&public).await.expect(200).header("etag").unwrap().to_owned();
+    assert!(before_sale.starts_with("\"1-"), "a strong ETag naming the version: {before_sale}");
+
+    // A sale moves stock without a new version: the representation, hence the ETag, changes.
+    crate::stock::sell(&app, id, 1).await;
+    let read = crate::support::eventually(10, "the sale in the public read", || async {
+        let read = app.get(&public).await.expect(200);
+        (read.json()["stock_available"] == 9).then_some(read)
+    })
+    .await;
+    assert_eq!(read.json()["version"], 1);
+    let etag = read.header("etag").unwrap().to_owned();
+    assert_ne!(etag, before_sale);
+    let conditional = |tag: &str| app.send(app.request(reqwest::Method::GET, &public).header("if-none-match", tag.to_owned()));
+    assert_eq!(conditional(&before_sale).await.expect(200).json()["stock_available"], 9);
+    conditional(&etag).await.expect(304);
+
+    let path = format!("/v1/admin/products/{id}");
+    let patch = |if_match: Option<&str>, name: &str| {
+        let request = app.request(reqwest::Method::PATCH, &path).bearer_auth(&admin.access).json(&json!({ "name": name }));
+        app.send(match if_match {
+            Some(tag) => request.header("if-match", tag.to_owned()),
+            None => request,
+        })
+    };
+    // The ETag just read is a valid precondition, and it is spent once the product changes.
+    assert_eq!(patch(Some(&etag), "Mug v2").await.expect(200).json()["version"], 2);
+    patch(Some(&etag), "Lost update").await.problem(412, "precondition_failed");
+    let fresh = app.get(&public).await.expect(200).header("etag").unwrap().to_owned();
+    assert!(fresh.starts_with("\"2-"), "{fresh}");
+    patch(Some(&format!("W/{fresh}")), "Weak tags never match").await.problem(412, "precondition_failed");
+    // The version, bare or quoted, still works; `*` and no If-Match at all take any version.
+    assert_eq!(patch(Some("2"), "Mug v3").await.expect(200).json()["version"], 3);
+    assert_eq!(patch(Some("\"3\""), "Mug v4").await.expect(200).json()["version"], 4);
+    assert_eq!(patch(Some("*"), "Mug v5").await.expect(200).json()["version"], 5);
+    assert_eq!(patch(None, "Mug v6").await.expect(200).json()["version"], 6);
+    assert_eq!(app.get(&public).await.expect(200).json()["name"], "Mug v6");
+}
+
+#[tokio::test]
 async fn deactivated_products_leave_the_list_but_keep_their_page() {
     let app = spawn_app().await;
     let admin = admin(&app).await;
@@ -110,16 +156,29 @@ async fn stock_adjustments_never_go_below_zero_and_are_validated() {
 async fn search_filters_and_sorts_combine() {
     let app = spawn_app().await;
     let admin = admin(&app).await;
-    create(&app, &admin, "MUG-1", "Red ceramic mug", "kitchen", 1200, 5).await;
-    create(&app, &admin, "MUG-2", "Blue ceramic mug", "kitchen", 900, 5).await;
-    create(&app, &admin, "TENT-1", "Mountain tent", "outdoor", 25000, 5).await;
-    let names = |page: Value| page["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    assert_eq!(names(app.get("/v1/products?q=ceram&sort=price").await.expect(200).json()), ["Blue ceramic mug", "Red ceramic mug"]);
-    assert_eq!(names(app.get("/v1/products?q=mug%20red").await.expect(200).json()), ["Red ceramic mug"]);
-    assert_eq!(names(app.get("/v1/products?category=outdoor").await.expect(200).json()), ["Mountain tent"]);
-    assert_eq!(names(app.get("/v1/products?min_price=1000&max_price=20000").await.expect(200).json()), ["Red ceramic mug"]);
-    assert_eq!(names(app.get("/v1/products?sort=-price&limit=1").await.expect(200).json()), ["Mountain tent"]);
-    assert!(names(app.get("/v1/products?q=%22%29OR*").await.expect(200).json()).len() <= 3, "query syntax is not interpreted");
+    let id = |p: Value| p["id"].as_str().unwrap().to_owned();
+    let red = id(create(&app, &admin, "MUG-1", "Red ceramic mug", "kitchen", 1200, 5).await);
+    let blue = id(create(&app, &admin, "MUG-2", "Blue ceramic mug", "kitchen", 900, 5).await);
+    let tent = id(create(&app, &admin, "TENT-1", "Mountain tent", "outdoor", 25000, 5).await);
+    let orchid = id(create(&app, &admin, "POT-1", "Orchid pot", "garden", 3000, 5).await);
+    let found = |query: &'static str| {
+        let app = &app;
+        async move { ids(&app.get(&format!("/v1/products?{query}")).await.expect(200).json()) }
+    };
+    // Exact results, in order: what must be found is found, and nothing else.
+    assert_eq!(found("q=ceram&sort=price").await, [blue.as_str(), red.as_str()]);
+    assert_eq!(found("q=mug%20red").await, [red.as_str()]);
+    assert_eq!(found("q=MOUNT").await, [tent.as_str()]);
+    assert_eq!(found("category=outdoor").await, [tent.as_str()]);
+    assert_eq!(found("min_price=1000&max_price=20000&sort=price").await, [red.as_str(), orchid.as_str()]);
+    assert_eq!(found("sort=-price&limit=1").await, [tent.as_str()]);
+    assert_eq!(found("sort=name").await, [blue.as_str(), tent.as_str(), orchid.as_str(), red.as_str()]);
+    assert!(found("q=sofa").await.is_empty());
+    // Query syntax is not interpreted: `")OR*` is the plain word prefix "or" (only the orchid),
+    // and `mug OR tent` needs all three words (no product has them all).
+    assert_eq!(found("q=%22%29OR*").await, [orchid.as_str()]);
+    assert!(found("q=mug%20OR%20tent").await.is_empty());
+    assert_eq!(found("q=%22mug%22%20-blue").await, [blue.as_str()], "`-blue` is the word blue, not an exclusion");
     for bad in ["sort=rating", "min_price=-1", "max_price=abc", "min_price=10&max_price=5", "limit=0", "cursor=nope", "category=Kitchen"] {
         app.get(&format!("/v1/products?{bad}")).await.problem(422, "validation_failed");
     }

@@ -10,6 +10,22 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new data dir, and a fresh PostgreSQL database when the suite runs on PostgreSQL.
+async fn fresh_environment() -> (std::path::PathBuf, Vec<(&'static str, String)>) {
+    let data_dir = std::env::temp_dir().join(format!("keel-test-{}", uuid::Uuid::new_v4().simple()));
+    let mut env = vec![("KEEL_DATA_DIR", data_dir.display().to_string())];
+    if let Ok(url) = std::env::var("KEEL_TEST_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        env.push(("KEEL_DATABASE_URL", crate::helpers::fresh_postgres_database(url.trim()).await));
+    }
+    (data_dir, env)
+}
+
 async fn admin_create(app: &crate::helpers::TestApp, email: &str, role: &str, password: &str) -> Output {
     app.keel(&["admin", "create", "--email", email, "--password-stdin", "--role", role], &format!("{password}\n")).await
 }
@@ -55,13 +71,73 @@ async fn admin_create_refuses_a_weak_password_or_a_bad_email() {
 }
 
 #[tokio::test]
-async fn admin_create_refuses_a_taken_email() {
+async fn admin_create_refuses_a_taken_email_and_explains_how_to_change_roles() {
     let app = spawn_app().await;
-    app.customer("ada@example.com").await;
+    let ada = app.customer("ada@example.com").await;
     let out = admin_create(&app, "ada@example.com", "admin", "a different passphrase").await;
-    assert!(!out.status.success(), "a taken email must be refused");
+    assert_eq!(out.status.code(), Some(1), "a taken email must be refused: {}", stderr(&out));
+    let message = stderr(&out);
+    for hint in ["ada@example.com already has an account", "PATCH /v1/admin/users/{id}", r#"{"roles": ["admin"]}"#, "another email"] {
+        assert!(message.contains(hint), "{hint:?} in {message}");
+    }
+    assert!(stdout(&out).is_empty(), "nothing on stdout: {}", stdout(&out));
     let tokens = app.login("ada@example.com", PASSWORD).await;
     assert_eq!(tokens.user["roles"], json!(["customer"]));
+
+    // Following the advice works.
+    let root = app.create_admin("root@example.com", PASSWORD).await;
+    let users = app.get_authed("/v1/admin/users?email_prefix=ada@example.com", &root.access).await.expect(200).json();
+    assert_eq!(users["data"][0]["id"], ada.user_id());
+    let path = format!("/v1/admin/users/{}", ada.user_id());
+    app.patch_json_authed(&path, &root.access, &json!({ "roles": ["admin"] })).await.expect(200);
+    let roles = app.me(&ada.access).await.expect(200).json()["roles"].clone();
+    assert!(roles.as_array().expect("roles").contains(&json!("admin")), "{roles}");
+}
+
+#[tokio::test]
+async fn migrate_says_what_it_applied_and_logs_only_warnings_unless_verbose() {
+    let (data_dir, mut env) = fresh_environment().await;
+    env.push(("KEEL_LOG", "info".to_owned()));
+    let first = run_keel(&["migrate"], &env, "").await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let printed = stdout(&first);
+    assert!(printed.starts_with("applied "), "{printed}");
+    let listed: Vec<&str> = printed.lines().skip(1).map(str::trim).collect();
+    assert!(!listed.is_empty() && listed.iter().all(|l| l.split_once(' ').is_some_and(|(v, _)| v.parse::<i64>().is_ok())), "{printed}");
+    assert!(printed.starts_with(&format!("applied {} migration", listed.len())), "{printed}");
+    assert_eq!(stderr(&first), "", "info logs stay off standard error without --verbose");
+
+    let again = run_keel(&["migrate", "--verbose"], &env, "").await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).starts_with("no migrations pending"), "{}", stdout(&again));
+    assert!(stderr(&again).contains("database ready"), "--verbose logs at the configured level: {}", stderr(&again));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_the_cause() {
+    let url = "postgres://postgres:hunter2@127.0.0.1:1/keel";
+    let env = [("KEEL_DATABASE_URL", url.to_owned())];
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run_keel(&["migrate"], &env, ""))
+        .await
+        .expect("keel migrate gives up instead of hanging");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn an_unreachable_nats_server_is_named_with_the_cause_and_serve_logs_to_stderr() {
+    let (data_dir, mut env) = fresh_environment().await;
+    env.extend([("KEEL_LISTEN", "127.0.0.1:0".to_owned()), ("KEEL_NATS_URL", "nats://keel:hunter2@127.0.0.1:1".to_owned())]);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run_keel(&["serve"], &env, ""))
+        .await
+        .expect("keel serve gives up instead of hanging");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect to NATS at 127.0.0.1:1: connection refused"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "serve logs on standard error only: {}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[tokio::test]
@@ -118,16 +194,14 @@ async fn generated_secrets_are_readable_by_the_owner_only() {
 
 #[tokio::test]
 async fn two_migrations_started_at_once_on_a_new_database_both_succeed() {
-    let data_dir = std::env::temp_dir().join(format!("keel-test-{}", uuid::Uuid::new_v4().simple()));
-    let mut env = vec![("KEEL_DATA_DIR", data_dir.display().to_string())];
-    if let Ok(url) = std::env::var("KEEL_TEST_DATABASE_URL")
-        && !url.trim().is_empty()
-    {
-        env.push(("KEEL_DATABASE_URL", crate::helpers::fresh_postgres_database(url.trim()).await));
-    }
+    let (data_dir, env) = fresh_environment().await;
     let (a, b) = tokio::join!(run_keel(&["migrate"], &env, ""), run_keel(&["migrate"], &env, ""));
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
+    // One of them applied everything; the other waited and found nothing pending.
+    let mut reports = [stdout(&a), stdout(&b)];
+    reports.sort();
+    assert!(reports[0].starts_with("applied ") && reports[1].starts_with("no migrations pending"), "{reports:?}");
     let again = run_keel(&["migrate"], &env, "").await;
     assert!(again.status.success(), "{}", stderr(&again));
     let _ = std::fs::remove_dir_all(&data_dir);

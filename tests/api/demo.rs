@@ -8,7 +8,19 @@ async fn demo_seed_fills_the_shop_once_however_often_it_runs() {
     let app = spawn_app().await;
     let first = app.keel(&["demo", "seed"], "").await;
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(String::from_utf8_lossy(&first.stdout).contains("320 products created"));
+    let printed = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(printed.contains("320 products created"), "{printed}");
+    for (email, password) in [keel::demo::DEMO_ADMIN, keel::demo::DEMO_CUSTOMER] {
+        assert!(printed.contains(email) && printed.contains(password), "the {email} login in {printed}");
+    }
+    assert!(printed.contains("WARNING: the demo admin's password is public"), "{printed}");
+    let coupons: Vec<&str> = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("coupon codes "))
+        .and_then(|l| l.split_once(": "))
+        .map(|(_, codes)| codes.split(", ").collect())
+        .unwrap_or_else(|| panic!("coupon codes in {printed}"));
+    assert!(!coupons.is_empty(), "{printed}");
     let second = app.keel(&["demo", "seed"], "").await;
     assert!(String::from_utf8_lossy(&second.stdout).contains("0 products created, 320 already there"));
 
@@ -21,4 +33,11 @@ async fn demo_seed_fills_the_shop_once_however_often_it_runs() {
         (rules["data"].as_array().unwrap().len() == 5).then_some(())
     })
     .await;
+    // Every printed coupon code is one the shop takes.
+    let customer = app.login(keel::demo::DEMO_CUSTOMER.0, keel::demo::DEMO_CUSTOMER.1).await;
+    for code in coupons {
+        let cart =
+            app.call(reqwest::Method::PUT, "/v1/cart/coupon", Some(&customer.access), Some(&serde_json::json!({ "code": code }))).await;
+        assert_eq!(cart.expect(200).json()["coupon_code"], code);
+    }
 }

@@ -26,6 +26,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like `spawn_app`, with some configuration keys set or replaced.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let (settings, data_dir, database_url) = test_settings(overrides).await;
+    TestApp::start(settings, data_dir, database_url).await
+}
+
+/// Like `spawn_app`, but the server is the `keel serve` binary in a process of its own. For
+/// tests of what is process-wide (metrics): `cargo test` runs tests as threads of one process,
+/// where every in-process server records into the same global metrics recorder.
+pub async fn spawn_app_process() -> TestApp {
+    let (settings, data_dir, database_url) = test_settings(&[]).await;
+    TestApp::start_process(settings, data_dir, database_url).await
+}
+
+/// The test defaults with `overrides`, a fresh data dir path, and a fresh PostgreSQL database
+/// when the suite runs on PostgreSQL.
+async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, PathBuf, Option<String>) {
     let data_dir = std::env::temp_dir().join(format!("keel-test-{}", Uuid::new_v4().simple()));
     let database_url = match std::env::var("KEEL_TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => Some(fresh_postgres_database(url.trim()).await),
@@ -52,7 +67,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         settings.retain(|(k, _)| k != key);
         settings.push(((*key).to_owned(), (*value).to_owned()));
     }
-    TestApp::start(settings, data_dir, database_url).await
+    (settings, data_dir, database_url)
 }
 
 /// Creates `keel_t_<random>` on the server of `admin_url` and returns its URL.
@@ -88,6 +103,8 @@ pub struct TestApp {
     settings: Vec<(String, String)>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The `keel serve` process, for apps from `spawn_app_process` (killed on drop).
+    process: Option<tokio::process::Child>,
     owns_data_dir: bool,
 }
 
@@ -103,8 +120,70 @@ impl TestApp {
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-        TestApp { address, data_dir, database_url, client, settings, shutdown: Some(tx), server: Some(server), owns_data_dir: true }
+        TestApp {
+            address,
+            data_dir,
+            database_url,
+            client: http_client(),
+            settings,
+            shutdown: Some(tx),
+            server: Some(server),
+            process: None,
+            owns_data_dir: true,
+        }
+    }
+
+    /// Runs `keel serve` with `settings` as `KEEL_*` variables; reads the bound address from its
+    /// `listening` log line.
+    async fn start_process(settings: Vec<(String, String)>, data_dir: PathBuf, database_url: Option<String>) -> TestApp {
+        use tokio::io::AsyncBufReadExt as _;
+        std::fs::create_dir_all(&data_dir).expect("a data dir");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
+        cmd.arg("serve")
+            .current_dir(&data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
+            cmd.env_remove(key);
+        }
+        for (key, value) in &settings {
+            cmd.env(format!("KEEL_{}", key.to_uppercase()), value);
+        }
+        cmd.env("KEEL_LOG", "info").env("KEEL_LOG_FORMAT", "json");
+        let mut child = cmd.spawn().expect("the keel binary starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = lines.next_line().await.expect("reading keel's logs");
+            let line = line.unwrap_or_else(|| panic!("keel serve ended before listening:\n{}", seen.join("\n")));
+            let log: Value = serde_json::from_str(&line).unwrap_or_default();
+            if log["message"] == "listening" {
+                break format!("http://{}", log["address"].as_str().expect("the listening address"));
+            }
+            seen.push(line);
+        };
+        // Keep reading, so the server never blocks on a full pipe.
+        let show = std::env::var_os("KEEL_TEST_LOG").is_some();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if show {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        TestApp {
+            address,
+            data_dir,
+            database_url,
+            client: http_client(),
+            settings,
+            shutdown: None,
+            server: None,
+            process: Some(child),
+            owns_data_dir: true,
+        }
     }
 
     /// Stops the server (draining requests) and starts a new one on the same data dir and database.
@@ -120,6 +199,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("the server task ends").expect("the server stops cleanly");
         }
+        assert!(self.process.is_none(), "restart works on in-process apps (spawn_app)");
         self.owns_data_dir = false;
         let mut settings = self.settings.clone();
         for (key, value) in overrides.iter().copied().chain([("listen", "127.0.0.1:0")]) {
@@ -271,7 +351,7 @@ impl TestApp {
     /// Everything stored, as text: the files of the data dir (SQLite), or every row of every
     /// table (PostgreSQL). For checking what is, and is not, kept in clear.
     pub async fn stored_text(&self) -> String {
-        let Some(url) = &self.database_url else {
+        if self.database_url.is_none() {
             let mut text = String::new();
             let mut dirs = vec![self.data_dir.clone()];
             while let Some(dir) = dirs.pop() {
@@ -285,8 +365,38 @@ impl TestApp {
                 }
             }
             return text;
-        };
+        }
+        self.stored_rows().await
+    }
+
+    /// Every row of every table, as text, on either backend: what the database holds as data
+    /// (not what its files may still hold of overwritten rows until pages are reused).
+    pub async fn stored_rows(&self) -> String {
         use sqlx::Connection as _;
+        let Some(url) = &self.database_url else {
+            let url = format!("sqlite://{}", self.data_dir.join("keel.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the test database");
+            let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&mut conn)
+                .await
+                .expect("listing tables");
+            let mut text = String::new();
+            for table in tables {
+                let columns: Vec<String> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
+                        .fetch_all(&mut conn)
+                        .await
+                        .expect("listing columns");
+                let row = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {row} FROM \"{table}\"")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("reading a table");
+                text.push_str(&rows.join("\n"));
+            }
+            let _ = conn.close().await;
+            return text;
+        };
         let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting to the test database");
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
@@ -355,6 +465,10 @@ impl Drop for TestApp {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client")
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
-use crate::support::totp_now;
+use crate::support::{totp_at, totp_now, totp_step_now};
 
 /// Sets up and enables MFA; returns the secret, the code that enabled it, and the recovery codes.
 async fn enable_mfa(app: &TestApp, who: &Tokens) -> (String, String, Vec<String>) {
@@ -39,6 +39,24 @@ async fn with_mfa_on_login_needs_a_current_code_and_each_code_works_once() {
 }
 
 #[tokio::test]
+async fn a_current_code_signs_in_once_and_older_steps_are_refused() {
+    let app = spawn_app().await;
+    let ada = app.customer("ada@example.com").await;
+    let (secret, used, _) = enable_mfa(&app, &ada).await;
+    // The step after the one that enabled MFA: valid now (one step of skew) and never used.
+    let step = totp_step_now();
+    let next = totp_at(&secret, step + 1);
+    assert_ne!(next, used);
+    let tokens = crate::helpers::Tokens::from_reply(login_with(&app, Some(&next)).await.expect(200));
+    assert_eq!(app.me(&tokens.access).await.expect(200).json()["email"], "ada@example.com");
+    // The same code again is a replay; so is any earlier step.
+    login_with(&app, Some(&next)).await.problem(401, "mfa_required");
+    login_with(&app, Some(&totp_at(&secret, step))).await.problem(401, "mfa_required");
+    // A code from another secret is no code at all.
+    login_with(&app, Some(&totp_at("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", step + 1))).await.problem(401, "mfa_required");
+}
+
+#[tokio::test]
 async fn a_recovery_code_stands_in_for_the_code_once() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
@@ -53,9 +71,23 @@ async fn enabling_needs_a_valid_code_and_a_prior_setup() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
     app.post_json_authed("/v1/auth/mfa/totp/enable", &ada.access, &json!({ "code": "123456" })).await.problem(409, "conflict");
-    app.post_json_authed("/v1/auth/mfa/totp/setup", &ada.access, &json!({})).await.expect(200);
-    app.post_json_authed("/v1/auth/mfa/totp/enable", &ada.access, &json!({ "code": "12345" })).await.problem(422, "validation_failed");
-    app.post_json_authed("/v1/auth/mfa/totp/enable", &ada.access, &json!({})).await.problem(422, "validation_failed");
+    let setup = app.post_json_authed("/v1/auth/mfa/totp/setup", &ada.access, &json!({})).await.expect(200).json();
+    let secret = setup["secret"].as_str().unwrap();
+    let enable = |code: Value| {
+        let (app, ada) = (&app, &ada);
+        async move { app.post_json_authed("/v1/auth/mfa/totp/enable", &ada.access, &json!({ "code": code })).await }
+    };
+    enable(json!("12345")).await.field_error("code");
+    enable(json!(123456)).await.field_error("code");
+    app.post_json_authed("/v1/auth/mfa/totp/enable", &ada.access, &json!({})).await.field_error("code");
+    // Well formed, but valid at no step within the skew the server allows.
+    let step = totp_step_now();
+    let near: Vec<String> = (step - 2..=step + 2).map(|s| totp_at(secret, s)).collect();
+    let wrong = (0..).map(|n| format!("{:06}", (n * 137_911) % 1_000_000)).find(|c| !near.contains(c)).unwrap();
+    enable(json!(wrong)).await.field_error("code");
+    assert_eq!(app.me(&ada.access).await.expect(200).json()["mfa_enabled"], false, "a wrong code enables nothing");
+    enable(json!(totp_now(secret))).await.expect(200);
+    assert_eq!(app.me(&ada.access).await.expect(200).json()["mfa_enabled"], true);
     app.post_json("/v1/auth/mfa/totp/setup", &json!({})).await.problem(401, "unauthenticated");
 }
 

@@ -57,7 +57,7 @@ async fn rules_apply_by_country_quantity_and_coupon_and_each_change_bumps_the_ve
         &app,
         &admin,
         json!({ "name": "Spring", "kind": "promotion", "priority": 3,
-        "conditions": { "coupon_code": "spring" }, "effect": { "amount_off": 50 } }),
+        "conditions": { "coupon_code": "spring" }, "effect": { "amount_off": { "amount": 50, "currency": "USD" } } }),
     )
     .await;
 
@@ -101,7 +101,7 @@ async fn rules_are_validated_and_only_admins_write_them() {
         (json!({ "name": "X", "kind": "promotion", "effect": { "percent_bps": 20000 } }), "effect.percent_bps"),
         (json!({ "name": "X", "kind": "promotion", "effect": {} }), "effect"),
         (
-            json!({ "name": "X", "kind": "promotion", "effect": { "amount_off": 5 }, "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z" }),
+            json!({ "name": "X", "kind": "promotion", "effect": { "amount_off": { "amount": 5, "currency": "USD" } }, "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z" }),
             "ends_at",
         ),
         (json!({ "name": "X", "kind": "demand", "effect": { "percent_bps": 10 } }), "conditions.demand_window_hours"),
@@ -109,6 +109,115 @@ async fn rules_are_validated_and_only_admins_write_them() {
         app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &bad).await.field_error(field);
     }
     app.patch_json_authed("/v1/admin/pricing/rules/rul_nope", &admin.access, &json!({ "active": false })).await.problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn an_amount_off_is_money_in_requests_responses_and_quotes() {
+    let app = spawn_app().await;
+    let (admin, id) = setup(&app).await;
+    let usd = |amount: i64| json!({ "amount": amount, "currency": "USD" });
+    let off = rule(&app, &admin, json!({ "name": "Five off", "kind": "promotion", "effect": { "amount_off": usd(500) } })).await;
+    assert_eq!(off["effect"], json!({ "amount_off": usd(500) }));
+    let listed = app.get_authed("/v1/admin/pricing/rules", &admin.access).await.expect(200).json();
+    assert_eq!(listed["data"][0]["effect"]["amount_off"], usd(500));
+    let q = quote(&app, &id, "?quantity=2").await;
+    assert_eq!(q["adjustments"][0]["amount"], usd(-1000));
+    assert_eq!(q["total"], usd(1000));
+
+    let path = format!("/v1/admin/pricing/rules/{}", off["id"].as_str().unwrap());
+    let changed = app.patch_json_authed(&path, &admin.access, &json!({ "effect": { "amount_off": usd(300) } })).await.expect(200).json();
+    assert_eq!(changed["effect"]["amount_off"], usd(300));
+    assert_eq!(quote(&app, &id, "").await["total"], usd(700));
+
+    let eur = json!({ "effect": { "amount_off": { "amount": 300, "currency": "EUR" } } });
+    app.patch_json_authed(&path, &admin.access, &eur).await.field_error("effect.amount_off.currency");
+    let create = |effect: Value| json!({ "name": "X", "kind": "promotion", "effect": effect });
+    app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &create(eur["effect"].clone()))
+        .await
+        .field_error_code("effect.amount_off.currency", "invalid");
+    app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &create(json!({ "amount_off": usd(0) })))
+        .await
+        .field_error_code("effect.amount_off.amount", "out_of_range");
+    // A bare number is not money.
+    app.post_json_authed("/v1/admin/pricing/rules", &admin.access, &create(json!({ "amount_off": 500 })))
+        .await
+        .problem(422, "validation_failed");
+    assert_eq!(quote(&app, &id, "").await["total"], usd(700), "refused changes left the rule as it was");
+}
+
+#[tokio::test]
+async fn rules_stored_with_a_bare_amount_off_still_load_and_apply() {
+    let app = spawn_app().await;
+    let (admin, id) = setup(&app).await;
+    // A rule as stored before amounts were shown as money (minor units only).
+    app.execute_sql(
+        "INSERT INTO pricing_rules (id, spec, created_at, updated_at) VALUES ('rul_0legacy', \
+         '{\"name\":\"Old sale\",\"kind\":\"promotion\",\"priority\":0,\"active\":true,\"effect\":{\"amount_off\":50}}', \
+         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+    )
+    .await;
+    let app = app.restart().await;
+    let listed = app.get_authed("/v1/admin/pricing/rules", &admin.access).await.expect(200).json();
+    assert_eq!(listed["data"][0]["effect"]["amount_off"], json!({ "amount": 50, "currency": "USD" }));
+    assert_eq!(quote(&app, &id, "?quantity=2").await["total"]["amount"], 1900);
+    // Changed through the API, it is written back the same way and still reads as money.
+    app.patch_json_authed("/v1/admin/pricing/rules/rul_0legacy", &admin.access, &json!({ "name": "Old sale, renamed" })).await.expect(200);
+    let app = app.restart().await;
+    let listed = app.get_authed("/v1/admin/pricing/rules", &admin.access).await.expect(200).json();
+    assert_eq!(listed["data"][0]["name"], "Old sale, renamed");
+    assert_eq!(listed["data"][0]["effect"]["amount_off"], json!({ "amount": 50, "currency": "USD" }));
+}
+
+#[tokio::test]
+async fn quote_adjustments_follow_priority_not_creation_order() {
+    let app = spawn_app().await;
+    let (admin, id) = setup(&app).await;
+    let late = rule(&app, &admin, json!({ "name": "Late", "kind": "promotion", "priority": 20, "effect": { "percent_bps": -1000 } })).await;
+    let early = rule(
+        &app,
+        &admin,
+        json!({ "name": "Early", "kind": "promotion", "priority": -5, "effect": { "amount_off": { "amount": 100, "currency": "USD" } } }),
+    )
+    .await;
+    let q = quote(&app, &id, "?quantity=2").await;
+    let applied: Vec<(&str, i64)> = q["adjustments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["rule_id"].as_str().unwrap(), a["amount"]["amount"].as_i64().unwrap()))
+        .collect();
+    // 2000 → −100 × 2 = 1800 → −10 % = 1620: the running total only adds up in this order.
+    assert_eq!(applied, [(early["id"].as_str().unwrap(), -200), (late["id"].as_str().unwrap(), -180)]);
+    assert_eq!(q["total"]["amount"], 1620);
+}
+
+#[tokio::test]
+async fn rules_page_with_limit_and_cursor() {
+    let app = spawn_app().await;
+    let (admin, _) = setup(&app).await;
+    let path = "/v1/admin/pricing/rules";
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(
+            rule(
+                &app,
+                &admin,
+                json!({ "name": format!("Rule {i}"), "kind": "promotion", "priority": -i, "effect": { "percent_bps": -100 } }),
+            )
+            .await["id"]
+                .clone(),
+        );
+    }
+    let pages = app.all_pages(path, &admin.access, &[], 2).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let ids: Vec<Value> = pages.concat().iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, created, "every rule once, oldest first");
+    let first = app.get_authed(path, &admin.access).await.expect(200).json();
+    assert_eq!(first["data"].as_array().unwrap().len(), 5, "the default page holds 20");
+    assert!(first["next_cursor"].is_null());
+    for bad in ["limit=0", "limit=101", "limit=two", "cursor=garbled!"] {
+        app.get_authed(&format!("{path}?{bad}"), &admin.access).await.problem(422, "validation_failed");
+    }
 }
 
 #[tokio::test]
@@ -135,7 +244,8 @@ fn cache_count(metrics: &str, cache: &str, result: &str) -> f64 {
 
 #[tokio::test]
 async fn quotes_are_served_from_the_cache_yet_follow_every_price_change() {
-    let app = spawn_app().await;
+    // A process of its own: the cache counters are process-wide, and `cargo test` runs every test in one.
+    let app = crate::helpers::spawn_app_process().await;
     let (admin, id) = setup(&app).await;
     // The product's own creation event may still invalidate the first entry; after that,
     // repeated quotes are the same cached value (down to its expiry time).
@@ -161,23 +271,39 @@ async fn quotes_are_served_from_the_cache_yet_follow_every_price_change() {
 async fn a_promotion_starts_and_ends_on_time_even_for_cached_quotes() {
     let app = spawn_app().await;
     let (admin, id) = setup(&app).await;
-    let at = |secs: i64| (chrono::Utc::now() + chrono::TimeDelta::seconds(secs)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let (starts, ends) = (at(2), at(4));
-    rule(
-        &app,
-        &admin,
-        json!({ "name": "Flash", "kind": "promotion", "starts_at": starts, "ends_at": ends, "effect": { "percent_bps": -1000 } }),
-    )
-    .await;
-    assert_eq!(quote(&app, &id, "").await["total"]["amount"], 1000, "not started yet");
-    let until = |t: &str| {
-        let t = chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&chrono::Utc);
-        (t - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(100)
-    };
-    tokio::time::sleep(until(&starts)).await;
-    assert_eq!(quote(&app, &id, "").await["total"]["amount"], 900, "started");
-    tokio::time::sleep(until(&ends)).await;
-    assert_eq!(quote(&app, &id, "").await["total"]["amount"], 1000, "ended");
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let hours = chrono::TimeDelta::hours;
+    // One boundary: "Ending" stops and "Later" starts there. Two rules whose windows are wholly
+    // past or future never apply.
+    let boundary = now + chrono::TimeDelta::seconds(3);
+    let mut named = std::collections::HashMap::new();
+    for (name, starts, ends, bps) in [
+        ("Ending", now - hours(1), boundary, -2000),
+        ("Later", boundary, now + hours(1), -1000),
+        ("Past", now - hours(2), now - hours(1), -5000),
+        ("Future", now + hours(1), now + hours(2), -5000),
+    ] {
+        let body =
+            json!({ "name": name, "kind": "promotion", "starts_at": at(starts), "ends_at": at(ends), "effect": { "percent_bps": bps } });
+        named.insert(rule(&app, &admin, body).await["id"].as_str().unwrap().to_owned(), name);
+    }
+    let applied =
+        |q: &Value| -> Vec<&str> { q["adjustments"].as_array().unwrap().iter().map(|a| named[a["rule_id"].as_str().unwrap()]).collect() };
+
+    // Before the boundary (when the machine got there in time): only "Ending"; this quote is
+    // now cached.
+    let before = quote(&app, &id, "").await;
+    if chrono::Utc::now() < boundary {
+        assert_eq!((applied(&before), before["total"]["amount"].as_i64()), (vec!["Ending"], Some(800)), "{before}");
+    } else {
+        eprintln!("the boundary passed before the first quote; only the state after it is checked");
+    }
+    // Waiting for the clock, not for the server: once the boundary has passed, the very next
+    // quote must show it, cached or not.
+    tokio::time::sleep((boundary - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(20)).await;
+    let after = quote(&app, &id, "").await;
+    assert_eq!((applied(&after), after["total"]["amount"].as_i64()), (vec!["Later"], Some(900)), "{after}");
 }
 
 #[tokio::test]

@@ -27,7 +27,10 @@ fn number(reply: &Reply, header: &str) -> u64 {
 #[track_caller]
 fn assert_rate_limited(reply: &Reply) {
     reply.problem(429, "rate_limited");
-    assert!(number(reply, "retry-after") >= 1, "Retry-After in seconds");
+    let retry_after = number(reply, "retry-after");
+    assert!(retry_after >= 1, "Retry-After in seconds");
+    assert_eq!(number(reply, "ratelimit-reset"), retry_after, "RateLimit-Reset and Retry-After name the same moment");
+    assert_eq!(number(reply, "ratelimit-remaining"), 0);
 }
 
 #[tokio::test]

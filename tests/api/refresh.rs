@@ -41,7 +41,7 @@ async fn refresh_with_a_spent_token_revokes_the_whole_session() {
     app.refresh(&first.refresh).await.problem(401, "token_reused");
 
     // Every token of the family is dead, access tokens included, at once.
-    assert_eq!(app.refresh(&second.refresh).await.status, 401);
+    app.refresh(&second.refresh).await.problem(401, "invalid_token");
     app.me(&second.access).await.problem(401, "invalid_token");
     app.me(&first.access).await.problem(401, "invalid_token");
     // Other sessions of the same user are untouched.
@@ -57,7 +57,7 @@ async fn a_spent_token_presented_again_keeps_being_refused() {
     let first = app.customer("ada@example.com").await;
     app.refresh(&first.refresh).await.expect(200);
     app.refresh(&first.refresh).await.problem(401, "token_reused");
-    assert_eq!(app.refresh(&first.refresh).await.status, 401);
+    app.refresh(&first.refresh).await.problem(401, "token_reused");
 }
 
 #[tokio::test]
@@ -77,7 +77,7 @@ async fn a_logged_out_session_cannot_be_refreshed() {
     let app = spawn_app().await;
     let tokens = app.customer("ada@example.com").await;
     app.logout(&tokens.refresh).await.expect(204);
-    assert_eq!(app.refresh(&tokens.refresh).await.status, 401);
+    app.refresh(&tokens.refresh).await.problem(401, "invalid_token");
 }
 
 #[tokio::test]

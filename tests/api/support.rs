@@ -114,9 +114,19 @@ pub fn mail_files(data_dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret, written here from
-/// the RFC so the server's implementation is checked against an independent one.
+/// The current RFC 6238 time step (30 s).
+pub fn totp_step_now() -> u64 {
+    (chrono::Utc::now().timestamp() / 30) as u64
+}
+
+/// The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret.
 pub fn totp_now(secret_base32: &str) -> String {
+    totp_at(secret_base32, totp_step_now())
+}
+
+/// The RFC 6238 code of a base32 secret at time step `counter`, written here from the RFC so
+/// the server's implementation is checked against an independent one.
+pub fn totp_at(secret_base32: &str, counter: u64) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut bits = 0u64;
     let mut nbits = 0;
@@ -130,13 +140,19 @@ pub fn totp_now(secret_base32: &str) -> String {
             nbits -= 8;
         }
     }
-    let counter = (chrono::Utc::now().timestamp() / 30) as u64;
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
     let mac = aws_lc_rs::hmac::sign(&key, &counter.to_be_bytes());
     let mac = mac.as_ref();
     let offset = (mac[19] & 0x0f) as usize;
     let code = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]) % 1_000_000;
     format!("{code:06}")
+}
+
+#[test]
+fn totp_matches_the_rfc_6238_test_vector() {
+    // RFC 6238 appendix B, SHA-1 key "12345678901234567890", T = 59 s (step 1): 94287082.
+    assert_eq!(totp_at("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 1), "287082");
+    assert_eq!(totp_at("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 1_111_111_109 / 30), "081804");
 }
 
 /// One request a webhook receiver got.

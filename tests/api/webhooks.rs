@@ -85,7 +85,7 @@ async fn endpoints_are_managed_by_admins_only_and_validated() {
     ] {
         app.post_json_authed(path, &admin.access, &bad).await.problem(422, "validation_failed");
     }
-    let created = create_endpoint(&app, &admin, "https://hooks.example/x", json!(["order.updated"])).await;
+    let created = create_endpoint(&app, &admin, "https://hooks.example/x", json!(["product.updated"])).await;
     let id = created["id"].as_str().unwrap();
     assert!(id.starts_with("whe_") && created["secret"].as_str().unwrap().starts_with("whsec_"));
     let list = app.get_authed(path, &admin.access).await.expect(200).json();
@@ -94,4 +94,68 @@ async fn endpoints_are_managed_by_admins_only_and_validated() {
     app.delete_authed(&format!("{path}/{id}"), &admin.access).await.expect(204);
     app.delete_authed(&format!("{path}/{id}"), &admin.access).await.problem(404, "not_found");
     app.get_authed(&format!("{path}/{id}/deliveries"), &admin.access).await.problem(404, "not_found");
+}
+
+/// Every event type Keel emits, as the README's catalogue lists them.
+const CATALOGUE: [&str; 9] = [
+    "product.updated",
+    "pricing.rules_changed",
+    "notification.created",
+    "account.email_verified",
+    "account.password_changed",
+    "account.password_reset",
+    "account.mfa_enabled",
+    "account.mfa_disabled",
+    "ping",
+];
+
+#[tokio::test]
+async fn endpoint_events_come_from_the_catalogue_and_unknown_names_are_named() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let path = "/v1/admin/webhook-endpoints";
+    let all = create_endpoint(&app, &admin, "https://hooks.example/all", json!(CATALOGUE)).await;
+    assert_eq!(all["events"], json!(CATALOGUE));
+    create_endpoint(&app, &admin, "https://hooks.example/star", json!(["*"])).await;
+
+    let body = json!({ "url": "https://hooks.example/x", "events": ["product.updated", "order.shipped", "account.*", "Product.Updated"] });
+    let problem = app.post_json_authed(path, &admin.access, &body).await.problem(422, "validation_failed");
+    let errors = problem["errors"].as_array().unwrap();
+    let fields: Vec<&str> = errors.iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["events[1]", "events[2]", "events[3]"], "{problem}");
+    for (error, name) in errors.iter().zip(["order.shipped", "account.*", "Product.Updated"]) {
+        assert_eq!(error["code"], "unknown_event_type");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("\"{name}\"")) && message.contains("product.updated"),
+            "names the unknown type and the known ones: {message}"
+        );
+    }
+    let listed = app.get_authed(path, &admin.access).await.expect(200).json();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "nothing was created by the refused request");
+
+    // The OpenAPI document offers the same catalogue for `events`.
+    let document = app.get("/openapi.json").await.expect(200).json();
+    let offered = &document["components"]["schemas"]["EventSubscription"]["enum"];
+    let mut expected = CATALOGUE.to_vec();
+    expected.push("*");
+    assert_eq!(offered, &json!(expected));
+}
+
+#[tokio::test]
+async fn endpoints_page_with_limit_and_cursor() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let path = "/v1/admin/webhook-endpoints";
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(create_endpoint(&app, &admin, &format!("https://hooks.example/{i}"), json!(["*"])).await["id"].clone());
+    }
+    let pages = app.all_pages(path, &admin.access, &[], 2).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let ids: Vec<Value> = pages.concat().iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, created, "every endpoint once, oldest first");
+    for bad in ["limit=0", "limit=101", "limit=two", "cursor=garbled!"] {
+        app.get_authed(&format!("{path}?{bad}"), &admin.access).await.problem(422, "validation_failed");
+    }
 }

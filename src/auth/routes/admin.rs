@@ -15,10 +15,12 @@ use crate::http::pagination::{Page, PageQuery};
 use crate::validation::Invalid;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Only emails starting with this (case-insensitive).
     pub email_prefix: Option<String>,
-    /// Only users with this role: `customer`, `support` or `admin`.
+    /// Only users with this role.
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -29,6 +31,7 @@ pub struct UserListQuery {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// The full new set of roles (`customer` is always kept).
+    #[schema(value_type = Option<Vec<Role>>)]
     pub roles: Option<Vec<String>>,
     /// Disabling revokes every session of the user.
     pub disabled: Option<bool>,
@@ -36,7 +39,7 @@ pub struct UpdateUserRequest {
 
 /// List users (support, admin).
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserListQuery, PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<AdminUser>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<AdminUser>)))]
 pub async fn list_users(
     State(accounts): State<Arc<Accounts>>,
     _staff: StaffUser,
@@ -53,8 +56,8 @@ pub async fn list_users(
 /// Change a user's roles or disable them (admin).
 #[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUserRequest,
     params(("id" = String, Path, description = "user id (usr_…)")),
-    responses((status = 200, body = AdminUser), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "cannot demote or disable yourself", body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = AdminUser),
+        (status = 409, description = "`conflict`: admins cannot remove their own `admin` role nor disable themselves", body = Problem)))]
 pub async fn update_user(
     State(accounts): State<Arc<Accounts>>,
     Admin(actor): Admin,

@@ -30,14 +30,16 @@ pub struct RecoveryCodes {
 
 /// Start TOTP set-up: a new secret to add to an authenticator app.
 #[utoipa::path(post, path = "/v1/auth/mfa/totp/setup", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = TotpSetup), (status = 409, description = "MFA already enabled", body = Problem)))]
+    responses((status = 200, body = TotpSetup), (status = 409, description = "`conflict`: MFA is already enabled", body = Problem)))]
 pub async fn setup(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<Json<TotpSetup>> {
     Ok(Json(accounts.totp_setup(&me).await?))
 }
 
 /// Turn MFA on by proving the app shows the right code.
 #[utoipa::path(post, path = "/v1/auth/mfa/totp/enable", tag = "auth", security(("bearer" = [])), request_body = CodeRequest,
-    responses((status = 200, body = RecoveryCodes), (status = 409, body = Problem), (status = 422, description = "wrong code", body = Problem)))]
+    responses((status = 200, body = RecoveryCodes),
+        (status = 409, description = "`conflict`: MFA is already enabled, or set-up was not started", body = Problem),
+        (status = 422, description = "the code is wrong (field `code`)", body = Problem)))]
 pub async fn enable(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,
@@ -48,7 +50,7 @@ pub async fn enable(
 
 /// Turn MFA off (needs the password).
 #[utoipa::path(post, path = "/v1/auth/mfa/totp/disable", tag = "auth", security(("bearer" = [])), request_body = PasswordConfirmation,
-    responses((status = 204), (status = 401, description = "invalid_credentials", body = Problem)))]
+    responses((status = 204), (status = 401, description = "`invalid_credentials`: the password is wrong", body = Problem)))]
 pub async fn disable(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,

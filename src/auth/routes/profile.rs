@@ -20,12 +20,16 @@ use crate::validation::Invalid;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// ISO 3166-1 alpha-2; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Z]{2}$")]
     pub country: Option<Option<String>>,
-    /// E.164, stored encrypted; `null` clears it.
+    /// An international number as typed (`+49 30 1234567`, `+1 (415) 555-0100`, `0044 20 7946 0958`):
+    /// `+` or `00`, the country code, then digits with spaces, dashes, dots or parentheses.
+    /// Stored (encrypted) and shown in E.164 (`+49301234567`); `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
@@ -60,19 +64,21 @@ pub struct PasswordConfirmation {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    /// 8–128 characters; common and breached passwords are refused.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
 /// The caller's profile (with a strong `ETag`).
 #[utoipa::path(get, path = "/v1/me", tag = "profile", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 304, description = "not modified"), (status = 401, body = Problem)))]
+    responses((status = 200, body = Me), (status = 304)))]
 pub async fn get_me(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser, headers: HeaderMap) -> ApiResult<Response> {
     json_with_etag(&headers, &accounts.me(&me)?, "private, no-cache")
 }
 
 /// Update the caller's profile. Absent fields are kept; `null` clears optional ones.
 #[utoipa::path(patch, path = "/v1/me", tag = "profile", security(("bearer" = [])), request_body = UpdateMeRequest,
-    responses((status = 200, body = Me), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Me)))]
 pub async fn update_me(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,
@@ -83,7 +89,7 @@ pub async fn update_me(
 
 /// Delete the caller's account: personal data is erased, sessions revoked; ledger history stays.
 #[utoipa::path(delete, path = "/v1/me", tag = "profile", security(("bearer" = [])), request_body = PasswordConfirmation,
-    responses((status = 204), (status = 401, description = "invalid_credentials", body = Problem)))]
+    responses((status = 204), (status = 401, description = "`invalid_credentials`: the password is wrong", body = Problem)))]
 pub async fn delete_me(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,
@@ -95,7 +101,7 @@ pub async fn delete_me(
 
 /// Change the password; every other session is revoked.
 #[utoipa::path(post, path = "/v1/auth/password/change", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
-    responses((status = 204), (status = 401, description = "invalid_credentials", body = Problem), (status = 422, body = Problem)))]
+    responses((status = 204), (status = 401, description = "`invalid_credentials`: the current password is wrong", body = Problem)))]
 pub async fn change_password(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,

@@ -26,19 +26,24 @@ pub struct TokenRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    /// The token from the mailed link (`…?token=<token>`).
     pub token: String,
+    /// 8–128 characters; common and breached passwords are refused.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
 /// Confirm the email address with the mailed token.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
-    responses((status = 204), (status = 422, description = "invalid, expired or used token", body = Problem), (status = 429, body = Problem)))]
+    responses((status = 204), (status = 422, description = "the token is invalid, expired or used (field `token`)", body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn verify_email(
     State(accounts): State<Arc<Accounts>>,
     State(limiter): State<Arc<dyn Limiter>>,
@@ -51,7 +56,7 @@ pub async fn verify_email(
 
 /// Mail a new verification link to the caller (the previous link stops working).
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
-    responses((status = 202), (status = 401, body = Problem)))]
+    responses((status = 202)))]
 pub async fn resend_verification(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
     accounts.resend_verification(&me).await?;
     Ok(StatusCode::ACCEPTED)
@@ -59,7 +64,7 @@ pub async fn resend_verification(State(accounts): State<Arc<Accounts>>, AuthUser
 
 /// Ask for a password reset link. Always `202`, whether or not the account exists.
 #[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
-    responses((status = 202), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 202), (status = 429, body = Problem)))]
 pub async fn forgot_password(
     State(accounts): State<Arc<Accounts>>,
     State(limiter): State<Arc<dyn Limiter>>,
@@ -77,7 +82,8 @@ pub async fn forgot_password(
 
 /// Set a new password with the mailed token. Every session of the account is revoked.
 #[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth", request_body = ResetRequest,
-    responses((status = 204), (status = 422, description = "bad token or password", body = Problem), (status = 429, body = Problem)))]
+    responses((status = 204), (status = 422, description = "the token is invalid, expired or used, or the password breaks a rule", body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn reset_password(
     State(accounts): State<Arc<Accounts>>,
     State(limiter): State<Arc<dyn Limiter>>,

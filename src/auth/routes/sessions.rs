@@ -23,16 +23,20 @@ use crate::validation::Invalid;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// 8–128 characters; common and breached passwords are refused.
+    /// 8–128 characters; common and breached passwords, and the email itself, are refused.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub password: String,
     /// Required when the account has MFA enabled: a current authenticator code or an unused recovery code.
@@ -58,8 +62,7 @@ pub(super) async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str)
 
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = TokenResponse), (status = 409, description = "email_taken", body = Problem),
-        (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 201, body = TokenResponse), (status = 409, description = "`email_taken`", body = Problem), (status = 429, body = Problem)))]
 pub async fn register(
     State(accounts): State<Arc<Accounts>>,
     State(limiter): State<Arc<dyn Limiter>>,
@@ -82,8 +85,9 @@ pub async fn register(
 
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_credentials", body = Problem),
-        (status = 403, description = "account disabled", body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`, or `mfa_required` when MFA is on and `totp_code` is missing or wrong", body = Problem),
+        (status = 403, description = "`forbidden`: the account is disabled", body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(accounts): State<Arc<Accounts>>,
     State(limiter): State<Arc<dyn Limiter>>,
@@ -103,7 +107,7 @@ pub async fn login(
 /// Exchange a refresh token for a new pair. The presented token is spent; presenting it
 /// again revokes the whole session (`token_reused`).
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "invalid_token or token_reused", body = Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_token`, or `token_reused` (the whole session is revoked)", body = Problem)))]
 pub async fn refresh(
     State(accounts): State<Arc<Accounts>>,
     ip: ClientIp,
@@ -115,7 +119,7 @@ pub async fn refresh(
 
 /// Sign out: revoke the session of a refresh token.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204), (status = 401, description = "invalid_token", body = Problem)))]
+    responses((status = 204), (status = 401, description = "`invalid_token`: no such refresh token", body = Problem)))]
 pub async fn logout(State(accounts): State<Arc<Accounts>>, Json(req): Json<RefreshRequest>) -> ApiResult<StatusCode> {
     accounts.logout(&req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -123,7 +127,7 @@ pub async fn logout(State(accounts): State<Arc<Accounts>>, Json(req): Json<Refre
 
 /// The caller's live sessions.
 #[utoipa::path(get, path = "/v1/auth/sessions", tag = "auth", params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<SessionView>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<SessionView>)))]
 pub async fn list_sessions(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,
@@ -134,7 +138,7 @@ pub async fn list_sessions(
 
 /// Revoke every session of the caller, this one included.
 #[utoipa::path(delete, path = "/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204)))]
 pub async fn revoke_all_sessions(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
     accounts.revoke_all_sessions(&me).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -143,7 +147,7 @@ pub async fn revoke_all_sessions(State(accounts): State<Arc<Accounts>>, AuthUser
 /// Revoke one of the caller's sessions.
 #[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id (ses_…)")),
-    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 204)))]
 pub async fn revoke_session(
     State(accounts): State<Arc<Accounts>>,
     AuthUser(me): AuthUser,

@@ -1,0 +1,98 @@
+//! The catalogue of event types: every type Keel emits, defined once. State changes emit through
+//! `Effects`, which takes an `EventType`, so they cannot emit a type missing here; webhook
+//! endpoints subscribe to these names (or `*`). The README's table describes each.
+
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// A product's public face changed (price, stock, activity, any edit). Data: `{id, price, stock_available, active, version}`.
+    ProductUpdated,
+    /// A pricing rule was created, changed or deleted. Data: `{rules_version}`.
+    PricingRulesChanged,
+    /// A user got an in-app notification. Data: `{id, kind, title, body}`.
+    NotificationCreated,
+    /// A user confirmed their email address. Data: `{}`.
+    AccountEmailVerified,
+    /// A user changed their password. Data: `{}`.
+    AccountPasswordChanged,
+    /// A user reset their password by mail. Data: `{}`.
+    AccountPasswordReset,
+    /// A user turned TOTP two-factor authentication on. Data: `{}`.
+    AccountMfaEnabled,
+    /// A user turned it off. Data: `{}`.
+    AccountMfaDisabled,
+    /// An admin pinged one webhook endpoint (sent to that endpoint only). Data: `{endpoint_id}`.
+    Ping,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::ProductUpdated,
+        EventType::PricingRulesChanged,
+        EventType::NotificationCreated,
+        EventType::AccountEmailVerified,
+        EventType::AccountPasswordChanged,
+        EventType::AccountPasswordReset,
+        EventType::AccountMfaEnabled,
+        EventType::AccountMfaDisabled,
+        EventType::Ping,
+    ];
+
+    /// The `type` of the event as sent.
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventType::ProductUpdated => "product.updated",
+            EventType::PricingRulesChanged => "pricing.rules_changed",
+            EventType::NotificationCreated => "notification.created",
+            EventType::AccountEmailVerified => "account.email_verified",
+            EventType::AccountPasswordChanged => "account.password_changed",
+            EventType::AccountPasswordReset => "account.password_reset",
+            EventType::AccountMfaEnabled => "account.mfa_enabled",
+            EventType::AccountMfaDisabled => "account.mfa_disabled",
+            EventType::Ping => "ping",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// What a webhook endpoint subscribes to: `*` (every type) or one type of the catalogue.
+pub const ALL_EVENTS: &str = "*";
+
+/// The OpenAPI schema of one entry of a webhook endpoint's `events`: the catalogue or `*`.
+pub struct EventSubscription;
+
+impl PartialSchema for EventSubscription {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(EventType::ALL.iter().map(|t| t.name()).chain([ALL_EVENTS])))
+            .description(Some("An event type Keel emits, or `*` for all of them."))
+            .into()
+    }
+}
+
+impl ToSchema for EventSubscription {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_read_back() {
+        let mut names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_name(t.name()), Some(t));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+        assert_eq!(EventType::from_name("order.updated"), None);
+        assert_eq!(EventType::from_name(ALL_EVENTS), None, "`*` is a subscription, not a type");
+    }
+}
