@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::validation::Invalid;
 
-/// A JSON body. Wrong content type → 415, bad syntax → 400, wrong shape → 422, too big → 413.
+/// A JSON object body. Wrong content type → 415, bad syntax → 400, wrong shape (an array, …) → 422, too big → 413.
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -35,7 +35,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         })?;
         // Parse first, so the content type and the syntax are judged before the NUL check.
         let nul = has_nul_escape(&bytes);
+        // Every body of ours is an object; serde would also fill a struct from an array.
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         match axum::Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes.clone())), state).await {
+            Ok(_) if !object => Err(Invalid::one("body", "invalid", "the body must be a JSON object").into()),
             Ok(_) if nul => Err(Invalid::one("body", "invalid", "strings must not contain NUL characters").into()),
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection, &bytes)),
@@ -201,5 +204,7 @@ mod tests {
         assert_eq!(shape_error("address: missing field `line1` at line 1 column 9").0[0].field, "address.line1");
         assert_eq!(shape_error("address.zip: unknown field `zip`, expected `line1`").0[0].field, "address.zip");
         assert_eq!(shape_error("roles: unknown field `roles`, expected `name`").0[0].field, "roles");
+        // serde_json's syntax-category message for a number where an enum is expected.
+        assert_eq!(shape_error("Failed to parse the request body as JSON: kind: expected value at line 1 column 39").0[0].field, "kind");
     }
 }

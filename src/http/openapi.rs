@@ -74,13 +74,20 @@ fn headers() -> [(&'static str, Header); 7] {
                 true,
             ),
         ),
-        (RATE_LIMIT[0], header("Requests allowed in a burst by the tightest limit that applies (sent when limits are on).", integer(1), false)),
+        (
+            RATE_LIMIT[0],
+            header("Requests allowed in a burst by the tightest limit that applies (sent when limits are on).", integer(1), false),
+        ),
         (RATE_LIMIT[1], header("Requests left before this limit refuses (sent when limits are on).", integer(0), false)),
         (RATE_LIMIT[2], header("Seconds until the limit is fully replenished (sent when limits are on).", integer(0), false)),
         (RETRY_AFTER, header("Seconds to wait before trying again.", integer(1), true)),
         (
             WWW_AUTHENTICATE,
-            header("`Bearer`, with `error=\"invalid_token\"` when a token was sent but refused.", ObjectBuilder::new().schema_type(Type::String), false),
+            header(
+                "`Bearer`, with `error=\"invalid_token\"` when a token was sent but refused.",
+                ObjectBuilder::new().schema_type(Type::String),
+                false,
+            ),
         ),
     ]
 }

@@ -96,7 +96,7 @@ pub struct NewEndpoint {
     #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     /// 1–100 event types of the catalogue to deliver, or `["*"]` for all.
-    #[schema(value_type = Vec<EventSubscription>)]
+    #[schema(value_type = Vec<EventSubscription>, min_items = 1, max_items = 100)]
     pub events: Vec<String>,
 }
 

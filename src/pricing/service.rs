@@ -121,8 +121,11 @@ impl Pricing {
         if let Some(object) = merged.as_object_mut() {
             object.extend(patch);
         }
-        let spec: RuleSpec =
-            serde_json::from_value(merged).map_err(|e| PricingError::Invalid(Invalid::one("body", "invalid", e.to_string())))?;
+        // The path names the patched field that does not fit (`name`, `effect.amount_off`).
+        let spec: RuleSpec = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let field = Some(e.path().to_string()).filter(|p| p != ".").unwrap_or_else(|| "body".to_owned());
+            PricingError::Invalid(Invalid::one(&field, "invalid", e.into_inner().to_string()))
+        })?;
         let rule = Rule { id: id.to_owned(), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
         if !self.repo.replace(&rule, now()).await? {
             return Err(PricingError::NotFound);

@@ -104,6 +104,18 @@ async fn a_wrong_type_is_a_422() {
 }
 
 #[tokio::test]
+async fn an_array_body_is_a_422_even_when_its_items_would_fill_the_fields() {
+    // serde fills a struct from an array in field order; every body of the contract is an object.
+    let app = spawn_app().await;
+    let tokens = app.customer("ada@example.com").await;
+    app.patch_json_authed("/v1/me", &tokens.access, &json!(["Grace Hopper"])).await.field_error_code("body", "invalid");
+    assert_eq!(app.me(&tokens.access).await.expect(200).json()["name"], "Test Customer");
+    // The same name in an object is taken (the array was refused for its shape alone).
+    app.patch_json_authed("/v1/me", &tokens.access, &json!({ "name": "Grace Hopper" })).await.expect(200);
+    assert_eq!(app.me(&tokens.access).await.expect(200).json()["name"], "Grace Hopper");
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_a_413() {
     let app = spawn_app_with(&[("body_limit_bytes", "1024")]).await;
     let big = json!({ "email": "ada@example.com", "password": PASSWORD, "name": "x".repeat(4000) });

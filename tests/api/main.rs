@@ -18,6 +18,7 @@ mod mail_links;
 mod me;
 mod mfa;
 mod notifications;
+mod openapi_document;
 mod ops;
 mod outbox;
 mod password;
