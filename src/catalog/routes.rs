@@ -259,7 +259,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 /// optional: without it the update overwrites whatever version is current (last write wins). Stock that
 /// orders reserve or sell changes the `ETag` but not the version, and does not conflict with an edit.
 #[utoipa::path(patch, path = "/v1/admin/products/{id}", tag = "catalog", security(("bearer" = [])), request_body = UpdateProduct,
-    params(("id" = String, Path, description = "product id"), ("If-Match" = Option<String>, Header,
+    params(("id" = String, Path, description = "product id"), ("If-Match" = Option<String>, Header, nullable = false,
         description = "the `ETag` from `GET /v1/products/{id}` (`\"3-9f86d081884c7d65\"`), or the product's `version` quoted (`\"3\"`) or bare; \
         `*` matches any version. Optional: without it the update overwrites whatever is current.")),
     responses((status = 200, body = Product),

@@ -64,16 +64,30 @@ impl EventType {
 /// What a webhook endpoint subscribes to: `*` (every type) or one type of the catalogue.
 pub const ALL_EVENTS: &str = "*";
 
+/// A string schema that admits the names of the catalogue and `extra`.
+fn names_schema(extra: &[&'static str], description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(EventType::ALL.iter().map(|t| t.name()).chain(extra.iter().copied())))
+        .description(Some(description))
+        .into()
+}
+
+/// As sent (a delivery's `event_type`): one name of the catalogue.
+impl PartialSchema for EventType {
+    fn schema() -> RefOr<Schema> {
+        names_schema(&[], "An event type Keel emits.")
+    }
+}
+
+impl ToSchema for EventType {}
+
 /// The OpenAPI schema of one entry of a webhook endpoint's `events`: the catalogue or `*`.
 pub struct EventSubscription;
 
 impl PartialSchema for EventSubscription {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(EventType::ALL.iter().map(|t| t.name()).chain([ALL_EVENTS])))
-            .description(Some("An event type Keel emits, or `*` for all of them."))
-            .into()
+        names_schema(&[ALL_EVENTS], "An event type Keel emits, or `*` for all of them.")
     }
 }
 
@@ -94,5 +108,15 @@ mod tests {
         assert_eq!(names.len(), EventType::ALL.len());
         assert_eq!(EventType::from_name("order.updated"), None);
         assert_eq!(EventType::from_name(ALL_EVENTS), None, "`*` is a subscription, not a type");
+    }
+
+    #[test]
+    fn the_readme_lists_exactly_the_catalogue() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("### Event types").nth(1).expect("the README has an \"Event types\" section");
+        let rows = section.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|'));
+        let listed: Vec<&str> = rows.filter_map(|row| row.strip_prefix("| `")?.split('`').next()).collect();
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(listed, names, "the README's table of event types, in the catalogue's order");
     }
 }

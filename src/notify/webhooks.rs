@@ -81,6 +81,7 @@ pub struct Endpoint {
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
+    #[schema(value_type = crate::events::EventType)]
     pub event_type: String,
     pub attempt: u32,
     /// The receiver's status code; `null` when no response came.

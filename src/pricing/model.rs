@@ -63,7 +63,7 @@ pub struct Effect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = -10_000, maximum = 10_000)]
     pub percent_bps: Option<i64>,
-    /// Off each unit, in the deployment's currency.
+    /// Off each unit, in the deployment's currency: `amount` from 1 to 100 000 000 minor units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_off: Option<Money>,
 }

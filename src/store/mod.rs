@@ -159,7 +159,9 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Erased personal data is overwritten in the file, not left in free pages.
+                .pragma("secure_delete", "ON");
             let path = base.get_filename().to_path_buf();
             // One writer: SQLite serialises writes anyway, and a single connection
             // turns lock contention into a fair queue instead of SQLITE_BUSY errors.

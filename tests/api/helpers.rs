@@ -138,16 +138,11 @@ impl TestApp {
     async fn start_process(settings: Vec<(String, String)>, data_dir: PathBuf, database_url: Option<String>) -> TestApp {
         use tokio::io::AsyncBufReadExt as _;
         std::fs::create_dir_all(&data_dir).expect("a data dir");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
-        cmd.arg("serve")
-            .current_dir(&data_dir)
+        let mut cmd = keel_command(&["serve"]);
+        cmd.current_dir(&data_dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
-            cmd.env_remove(key);
-        }
+            .stderr(std::process::Stdio::piped());
         for (key, value) in &settings {
             cmd.env(format!("KEEL_{}", key.to_uppercase()), value);
         }
@@ -478,20 +473,24 @@ pub fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// The `keel` binary with `args`, without this process's `KEEL_*` variables (each caller sets
+/// its own), killed if dropped while it runs.
+pub fn keel_command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
+    cmd.args(args).kill_on_drop(true);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
 /// Runs the `keel` binary with only the given `KEEL_*` variables, in a scratch directory
 /// (so no stray `keel.toml` is read).
 pub async fn run_keel(args: &[&str], env: &[(&str, String)], stdin: &str) -> Output {
     let cwd = std::env::temp_dir().join(format!("keel-cli-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&cwd).expect("a scratch directory");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
-    cmd.args(args)
-        .current_dir(&cwd)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = keel_command(args);
+    cmd.current_dir(&cwd).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     cmd.env("KEEL_LOG", "warn");
     for (key, value) in env {
         cmd.env(key, value);

@@ -47,7 +47,7 @@ async fn notifications_can_be_read_one_by_one_or_all_at_once() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
     let bob = app.customer("bob@example.com").await;
-    // Three notifications for Ada, one for Bob.
+    // Two notifications for Ada (two password changes), one for Bob.
     change_password(&app, &ada, "a brand new passphrase").await;
     app.post_json_authed(
         "/v1/auth/password/change",

@@ -198,3 +198,103 @@ async fn schemas_are_typed_and_satisfiable() {
     let password = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["password"];
     assert_eq!((&password["minLength"], &password["maxLength"]), (&8.into(), &128.into()), "{password}");
 }
+
+/// The schema of `property` of the component `schema`, `$ref`s followed.
+fn property<'a>(doc: &'a Value, schema: &str, property: &str) -> &'a Value {
+    let value = &doc["components"]["schemas"][schema]["properties"][property];
+    assert!(!value.is_null(), "{schema}.{property} is documented");
+    resolve(doc, value)
+}
+
+#[tokio::test]
+async fn enumerations_are_enums_and_enforced_limits_are_in_the_schemas() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    let strings = |names: &[&str]| serde_json::json!(names);
+    let kinds = strings(&["country", "quantity_tier", "demand", "promotion"]);
+    assert_eq!(property(&doc, "Rule", "kind")["enum"], kinds);
+    assert_eq!(property(&doc, "QuoteAdjustment", "kind")["enum"], kinds);
+    let roles = strings(&["customer", "support", "admin"]);
+    assert_eq!(resolve(&doc, &property(&doc, "UpdateUserRequest", "roles")["items"])["enum"], roles);
+    let role = resolve(&doc, &parameter(&doc["paths"]["/v1/admin/users"]["get"], "role").expect("role")["schema"]);
+    assert_eq!(role["enum"], roles);
+    // Webhook event types: what an endpoint subscribes to is the catalogue or `*`; what a
+    // delivery reports is one type of the catalogue.
+    let subscribable = resolve(&doc, &property(&doc, "NewEndpoint", "events")["items"])["enum"].clone();
+    let delivered = property(&doc, "Delivery", "event_type")["enum"].clone();
+    let mut expected = delivered.as_array().expect("event types are an enum").clone();
+    assert!(expected.contains(&"product.updated".into()) && !expected.contains(&"*".into()), "{delivered}");
+    expected.push("*".into());
+    assert_eq!(subscribable, Value::Array(expected));
+
+    for schema in ["RegisterRequest", "LoginRequest", "ForgotRequest"] {
+        assert_eq!(property(&doc, schema, "email")["format"], "email", "{schema}.email");
+    }
+    for (schema, field) in [("RegisterRequest", "password"), ("ChangePasswordRequest", "new_password"), ("ResetRequest", "new_password")] {
+        let password = property(&doc, schema, field);
+        assert_eq!((&password["minLength"], &password["maxLength"]), (&8.into(), &128.into()), "{schema}.{field}");
+    }
+    let line = property(&doc, "SetQuantity", "quantity");
+    assert_eq!((&line["minimum"], &line["maximum"]), (&0.into(), &999.into()), "a cart line's quantity: {line}");
+    let quoted = &parameter(&doc["paths"]["/v1/products/{id}/quote"]["get"], "quantity").expect("quantity")["schema"];
+    assert_eq!((&quoted["minimum"], &quoted["maximum"], &quoted["default"]), (&1.into(), &999.into(), &1.into()), "{quoted}");
+
+    // Whether a PATCH without If-Match overwrites is said where a client looks for it.
+    let if_match = parameter(&doc["paths"]["/v1/admin/products/{id}"]["patch"], "If-Match").expect("If-Match");
+    assert_eq!((&if_match["in"], &if_match["schema"]["type"]), (&"header".into(), &"string".into()), "{if_match}");
+    assert_ne!(if_match["required"], true);
+    assert!(if_match["description"].as_str().is_some_and(|d| d.contains("without it the update overwrites")), "{if_match}");
+}
+
+/// Fields that hold money wherever they appear.
+const MONEY_FIELDS: [&str; 9] =
+    ["amount", "amount_off", "price", "unit_price", "subtotal", "total", "line_total", "balance", "balance_after"];
+
+/// Walks `value` (at JSON pointer `at`): each money-named property that is a `Money` (directly,
+/// or as one branch of a nullable `oneOf`) counts in `found`; each other one goes into `wrong`.
+fn money_outside_money(value: &Value, at: &str, found: &mut usize, wrong: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            for (name, schema) in object.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                if !MONEY_FIELDS.contains(&name.as_str()) {
+                    continue;
+                }
+                let money = "#/components/schemas/Money";
+                let branches = schema["oneOf"].as_array().into_iter().flatten();
+                if schema["$ref"] == money || branches.clone().any(|b| b["$ref"] == money) {
+                    *found += 1;
+                } else {
+                    wrong.push(format!("{at}/properties/{name}: {schema}"));
+                }
+            }
+            for (key, child) in object {
+                money_outside_money(child, &format!("{at}/{key}"), found, wrong);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                money_outside_money(child, &format!("{at}/{i}"), found, wrong);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_money_field_is_money() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    let money = &doc["components"]["schemas"]["Money"];
+    assert_eq!(money["required"], serde_json::json!(["amount", "currency"]), "{money}");
+    assert_eq!(money["properties"]["amount"]["type"], "integer", "minor units: {money}");
+    let (mut found, mut wrong) = (0, Vec::new());
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        if name != "Money" {
+            money_outside_money(schema, &format!("#/components/schemas/{name}"), &mut found, &mut wrong);
+        }
+    }
+    money_outside_money(&doc["paths"], "#/paths", &mut found, &mut wrong);
+    assert!(wrong.is_empty(), "money that is not Money:\n{}", wrong.join("\n"));
+    // The control: the walk sees the money fields there are (product, quote, cart, rule).
+    assert!(found >= 10, "only {found} money fields seen");
+}

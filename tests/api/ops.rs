@@ -335,8 +335,8 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     }
     assert!(interim.starts_with(b"HTTP/1.1 100"), "100 Continue: {:?}", String::from_utf8_lossy(&interim));
     socket.write_all(&body[..10]).await.unwrap();
-    let pid = keel.id().expect("keel is running").to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let pid = rustix::process::Pid::from_raw(keel.id().expect("keel is running") as i32).expect("a process id");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("sending SIGTERM");
     // The listener closes (no new connections) while the request above is still open.
     crate::support::eventually(30, "the listener to close", || async {
         tokio::net::TcpStream::connect(&listen).await.is_err().then_some(())

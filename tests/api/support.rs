@@ -218,15 +218,8 @@ pub fn signature_is_valid(secret: &str, header: &str, body: &[u8]) -> bool {
 
 /// Starts the `keel` binary (e.g. `worker`) on `app`'s data dir and database, in the background.
 pub fn spawn_keel(app: &crate::helpers::TestApp, args: &[&str], extra_env: &[(&str, &str)]) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = crate::helpers::keel_command(args);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     cmd.current_dir(&app.data_dir).env("KEEL_DATA_DIR", &app.data_dir).env("KEEL_LOG", "warn");
     if let Some(url) = &app.database_url {
         cmd.env("KEEL_DATABASE_URL", url);

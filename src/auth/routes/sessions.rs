@@ -104,8 +104,9 @@ pub async fn login(
     Ok(rate.attach(result.await))
 }
 
-/// Exchange a refresh token for a new pair. The presented token is spent; presenting it
-/// again revokes the whole session (`token_reused`).
+/// Exchange a refresh token for a new pair.
+///
+/// The presented token is spent; presenting it again revokes the whole session (`token_reused`).
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_token`, or `token_reused` (the whole session is revoked)", body = Problem)))]
 pub async fn refresh(
