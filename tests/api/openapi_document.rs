@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
-use crate::route_guards::openapi;
+use crate::route_guards::{openapi, resolve};
 
 /// Each `(method, path, operation)` of the document.
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -17,14 +17,6 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     }
     assert!(ops.len() >= 45, "the document lists every operation: {}", ops.len());
     ops
-}
-
-/// Follows `$ref`s to what they name.
-fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
-    match value["$ref"].as_str().and_then(|r| r.strip_prefix("#/")) {
-        Some(pointer) => resolve(doc, doc.pointer(&format!("/{pointer}")).unwrap_or_else(|| panic!("dangling $ref {pointer}"))),
-        None => value,
-    }
 }
 
 fn parameter<'a>(op: &'a Value, name: &str) -> Option<&'a Value> {

@@ -40,11 +40,11 @@ pub async fn openapi(app: &TestApp) -> Value {
     reply.json()
 }
 
-/// Follows a local `$ref` (once per level) to the schema it names.
-fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
-        Some(name) => resolve(doc, &doc["components"]["schemas"][name]),
-        None => schema,
+/// Follows local `$ref`s to what they name.
+pub fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.strip_prefix("#/")) {
+        Some(pointer) => resolve(doc, doc.pointer(&format!("/{pointer}")).unwrap_or_else(|| panic!("dangling $ref {pointer}"))),
+        None => value,
     }
 }
 
