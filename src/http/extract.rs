@@ -103,7 +103,20 @@ fn shape_error(message: &str) -> Invalid {
         let field = join(&field);
         return Invalid::one(&field, "unknown_field", format!("{field} is not a known field"));
     }
-    Invalid::one(path.unwrap_or("body"), "invalid", detail.to_owned())
+    Invalid::one(path.unwrap_or("body"), "invalid", plain(detail))
+}
+
+/// serde's wording without what means nothing to a client: the parser position and Rust type
+/// names ("invalid type: integer `5`, expected struct Money at line 1 column 62").
+fn plain(detail: &str) -> String {
+    let detail = detail.rsplit_once(" at line ").filter(|(_, at)| at.contains(" column ")).map_or(detail, |(text, _)| text);
+    match [("expected struct ", "expected an object"), ("expected enum ", "expected one of the documented values")]
+        .into_iter()
+        .find_map(|(rust, json)| detail.split_once(rust).map(|(head, _)| format!("{head}{json}")))
+    {
+        Some(text) => text,
+        None => detail.to_owned(),
+    }
 }
 
 /// A query string. Anything that does not parse → 422.
@@ -199,6 +212,9 @@ mod tests {
     #[test]
     fn names_the_field_of_a_shape_error() {
         assert_eq!(shape_error("missing field `email` at line 1 column 2").0[0].field, "email");
+        let wrong_type = shape_error("effect.amount_off: invalid type: integer `5`, expected struct Money at line 1 column 62");
+        assert_eq!(wrong_type.0[0].field, "effect.amount_off");
+        assert_eq!(wrong_type.0[0].message, "invalid type: integer `5`, expected an object");
         assert_eq!(shape_error("unknown field `admin`, expected one of `email`").0[0].code, "unknown_field");
         assert_eq!(shape_error("name: invalid type: integer `1`, expected a string").0[0].field, "name");
         assert_eq!(shape_error("address: missing field `line1` at line 1 column 9").0[0].field, "address.line1");

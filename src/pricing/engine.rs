@@ -69,7 +69,7 @@ fn applies(rule: &Rule, input: &QuoteInput) -> bool {
 fn describe(rule: &Rule, bps: Option<i64>) -> String {
     match (bps, &rule.spec.effect.amount_off) {
         (Some(b), _) => format!("{}: {}{}.{:02}%", rule.spec.name, if b < 0 { "-" } else { "+" }, b.abs() / 100, b.abs() % 100),
-        (None, Some(a)) => format!("{}: {} off each", rule.spec.name, a.amount),
+        (None, Some(a)) => format!("{}: {a} off each", rule.spec.name),
         _ => rule.spec.name.clone(),
     }
 }

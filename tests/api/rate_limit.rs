@@ -117,3 +117,17 @@ async fn guessing_mailed_tokens_is_limited_per_address() {
     assert_rate_limited(&app.post_json("/v1/auth/password/reset", &reset).await);
     assert_rate_limited(&app.post_json("/v1/auth/verify-email", &json!({ "token": "not-a-token" })).await);
 }
+
+#[tokio::test]
+async fn resending_the_verification_mail_is_limited_per_account() {
+    // Registering spends one of the account's attempts, so two resends remain.
+    let app = spawn_app_with(&[("rate_limit_auth_account", "3/h")]).await;
+    let ada = app.customer("ada@example.com").await;
+    let bob = app.customer("bob@example.com").await;
+    for remaining in [1, 0] {
+        let reply = app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
+        assert_eq!(number(&reply, "ratelimit-remaining"), remaining);
+    }
+    assert_rate_limited(&app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await);
+    app.post_json_authed("/v1/auth/verify-email/resend", &bob.access, &json!({})).await.expect(202);
+}

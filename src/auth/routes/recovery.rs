@@ -56,10 +56,16 @@ pub async fn verify_email(
 
 /// Mail a new verification link to the caller (the previous link stops working).
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
-    responses((status = 202)))]
-pub async fn resend_verification(State(accounts): State<Arc<Accounts>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
-    accounts.resend_verification(&me).await?;
-    Ok(StatusCode::ACCEPTED)
+    responses((status = 202), (status = 429, body = Problem)))]
+pub async fn resend_verification(
+    State(accounts): State<Arc<Accounts>>,
+    State(limiter): State<Arc<dyn Limiter>>,
+    ip: ClientIp,
+    AuthUser(me): AuthUser,
+) -> ApiResult<Response> {
+    // Each resend mails the owner: limited like sign-in, so a stolen token cannot flood an inbox.
+    let rate = limit_auth(limiter.as_ref(), ip, &me.account.email).await?;
+    Ok(rate.attach(accounts.resend_verification(&me).await.map(|()| StatusCode::ACCEPTED).map_err(Into::into)))
 }
 
 /// Ask for a password reset link. Always `202`, whether or not the account exists.
