@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod money;
 pub mod notify;
 pub mod orders;
+pub mod payments;
 pub mod pricing;
 pub mod security;
 pub mod store;
