@@ -43,11 +43,7 @@ impl Account {
         self.kind() != AccountKind::Wallet
     }
 
-    /// The stored key: `wallet:<user id>` or `platform:<name>`.
-    pub fn key(&self) -> String {
-        self.to_string()
-    }
-
+    /// Reads a stored key, as `Display` writes it: `wallet:<user id>` or `platform:<name>`.
     pub fn parse(key: &str) -> Option<Account> {
         match key {
             "platform:provider_clearing" => Some(Account::ProviderClearing),
@@ -241,7 +237,7 @@ mod tests {
     #[test]
     fn account_keys_round_trip() {
         for a in [Account::Wallet("usr_1".into()), Account::ProviderClearing, Account::SalesRevenue, Account::Refunds] {
-            assert_eq!(Account::parse(&a.key()), Some(a));
+            assert_eq!(Account::parse(&a.to_string()), Some(a));
         }
         assert_eq!(Account::parse("wallet:"), None);
         assert_eq!(Account::parse("platform:cash"), None);

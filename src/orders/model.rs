@@ -55,7 +55,7 @@ pub enum EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
     /// Maps to `409 invalid_state`.
-    #[error("an order that is {} cannot {}", from.as_str(), event.as_str())]
+    #[error("an order that is {} cannot {}", from.as_str(), event.phrase())]
     InvalidState { from: OrderStatus, event: EventKind },
     /// A refund of zero, a negative one, or one larger than what is left (`remaining`).
     #[error("a refund must be from 1 to {remaining} (minor units)")]
@@ -141,7 +141,8 @@ impl OrderStatus {
 }
 
 impl EventKind {
-    pub fn as_str(self) -> &'static str {
+    /// For messages: "an order that is shipped cannot *be cancelled*".
+    pub fn phrase(self) -> &'static str {
         match self {
             E::Pay => "be paid",
             E::Fail => "fail",

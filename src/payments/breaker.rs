@@ -28,9 +28,16 @@ impl Default for BreakerConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probe_since: Instant },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe is out; if it never reports, another may go at `probe_until`.
+    HalfOpen {
+        probe_until: Instant,
+    },
 }
 
 /// The breaker refused a call; nothing may be sent.
@@ -56,10 +63,10 @@ impl Breaker {
     pub fn try_acquire(&mut self, now: Instant) -> Result<(), Open> {
         match self.state {
             State::Closed { .. } => Ok(()),
-            State::Open { until } | State::HalfOpen { probe_since: until } if now < until => Err(Open),
+            State::Open { until } | State::HalfOpen { probe_until: until } if now < until => Err(Open),
             // Cool-down over (or the last probe is long lost): this caller is the one probe.
             State::Open { .. } | State::HalfOpen { .. } => {
-                self.state = State::HalfOpen { probe_since: now + self.config.cooldown };
+                self.state = State::HalfOpen { probe_until: now + self.config.cooldown };
                 Ok(())
             }
         }
