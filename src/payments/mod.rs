@@ -1,6 +1,6 @@
 //! Payments through a third-party provider: the [`PaymentProvider`] seam, the in-process
-//! `sandbox`, the Stripe-shaped `http` client, and `resilient` (retries and a circuit breaker)
-//! wrapped around whichever is configured.
+//! `sandbox`, the Stripe-shaped `http` client, `resilient` (retries and a circuit breaker)
+//! wrapped around whichever is configured, and `webhook` (reading the provider's signed events).
 //!
 //! A decline is an answer, not an error: `charge` returns `Ok` with [`ChargeStatus::Declined`].
 //! Errors are failures to get an answer, and say whether money may have moved
@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod resilient;
 pub mod sandbox;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
