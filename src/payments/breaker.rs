@@ -103,6 +103,8 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const COOLDOWN: Duration = Duration::from_secs(30);
@@ -173,5 +175,52 @@ mod tests {
         b.on_success();
         assert!(!b.on_failure(t0 + Duration::from_secs(10)), "already open");
         assert_eq!(b.state(), State::Open { until: t0 + COOLDOWN });
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Wait(u64),
+        Acquire,
+        Success,
+        Failure,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![(0u64..40).prop_map(Step::Wait), Just(Step::Acquire), Just(Step::Success), Just(Step::Failure)]
+    }
+
+    proptest! {
+        #[test]
+        fn closed_never_refuses_open_never_admits_and_probes_are_one_per_cooldown(steps in proptest::collection::vec(step(), 0..200)) {
+            let (mut b, t0) = breaker();
+            let mut now = t0;
+            // When the breaker last let a call through while not closed (a probe).
+            let mut last_probe: Option<Instant> = None;
+            for step in steps {
+                let before = b.state();
+                match step {
+                    Step::Wait(secs) => now += Duration::from_secs(secs),
+                    Step::Acquire => {
+                        let admitted = b.try_acquire(now).is_ok();
+                        match before {
+                            State::Closed { .. } => prop_assert!(admitted),
+                            State::Open { until } => prop_assert_eq!(admitted, now >= until),
+                            State::HalfOpen { probe_until } => prop_assert_eq!(admitted, now >= probe_until),
+                        }
+                        if admitted && !matches!(before, State::Closed { .. }) {
+                            if let Some(last) = last_probe {
+                                prop_assert!(now >= last + COOLDOWN, "two probes within one cool-down");
+                            }
+                            last_probe = Some(now);
+                        }
+                    }
+                    Step::Success => b.on_success(),
+                    Step::Failure => _ = b.on_failure(now),
+                }
+                if let State::Closed { consecutive_failures } = b.state() {
+                    prop_assert!(consecutive_failures < 3);
+                }
+            }
+        }
     }
 }
