@@ -52,10 +52,27 @@ const KEYS: &[&str] = &[
     "worker_lease_secs",
     "worker_concurrency",
     "worker_queues",
+    "payment_provider",
+    "payment_api_base",
+    "payment_api_key",
+    "payment_webhook_secret",
+    "payment_timeout_ms",
+    "payment_max_retries",
+    "payment_breaker_failures",
+    "payment_breaker_cooldown_secs",
 ];
 
 /// Keys whose values must never be echoed in an error message.
-const SECRET_KEYS: &[&str] = &["signing_key", "previous_signing_keys", "encryption_key", "database_url", "smtp_url", "nats_url"];
+const SECRET_KEYS: &[&str] = &[
+    "signing_key",
+    "previous_signing_keys",
+    "encryption_key",
+    "database_url",
+    "smtp_url",
+    "nats_url",
+    "payment_api_key",
+    "payment_webhook_secret",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -109,6 +126,8 @@ pub struct Config {
     /// Publish the outbox from `serve` (turn off only to run the relay elsewhere).
     pub run_relay: bool,
     pub worker_queues: Vec<String>,
+    /// The payment provider, its timeouts, retries, circuit breaker and webhook secret.
+    pub payment: crate::payments::PaymentConfig,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -198,6 +217,7 @@ impl Config {
             return Err(ConfigError(format!("unknown configuration key `{unknown}`; known keys: {}", KEYS.join(", "))));
         }
         let s = Settings(map);
+        let payment = payment(&s)?;
         let data_dir = s.parse("data_dir", "a directory path", |v| Some(PathBuf::from(v)))?.unwrap_or_else(|| PathBuf::from("keel-data"));
         let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("keel.db").display());
         let database_url = s.parse("database_url", "a sqlite://… or postgres://… URL", |v| {
@@ -322,6 +342,7 @@ impl Config {
                     .then_some(queues)
                 })?
                 .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
+            payment,
         })
     }
 }
@@ -343,6 +364,53 @@ fn own_url(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// The `payment_*` keys. `http` needs its base URL and key; the sandbox ignores them.
+fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> {
+    use crate::payments::{PaymentConfig, ProviderKind};
+    let defaults = PaymentConfig::default();
+    let http = s
+        .parse("payment_provider", "sandbox or http", |v| match v {
+            "sandbox" => Some(false),
+            "http" => Some(true),
+            _ => None,
+        })?
+        .unwrap_or(false);
+    let api_base = s.parse("payment_api_base", "an http:// or https:// URL", |v| {
+        ((v.starts_with("http://") || v.starts_with("https://")) && reqwest::Url::parse(v).is_ok())
+            .then(|| v.trim_end_matches('/').to_owned())
+    })?;
+    let api_key = s.parse("payment_api_key", "a non-empty API key", |v| (!v.is_empty()).then(|| SecretString::from(v.to_owned())))?;
+    let required =
+        |key: &str| ConfigError(format!("KEEL_{} (keel.toml key `{key}`) is required when payment_provider is http", key.to_uppercase()));
+    let provider = match (http, api_base, api_key) {
+        (false, _, _) => ProviderKind::Sandbox,
+        (true, Some(api_base), Some(api_key)) => ProviderKind::Http { api_base, api_key },
+        (true, None, _) => return Err(required("payment_api_base")),
+        (true, Some(_), None) => return Err(required("payment_api_key")),
+    };
+    let mut config = PaymentConfig { provider, ..defaults };
+    config.webhook_secret = s.parse("payment_webhook_secret", "a secret of at least 16 characters", |v| {
+        (v.len() >= 16).then(|| SecretString::from(v.to_owned()))
+    })?;
+    if let Some(timeout) = s.parse("payment_timeout_ms", "milliseconds from 100 to 120000", |v| {
+        v.parse().ok().filter(|n| (100..=120_000).contains(n)).map(Duration::from_millis)
+    })? {
+        config = config.with_timeout(timeout);
+    }
+    if let Some(retries) = s.parse("payment_max_retries", "an integer from 0 to 10", |v| v.parse().ok().filter(|n| *n <= 10))? {
+        config.retry.max_retries = retries;
+    }
+    if let Some(failures) =
+        s.parse("payment_breaker_failures", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?
+    {
+        config.breaker.failure_threshold = failures;
+    }
+    if let Some(cooldown) = s.parse("payment_breaker_cooldown_secs", "seconds from 1 to 3600", secs(1, 3600))? {
+        config.breaker.cooldown = cooldown;
+    }
+    Ok(config)
 }
 
 struct Settings(BTreeMap<String, String>);
@@ -429,6 +497,50 @@ mod tests {
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
         assert!(Config::from_pairs([("encryption_key", key.as_str())]).is_ok());
         assert!(Config::from_pairs([("smtp_url", "smtps://user:pw@mail.example:465")]).is_ok());
+    }
+
+    #[test]
+    fn the_payment_provider_defaults_to_the_sandbox_and_http_needs_its_base_and_key() {
+        use crate::payments::ProviderKind;
+        let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();
+        assert!(matches!(c.payment.provider, ProviderKind::Sandbox));
+        assert_eq!((c.payment.timeout, c.payment.retry.max_retries, c.payment.breaker.failure_threshold), (Duration::from_secs(8), 2, 5));
+        let err = Config::from_pairs([("payment_provider", "http"), ("payment_api_key", "sk_live_hunter2")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_PAYMENT_API_BASE") && !err.contains("hunter2"), "{err}");
+        let err =
+            Config::from_pairs([("payment_provider", "http"), ("payment_api_base", "https://api.stripe.test")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_PAYMENT_API_KEY"), "{err}");
+        let c = Config::from_pairs([
+            ("payment_provider", "http"),
+            ("payment_api_base", "https://api.stripe.test/"),
+            ("payment_api_key", "sk_test_1"),
+            ("payment_timeout_ms", "500"),
+            ("payment_max_retries", "0"),
+            ("payment_breaker_failures", "3"),
+            ("payment_breaker_cooldown_secs", "10"),
+        ])
+        .unwrap();
+        assert!(matches!(&c.payment.provider, ProviderKind::Http { api_base, .. } if api_base == "https://api.stripe.test"));
+        assert_eq!((c.payment.timeout, c.payment.connect_timeout), (Duration::from_millis(500), Duration::from_millis(500)));
+        assert_eq!((c.payment.retry.max_retries, c.payment.breaker.failure_threshold), (0, 3));
+        assert_eq!(c.payment.breaker.cooldown, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_payment_values_name_their_variable_without_echoing_secrets() {
+        for (key, value) in [
+            ("payment_provider", "stripe"),
+            ("payment_api_base", "ftp://x"),
+            ("payment_timeout_ms", "5"),
+            ("payment_max_retries", "11"),
+            ("payment_breaker_failures", "0"),
+            ("payment_breaker_cooldown_secs", "0"),
+            ("payment_webhook_secret", "short-hunter2"),
+        ] {
+            let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
+            assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

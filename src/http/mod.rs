@@ -4,6 +4,7 @@
 pub mod error;
 pub mod etag;
 pub mod extract;
+pub mod idempotency;
 pub mod middleware;
 mod openapi;
 mod ops;

@@ -1,14 +1,13 @@
 //! Outgoing webhooks: endpoints, signed deliveries by job, and the log of every attempt.
 //!
-//! Signature: `Keel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-//! A receiver recomputes the HMAC over the raw body with its endpoint's secret, compares in
-//! constant time, and refuses timestamps older than 5 minutes.
+//! Deliveries are signed with `Keel-Signature` (`security::signature`, shared with the payment
+//! provider's incoming webhooks): a receiver recomputes the HMAC over the raw body with its
+//! endpoint's secret, compares in constant time, and refuses timestamps older than 5 minutes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use aws_lc_rs::hmac;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,6 +16,7 @@ use crate::events::Event;
 use crate::events::subscriber::Subscriber;
 use crate::jobs::{Job, JobHandler, Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
+use crate::security::signature;
 use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
@@ -35,36 +35,6 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self { first_delay: Duration::from_secs(30), max_attempts: 31 }
     }
-}
-
-/// The header value for `body` signed with `secret` at `timestamp`.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(timestamp.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("t={timestamp},v1={}", hex::encode(ctx.sign().as_ref()))
-}
-
-/// Checks a `Keel-Signature` header (constant-time) and its age.
-pub fn verify_signature(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance: Duration) -> bool {
-    let mut timestamp = None;
-    let mut candidates = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", sig)) => candidates.extend(hex::decode(sig).ok()),
-            _ => {}
-        }
-    }
-    let Some(t) = timestamp else { return false };
-    if (now - t).unsigned_abs() > tolerance.as_secs() {
-        return false;
-    }
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let message = [t.to_string().as_bytes(), b".", body].concat();
-    candidates.iter().any(|sig| hmac::verify(&key, &message, sig).is_ok())
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -333,7 +303,7 @@ impl JobHandler for Deliver {
             .client
             .post(&endpoint.url)
             .header("content-type", "application/json")
-            .header("keel-signature", signature(secret.as_bytes(), Utc::now().timestamp(), &body))
+            .header("keel-signature", signature::sign(secret.as_bytes(), Utc::now().timestamp(), &body))
             .header("keel-event-id", payload.event.id.as_str())
             .body(body)
             .send()
@@ -374,20 +344,4 @@ fn without_url(e: &reqwest::Error) -> String {
         "request failed"
     };
     format!("{kind}: {}", std::error::Error::source(e).map(ToString::to_string).unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signature_verifies_and_tampering_does_not() {
-        let sig = signature(b"whsec", 1_700_000_000, b"{\"a\":1}");
-        let tolerance = Duration::from_secs(300);
-        assert!(verify_signature(b"whsec", &sig, b"{\"a\":1}", 1_700_000_010, tolerance));
-        assert!(!verify_signature(b"whsec", &sig, b"{\"a\":2}", 1_700_000_010, tolerance));
-        assert!(!verify_signature(b"other", &sig, b"{\"a\":1}", 1_700_000_010, tolerance));
-        assert!(!verify_signature(b"whsec", &sig, b"{\"a\":1}", 1_700_000_400, tolerance), "too old");
-        assert!(!verify_signature(b"whsec", "garbage", b"{\"a\":1}", 1_700_000_010, tolerance));
-    }
 }

@@ -1,8 +1,9 @@
-//! Security building blocks: rate limits, persisted secrets, field encryption, random tokens.
+//! Security building blocks: rate limits, persisted secrets, field encryption, random tokens, webhook signatures.
 
 pub mod crypto;
 pub mod rate_limit;
 pub mod secrets;
+pub mod signature;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
