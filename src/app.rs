@@ -109,7 +109,7 @@ impl Application {
             String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
         let state = AppState {
-            carts: Arc::new(Carts::new(services.store.carts(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
+            carts: Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
             catalog: services.catalog.clone(),
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),

@@ -15,7 +15,7 @@ use crate::http::pagination::{Page, PageRequest};
 use crate::jobs::Jobs;
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
-use crate::store::{StoreError, now};
+use crate::store::{StoreError, now, unique};
 
 const PHONE_COLUMN: &str = "users.phone";
 const ADDRESS_COLUMN: &str = "users.address";
@@ -82,7 +82,7 @@ impl Accounts {
         let (session, refresh) = self.new_session(&row.id, &client, row.created_at);
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, row.created_at);
         match self.repo.create_user(&row, Some(&session), Some(&token), &Effects::default().job(mail)).await {
-            Err(StoreError::Conflict) => return Err(AuthError::EmailTaken),
+            Err(StoreError::Conflict { constraint: unique::USER_EMAIL }) => return Err(AuthError::EmailTaken),
             other => other?,
         }
         self.issue(self.user(row)?, &session.id, refresh)
@@ -239,7 +239,7 @@ impl Accounts {
         let hash = self.hasher.hash(account.password.expose()).await?;
         let row = new_user_row(&account, hash, roles, now());
         match self.repo.create_user(&row, None, None, &Effects::default()).await {
-            Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
+            Err(StoreError::Conflict { constraint: unique::USER_EMAIL }) => Err(AuthError::EmailTaken),
             other => other.map(|()| row.id).map_err(AuthError::from),
         }
     }

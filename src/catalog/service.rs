@@ -11,7 +11,7 @@ use super::model::{NewProduct, Product, ProductFilter, ProductPatch, Sort};
 use super::repo::{Adjusted, CatalogRepo, Settle, Updated};
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
-use crate::store::{StoreError, now};
+use crate::store::{StoreError, now, unique};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -91,7 +91,7 @@ impl Catalog {
 
     pub async fn create(&self, product: NewProduct, actor: &str) -> Result<Product, CatalogError> {
         let created = match self.repo.create(&crate::ids::new("prd"), &product, now(), actor, &announce).await {
-            Err(StoreError::Conflict) => return Err(CatalogError::SkuTaken),
+            Err(StoreError::Conflict { constraint: unique::PRODUCT_SKU }) => return Err(CatalogError::SkuTaken),
             other => other?,
         };
         self.forget(&created.id).await;

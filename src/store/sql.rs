@@ -17,6 +17,7 @@ use sqlx::{
 use tokio::sync::Notify;
 
 use super::StoreError;
+use super::tx::Tx;
 
 /// A value bound to a query. Nulls are typed because PostgreSQL checks parameter types.
 #[derive(Debug, Clone)]
@@ -194,6 +195,8 @@ pub trait Backend: sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoA
     /// Words are letters and digits only, so they cannot carry query syntax.
     fn search_query(words: &[String]) -> String;
     fn rows_affected(done: &Self::QueryResult) -> u64;
+    /// This backend's transaction inside a [`Tx`], if the unit of work runs on it.
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>>;
 }
 
 impl Backend for Sqlite {
@@ -210,6 +213,12 @@ impl Backend for Sqlite {
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>> {
+        match tx {
+            Tx::Sqlite(tx) => Some(tx),
+            Tx::Postgres(_) => None,
+        }
+    }
 }
 
 impl Backend for Postgres {
@@ -225,6 +234,12 @@ impl Backend for Postgres {
     }
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
+    }
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>> {
+        match tx {
+            Tx::Postgres(tx) => Some(tx),
+            Tx::Sqlite(_) => None,
+        }
     }
 }
 
