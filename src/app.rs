@@ -246,7 +246,7 @@ pub struct Services {
 impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Services> {
         let store = open_store(config).await?;
-        let jobs = Jobs::new(store.jobs());
+        let jobs = Jobs::new(store.clone());
         let signing_key = match &config.signing_key {
             Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
             None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
@@ -264,7 +264,7 @@ impl Services {
             TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?.with_previous(&previous)?;
         let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
         let accounts =
-            Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
+            Arc::new(Accounts::new(store.clone(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
         let mailer: Arc<dyn Mailer> = match &config.smtp_url {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
@@ -273,7 +273,7 @@ impl Services {
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
+            .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(store.events()))
             .with(PurgeJobs(jobs.repo().clone()));
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
@@ -302,6 +302,6 @@ impl Services {
             grace: config.shutdown_grace,
             ..WorkerSettings::default()
         };
-        Worker::new(self.jobs.repo().clone(), self.registry.clone(), settings, self.jobs.wake().clone())
+        Worker::new(self.jobs.clone(), self.registry.clone(), settings)
     }
 }

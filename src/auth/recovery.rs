@@ -8,11 +8,11 @@ use super::model::{Email, Password};
 use super::repo::{NewAccountToken, TokenPurpose};
 use super::service::{Accounts, Principal};
 use crate::events::{Effects, EventType};
-use crate::jobs::{Job, JobHandler, NewJob};
+use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::notify::mail::mail_job;
 use crate::notify::templates::Template;
 use crate::security::{random_token, sha256_hex};
-use crate::store::now;
+use crate::store::{StoreError, Tx, now};
 use crate::validation::Invalid;
 
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(24);
@@ -51,8 +51,15 @@ impl Accounts {
             return Ok(());
         }
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, now());
-        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
-        Ok(())
+        let mut tx = self.store.begin().await?;
+        self.issue_mailed_token(&mut tx, &token, mail).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Stores `token` and enqueues the job that mails it, as steps of the caller's unit of work.
+    async fn issue_mailed_token(&self, tx: &mut Tx, token: &NewAccountToken, mail: NewJob) -> Result<(), StoreError> {
+        self.repo.issue_token(tx, token).await?;
+        Effects::default().job(mail).write(tx, token.now).await
     }
 
     pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
@@ -69,16 +76,22 @@ impl Accounts {
         Ok(())
     }
 
-    /// The job's half of a reset request: mail a token if the account can sign in.
-    async fn send_password_reset(&self, sealed_email: &str) -> anyhow::Result<()> {
+    /// The job's half of a reset request: mail a token if the account can sign in. The token,
+    /// its mail job and the request job's completion commit together, so a request that ran
+    /// once cannot run again and mail a second token (which would void the first link).
+    async fn send_password_reset(&self, sealed_email: &str, completion: Completion) -> anyhow::Result<Done> {
         let email = self.cipher.decrypt(RESET_REQUEST_COLUMN, sealed_email)?;
-        let Some(row) = self.repo.user_by_email(&email).await? else { return Ok(()) };
-        if row.disabled {
-            return Ok(());
-        }
+        let row = self.repo.user_by_email(&email).await?.filter(|row| !row.disabled);
+        let Some(row) = row else { return completion.done().await };
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::ResetPassword, now());
-        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
-        Ok(())
+        let (token, mail) = (&token, &mail);
+        let (done, ()) = completion
+            .finish(|mut tx| async move {
+                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+                Ok((tx, ()))
+            })
+            .await?;
+        Ok(done)
     }
 
     /// Sets a new password with a mailed token; every session of the account is revoked.
@@ -105,8 +118,8 @@ impl JobHandler for PasswordResetRequests {
         RESET_REQUEST_KIND
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let sealed = job.payload.get("email").and_then(|v| v.as_str()).ok_or_else(|| anyhow::anyhow!("payload has no email"))?;
-        self.0.send_password_reset(sealed).await
+        self.0.send_password_reset(sealed, completion).await
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::events::Effects;
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Columns, Db, Sql, StoreError, Tx};
 
 /// A `users` row as stored (phone and address still sealed).
 #[derive(Debug, Clone)]
@@ -126,7 +126,8 @@ pub trait AccountRepo: Send + Sync {
         effects: &Effects,
     ) -> Result<(), StoreError>;
     /// Stores a mailed token (replacing earlier ones of its purpose) with its effects.
-    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError>;
+    /// Stores a single-use token; an older live token of the same purpose stops working.
+    async fn issue_token(&self, tx: &mut Tx, token: &NewAccountToken) -> Result<(), StoreError>;
     /// Spends a verification token and marks the email verified; false when the token is not live.
     async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
     /// Whether a token is unspent and unexpired (a cheap look before costly work).
@@ -324,13 +325,12 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         Ok(tx.commit().await?)
     }
 
-    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn issue_token(&self, tx: &mut Tx, token: &NewAccountToken) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
         for stmt in insert_token::<DB>(token) {
-            stmt.execute(&mut tx).await?;
+            stmt.execute(conn).await?;
         }
-        effects.apply_in::<DB>(&mut tx, token.now).await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
     async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -15,7 +15,7 @@ use crate::http::pagination::{Page, PageRequest};
 use crate::jobs::Jobs;
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
-use crate::store::{StoreError, now, unique};
+use crate::store::{Store, StoreError, now, unique};
 
 const PHONE_COLUMN: &str = "users.phone";
 const ADDRESS_COLUMN: &str = "users.address";
@@ -52,6 +52,7 @@ pub struct NewAccount {
 }
 
 pub struct Accounts {
+    pub(super) store: Store,
     pub(super) repo: Arc<dyn AccountRepo>,
     pub(super) hasher: Hasher,
     signer: TokenSigner,
@@ -61,15 +62,8 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(
-        repo: Arc<dyn AccountRepo>,
-        hasher: Hasher,
-        signer: TokenSigner,
-        cipher: Arc<FieldCipher>,
-        jobs: Jobs,
-        refresh_ttl: Duration,
-    ) -> Self {
-        Self { repo, hasher, signer, cipher, jobs, refresh_ttl }
+    pub fn new(store: Store, hasher: Hasher, signer: TokenSigner, cipher: Arc<FieldCipher>, jobs: Jobs, refresh_ttl: Duration) -> Self {
+        Self { repo: store.accounts(), store, hasher, signer, cipher, jobs, refresh_ttl }
     }
 
     pub fn signer(&self) -> &TokenSigner {

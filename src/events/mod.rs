@@ -17,6 +17,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::store::{StoreError, Tx};
+
 pub use bus::{Bus, LocalBus};
 pub use catalogue::EventType;
 pub use repo::{EventRepo, SqlEvents, record_in};
@@ -66,12 +68,16 @@ impl Effects {
         self
     }
 
+    /// Writes the effects into the use case's unit of work.
+    pub async fn write(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match tx {
+            Tx::Sqlite(tx) => self.apply_in::<sqlx::Sqlite>(tx, now).await,
+            Tx::Postgres(tx) => self.apply_in::<sqlx::Postgres>(tx, now).await,
+        }
+    }
+
     /// Writes the effects on the caller's connection, inside its transaction.
-    pub async fn apply_in<DB: crate::store::Backend>(
-        &self,
-        conn: &mut DB::Connection,
-        now: DateTime<Utc>,
-    ) -> Result<(), crate::store::StoreError> {
+    pub async fn apply_in<DB: crate::store::Backend>(&self, conn: &mut DB::Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
         for job in &self.jobs {
             crate::jobs::enqueue_in::<DB>(conn, job, now).await?;
         }

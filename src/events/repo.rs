@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Bus, Event, NewEvent};
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Columns, Db, Sql, StoreError, Tx};
 
 /// Records `event` on the caller's connection, inside its transaction.
 pub async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
@@ -50,15 +50,13 @@ fn runs(ascending: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
 
 #[async_trait::async_trait]
 pub trait EventRepo: Send + Sync {
-    /// Records an event on its own (no other change commits with it).
-    async fn record(&self, event: &NewEvent) -> Result<String, StoreError>;
     /// Publishes the oldest unpublished events in order to `bus`, then marks them,
     /// all in one write transaction that excludes other relays. Returns how many were sent.
     async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize>;
     /// Events after `after_id` (by id order), oldest first: what a resuming client missed.
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
     /// Deletes published events older than `before`.
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// How many committed events wait for the relay.
     async fn lag(&self) -> Result<i64, StoreError>;
     /// The last event a durable subscriber recorded as handled (`""`: none yet).
@@ -79,13 +77,6 @@ impl<DB: Backend> SqlEvents<DB> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> EventRepo for SqlEvents<DB> {
-    async fn record(&self, event: &NewEvent) -> Result<String, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let id = record_in::<DB>(&mut tx, event, crate::store::now()).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
     async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
         // Look before taking the write lock: most polls find nothing to do.
         let mut conn = self.db.reader().await?;
@@ -140,10 +131,8 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
         rows.iter().map(|r| event_from(r).map(|(_, e)| e)).collect()
     }
 
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n =
-            self.db.execute(Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before)).await?;
-        Ok(n)
+    async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before).execute(tx.conn::<DB>()?).await
     }
 
     async fn lag(&self) -> Result<i64, StoreError> {

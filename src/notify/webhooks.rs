@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 
 use crate::events::Event;
 use crate::events::subscriber::Subscriber;
-use crate::jobs::{Job, JobHandler, Jobs, NewJob};
+use crate::jobs::{Completion, Done, Job, JobHandler, Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
-use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
+use crate::store::{Backend, Columns, Db, Sql, Store, StoreError, Tx, now};
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
@@ -116,7 +116,8 @@ pub trait WebhookRepo: Send + Sync {
     /// The endpoint and its sealed secret.
     async fn get(&self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError>;
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
-    async fn record(&self, delivery: &NewDelivery<'_>) -> Result<(), StoreError>;
+    /// Logs one delivery attempt (nothing, if the endpoint was deleted meanwhile).
+    async fn record(&self, tx: &mut Tx, delivery: &NewDelivery<'_>) -> Result<(), StoreError>;
     async fn deliveries(&self, endpoint_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 }
 
@@ -188,8 +189,7 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
         Ok(n == 1)
     }
 
-    async fn record(&self, d: &NewDelivery<'_>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn record(&self, tx: &mut Tx, d: &NewDelivery<'_>) -> Result<(), StoreError> {
         Sql::<DB>::new(
             "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, attempt, status_code, duration_ms, error, next_retry_at, created_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $2)",
@@ -204,9 +204,9 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
         .bind(d.error.clone())
         .bind(d.next_retry_at)
         .bind(now())
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
     async fn deliveries(&self, endpoint_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
@@ -286,6 +286,7 @@ impl Subscriber for FanOut {
 }
 
 pub struct Deliver {
+    store: Store,
     repo: Arc<dyn WebhookRepo>,
     cipher: Arc<FieldCipher>,
     client: reqwest::Client,
@@ -293,13 +294,13 @@ pub struct Deliver {
 }
 
 impl Deliver {
-    pub fn new(repo: Arc<dyn WebhookRepo>, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(store: Store, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Keel-Webhooks/1")
             .build()?;
-        Ok(Self { repo, cipher, client, policy })
+        Ok(Self { repo: store.webhooks(), store, cipher, client, policy })
     }
 }
 
@@ -321,10 +322,10 @@ impl JobHandler for Deliver {
         crate::jobs::model::backoff(job.attempts, self.policy.first_delay, Duration::from_secs(3600), crate::jobs::model::jitter_of(job))
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let payload: DeliverPayload = serde_json::from_value(job.payload.clone()).context("webhook job payload")?;
         // A deleted endpoint gets nothing more.
-        let Some((endpoint, sealed)) = self.repo.get(&payload.endpoint_id).await? else { return Ok(()) };
+        let Some((endpoint, sealed)) = self.repo.get(&payload.endpoint_id).await? else { return completion.done().await };
         let secret = self.cipher.decrypt(SECRET_COLUMN, &sealed)?;
         let body = serde_json::to_vec(&payload.event)?;
         let started = Instant::now();
@@ -345,20 +346,37 @@ impl JobHandler for Deliver {
         };
         let last = job.attempts >= job.max_attempts;
         let next_retry_at = (error.is_some() && !last).then(|| now() + self.retry_delay(job));
-        self.repo
-            .record(&NewDelivery {
-                endpoint_id: &endpoint.id,
-                event: &payload.event,
-                attempt: job.attempts,
-                status_code,
-                duration,
-                error: error.clone(),
-                next_retry_at,
-            })
-            .await?;
+        let delivery = NewDelivery {
+            endpoint_id: &endpoint.id,
+            event: &payload.event,
+            attempt: job.attempts,
+            status_code,
+            duration,
+            error: error.clone(),
+            next_retry_at,
+        };
+        // The request went out before any transaction opened; its log line then commits with
+        // the job's completion, or on its own before the failure is recorded.
+        let (repo, delivery) = (&self.repo, &delivery);
         match error {
-            None => Ok(()),
-            Some(e) => Err(anyhow::anyhow!(e)),
+            None => {
+                let (done, ()) = completion
+                    .finish(|mut tx| async move {
+                        repo.record(&mut tx, delivery).await?;
+                        Ok((tx, ()))
+                    })
+                    .await?;
+                Ok(done)
+            }
+            Some(e) => {
+                self.store
+                    .transact(|mut tx| async move {
+                        repo.record(&mut tx, delivery).await?;
+                        Ok::<_, StoreError>((tx, ()))
+                    })
+                    .await?;
+                Err(anyhow::anyhow!(e))
+            }
         }
     }
 }

@@ -21,7 +21,6 @@ pub use tx::{Transient, Tx};
 use crate::auth::{AccountRepo, SqlAccounts};
 use crate::catalog::{CatalogRepo, SqlCatalog};
 use crate::events::{EventRepo, SqlEvents};
-use crate::jobs::{JobRepo, SqlJobs};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
 use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
 use crate::pricing::{PricingRepo, SqlPricing};
@@ -334,7 +333,6 @@ impl Store {
     repositories! {
         accounts: AccountRepo = SqlAccounts,
         events: EventRepo = SqlEvents,
-        jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,
         webhooks: WebhookRepo = SqlWebhooks,
     }

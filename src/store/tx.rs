@@ -54,6 +54,13 @@ impl Transient for StoreError {
     }
 }
 
+/// Job handlers and other edges report `anyhow` errors: transient if a [`StoreError`] caused it.
+impl Transient for anyhow::Error {
+    fn is_transient(&self) -> bool {
+        self.downcast_ref::<StoreError>().is_some_and(StoreError::is_transient)
+    }
+}
+
 /// How many times a use case runs at most when it keeps hitting transient failures.
 const ATTEMPTS: u32 = 5;
 
