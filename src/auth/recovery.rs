@@ -51,20 +51,34 @@ impl Accounts {
             return Ok(());
         }
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, now());
-        let mut tx = self.store.begin().await?;
-        self.issue_mailed_token(&mut tx, &token, mail).await?;
-        Ok(tx.commit().await?)
+        let (token, mail) = (&token, &mail);
+        self.store
+            .transact(|mut tx| async move {
+                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Stores `token` and enqueues the job that mails it, as steps of the caller's unit of work.
-    async fn issue_mailed_token(&self, tx: &mut Tx, token: &NewAccountToken, mail: NewJob) -> Result<(), StoreError> {
+    pub(super) async fn issue_mailed_token(&self, tx: &mut Tx, token: &NewAccountToken, mail: NewJob) -> Result<(), StoreError> {
         self.repo.issue_token(tx, token).await?;
         Effects::default().job(mail).write(tx, token.now).await
     }
 
     pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
-        let effects = |user_id: &str| Effects::default().event(EventType::AccountEmailVerified, user_id, json!({}));
-        if self.repo.verify_email(&sha256_hex(token.as_bytes()), now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+        let hash = sha256_hex(token.as_bytes());
+        let hash = hash.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                let Some(user_id) = self.repo.consume_token(&mut tx, hash, TokenPurpose::VerifyEmail, now()).await? else {
+                    return Err(bad_token());
+                };
+                self.repo.mark_email_verified(&mut tx, &user_id, now()).await?;
+                Effects::default().event(EventType::AccountEmailVerified, &user_id, json!({})).write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Accepts a reset request without revealing whether the account exists: the lookup
@@ -104,8 +118,21 @@ impl Accounts {
             return Err(bad_token());
         }
         let hash = self.hasher.hash(password.expose()).await?;
-        let effects = |user_id: &str| Effects::default().event(EventType::AccountPasswordReset, user_id, json!({}));
-        if self.repo.reset_password(&token_hash, &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+        let (token_hash, hash) = (token_hash.as_str(), hash.as_str());
+        self.store
+            .transact(|mut tx| async move {
+                let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
+                    return Err(bad_token());
+                };
+                if !self.repo.set_password_hash(&mut tx, &user_id, hash, now()).await? {
+                    return Err(bad_token());
+                }
+                // Whoever knew the old password is signed out everywhere.
+                self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
+                Effects::default().event(EventType::AccountPasswordReset, &user_id, json!({})).write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 }
 

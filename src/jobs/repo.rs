@@ -115,6 +115,9 @@ pub trait JobRepo: Send + Sync {
     async fn discard(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError>;
     /// Deletes done and dead jobs that finished before `before` (and once-keys as old).
     async fn purge_finished(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes the jobs of `kind` not running whose payload matches `payload_like` (a `LIKE`
+    /// pattern escaped with `\`); a running one finishes.
+    async fn discard_matching(&self, tx: &mut Tx, kind: &str, payload_like: &str) -> Result<u64, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
     async fn list(&self, filter: &JobFilter, after: Option<&str>, limit: u32) -> Result<Vec<Job>, StoreError>;
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
@@ -278,6 +281,14 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
 
     async fn discard(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
         Ok(Sql::<DB>::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id).execute(tx.conn::<DB>()?).await? == 1)
+    }
+
+    async fn discard_matching(&self, tx: &mut Tx, kind: &str, payload_like: &str) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM jobs WHERE kind = $1 AND state <> 'running' AND payload LIKE $2 ESCAPE '\\'")
+            .bind(kind)
+            .bind(payload_like)
+            .execute(tx.conn::<DB>()?)
+            .await
     }
 
     async fn purge_finished(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError> {

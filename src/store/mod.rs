@@ -18,7 +18,6 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 
-use crate::auth::{AccountRepo, SqlAccounts};
 use crate::catalog::{CatalogRepo, SqlCatalog};
 use crate::events::{EventRepo, SqlEvents};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
@@ -331,7 +330,6 @@ impl Store {
     }
 
     repositories! {
-        accounts: AccountRepo = SqlAccounts,
         events: EventRepo = SqlEvents,
         notifications: NotificationRepo = SqlNotifications,
         webhooks: WebhookRepo = SqlWebhooks,
