@@ -16,9 +16,9 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
+use crate::cache::LocalCache;
 use crate::cart::Carts;
 use crate::catalog::Catalog;
-use crate::catalog::cache::LocalCache;
 use crate::catalog::routes::Currency;
 use crate::catalog::service::InvalidateOnChange;
 use crate::config::Config;
@@ -277,7 +277,7 @@ impl Services {
             .with(PurgeEvents(store.events()))
             .with(PurgeJobs(jobs.repo().clone()));
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
-        let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache.clone()));
+        let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.pricing(&config.currency), cache, &config.currency).await?);
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::engine::{QuoteInput, order_key, price};
 use super::model::{Rule, RuleKind, RuleSpec};
 use super::repo::PricingRepo;
-use crate::catalog::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
+use crate::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
 use crate::catalog::model::Product;
 use crate::events::EventType;
 use crate::http::pagination::{Page, PageRequest};

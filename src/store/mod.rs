@@ -18,7 +18,6 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 
-use crate::catalog::{CatalogRepo, SqlCatalog};
 use crate::events::{EventRepo, SqlEvents};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
 use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
@@ -333,14 +332,6 @@ impl Store {
         events: EventRepo = SqlEvents,
         notifications: NotificationRepo = SqlNotifications,
         webhooks: WebhookRepo = SqlWebhooks,
-    }
-
-    /// The catalog repository, showing prices in `currency`.
-    pub fn catalog(&self, currency: &str) -> Arc<dyn CatalogRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlCatalog::new(db.clone(), currency)),
-            Store::Postgres(db) => Arc::new(SqlCatalog::new(db.clone(), currency)),
-        }
     }
 
     /// The pricing rules repository, showing amounts in `currency`.
