@@ -279,7 +279,7 @@ impl Services {
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
-        let pricing = Arc::new(Pricing::load(store.pricing(&config.currency), cache, &config.currency).await?);
+        let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
         Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
     }
 

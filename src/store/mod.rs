@@ -21,7 +21,6 @@ pub use tx::{Transient, Tx};
 use crate::events::{EventRepo, SqlEvents};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
 use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
-use crate::pricing::{PricingRepo, SqlPricing};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
@@ -332,14 +331,6 @@ impl Store {
         events: EventRepo = SqlEvents,
         notifications: NotificationRepo = SqlNotifications,
         webhooks: WebhookRepo = SqlWebhooks,
-    }
-
-    /// The pricing rules repository, showing amounts in `currency`.
-    pub fn pricing(&self, currency: &str) -> Arc<dyn PricingRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlPricing::new(db.clone(), currency)),
-            Store::Postgres(db) => Arc::new(SqlPricing::new(db.clone(), currency)),
-        }
     }
 
     pub async fn close(&self) {
