@@ -31,8 +31,8 @@ use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs, ReleaseExpiredReser
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
-use crate::notify::notifications::{NotificationRepo, NotifyUsers};
-use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
+use crate::notify::notifications::{Notifications, NotifyUsers};
+use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::security::crypto::FieldCipher;
@@ -58,8 +58,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
-    pub notifications: Arc<dyn NotificationRepo>,
-    pub webhooks: Arc<dyn WebhookRepo>,
+    pub notifications: Arc<Notifications>,
+    pub webhooks: Arc<Webhooks>,
     pub cipher: Arc<FieldCipher>,
     pub webhook_retry: RetryPolicy,
     pub limiter: Arc<dyn Limiter>,
@@ -236,8 +236,8 @@ pub struct Services {
     pub pricing: Arc<Pricing>,
     pub jobs: Jobs,
     pub accounts: Arc<Accounts>,
-    pub notifications: Arc<dyn NotificationRepo>,
-    pub webhooks: Arc<dyn WebhookRepo>,
+    pub notifications: Arc<Notifications>,
+    pub webhooks: Arc<Webhooks>,
     pub cipher: Arc<FieldCipher>,
     /// Every job kind and its handler.
     pub registry: Registry,
@@ -269,7 +269,7 @@ impl Services {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
-        let webhooks = store.webhooks();
+        let webhooks = Arc::new(Webhooks::new(store.clone()));
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
@@ -280,14 +280,24 @@ impl Services {
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
-        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
+        Ok(Services {
+            notifications: Arc::new(Notifications::new(store.clone())),
+            webhooks,
+            store,
+            jobs,
+            accounts,
+            cipher,
+            registry,
+            catalog,
+            pricing,
+        })
     }
 
     /// Everything that reacts to published events in this process.
     pub fn subscribers(&self, config: &Config) -> Vec<Arc<dyn Subscriber>> {
         vec![
             Arc::new(NotifyUsers(self.notifications.clone())),
-            Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
+            Arc::new(FanOut { webhooks: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
             Arc::new(InvalidateOnChange(self.catalog.clone())),
             Arc::new(ReloadRules(self.pricing.clone())),
         ]

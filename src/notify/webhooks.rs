@@ -17,7 +17,7 @@ use crate::events::Event;
 use crate::events::subscriber::Subscriber;
 use crate::jobs::{Completion, Done, Job, JobHandler, Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
-use crate::store::{Backend, Columns, Db, Sql, Store, StoreError, Tx, now};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, now};
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
@@ -106,28 +106,76 @@ pub struct NewDelivery<'a> {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
+/// The SQL of webhook endpoints and their delivery log. Reads use the reader pool; every
+/// write is one step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait WebhookRepo: Send + Sync {
-    async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError>;
+    async fn insert(&self, tx: &mut Tx, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError>;
+    /// False when there is no such endpoint.
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError>;
+    /// Deletes an endpoint's delivery log.
+    async fn delete_deliveries(&self, tx: &mut Tx, endpoint_id: &str) -> Result<(), StoreError>;
     /// Every endpoint (for fan-out).
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError>;
     /// Up to `limit + 1` endpoints after the id `after`, in id (creation) order.
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Endpoint>, StoreError>;
     /// The endpoint and its sealed secret.
     async fn get(&self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError>;
-    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// Logs one delivery attempt (nothing, if the endpoint was deleted meanwhile).
     async fn record(&self, tx: &mut Tx, delivery: &NewDelivery<'_>) -> Result<(), StoreError>;
     async fn deliveries(&self, endpoint_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 }
 
-pub struct SqlWebhooks<DB: Backend> {
+/// The webhook repository of `store`'s backend.
+fn repo_for(store: &Store) -> Arc<dyn WebhookRepo> {
+    struct Repo;
+    impl Build for Repo {
+        type Output = Arc<dyn WebhookRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlWebhooks { db })
+        }
+    }
+    store.build(Repo)
+}
+
+struct SqlWebhooks<DB: Backend> {
     db: Db<DB>,
 }
 
-impl<DB: Backend> SqlWebhooks<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+/// The webhook endpoint use cases, each its own unit of work.
+pub struct Webhooks {
+    store: Store,
+    repo: Arc<dyn WebhookRepo>,
+}
+
+impl Webhooks {
+    pub fn new(store: Store) -> Self {
+        Self { repo: repo_for(&store), store }
+    }
+
+    /// Endpoints and deliveries as stored (reads, from the reader pool).
+    pub fn repo(&self) -> &Arc<dyn WebhookRepo> {
+        &self.repo
+    }
+
+    pub async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.insert(&mut tx, endpoint, sealed_secret).await?;
+                Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// Removes an endpoint and its delivery log; false when there is no such endpoint.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.delete_deliveries(&mut tx, id).await?;
+                let deleted = self.repo.delete(&mut tx, id).await?;
+                Ok((tx, deleted))
+            })
+            .await
     }
 }
 
@@ -142,17 +190,16 @@ fn endpoint_from<R: Columns>(r: &R) -> Result<Endpoint, StoreError> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
-    async fn create(&self, e: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn insert(&self, tx: &mut Tx, e: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
         Sql::<DB>::new("INSERT INTO webhook_endpoints (id, url, events, secret_enc, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(e.id.as_str())
             .bind(e.url.as_str())
             .bind(serde_json::to_string(&e.events).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             .bind(sealed_secret)
             .bind(e.created_at)
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError> {
@@ -181,12 +228,13 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
         row.map(|r| Ok((endpoint_from(&r)?, r.text("secret_enc")?))).transpose()
     }
 
-    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("DELETE FROM webhook_deliveries WHERE endpoint_id = $1").bind(id).execute(&mut tx).await?;
-        let n = Sql::<DB>::new("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n == 1)
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+        Ok(Sql::<DB>::new("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(tx.conn::<DB>()?).await? == 1)
+    }
+
+    async fn delete_deliveries(&self, tx: &mut Tx, endpoint_id: &str) -> Result<(), StoreError> {
+        Sql::<DB>::new("DELETE FROM webhook_deliveries WHERE endpoint_id = $1").bind(endpoint_id).execute(tx.conn::<DB>()?).await?;
+        Ok(())
     }
 
     async fn record(&self, tx: &mut Tx, d: &NewDelivery<'_>) -> Result<(), StoreError> {
@@ -259,7 +307,7 @@ pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> Ne
 
 /// Fans events out to the endpoints that want them.
 pub struct FanOut {
-    pub repo: Arc<dyn WebhookRepo>,
+    pub webhooks: Arc<Webhooks>,
     pub jobs: Jobs,
     pub policy: RetryPolicy,
 }
@@ -275,7 +323,7 @@ impl Subscriber for FanOut {
     }
 
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
-        for endpoint in self.repo.list().await? {
+        for endpoint in self.webhooks.repo().list().await? {
             if endpoint.events.iter().any(|e| e == "*" || *e == event.kind) {
                 // Once, however often the event is heard (redelivery, several instances).
                 self.jobs.enqueue_once(&delivery_job(&endpoint.id, event, self.policy)).await?;
@@ -300,7 +348,7 @@ impl Deliver {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Keel-Webhooks/1")
             .build()?;
-        Ok(Self { repo: store.webhooks(), store, cipher, client, policy })
+        Ok(Self { repo: repo_for(&store), store, cipher, client, policy })
     }
 }
 

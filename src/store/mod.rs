@@ -19,8 +19,6 @@ pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 
 use crate::events::{EventRepo, SqlEvents};
-use crate::notify::notifications::{NotificationRepo, SqlNotifications};
-use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
@@ -329,8 +327,6 @@ impl Store {
 
     repositories! {
         events: EventRepo = SqlEvents,
-        notifications: NotificationRepo = SqlNotifications,
-        webhooks: WebhookRepo = SqlWebhooks,
     }
 
     pub async fn close(&self) {
