@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keel::events::{Bus, Effects, Event, LocalBus, NewEvent};
+use keel::events::{Bus, Effects, Event, LocalBus, NewEvent, Outbox};
 use keel::jobs::worker::{Worker, WorkerSettings};
 use keel::jobs::{Completion, Done, Job, JobHandler, JobState, Jobs, NewJob, Registry};
 use keel::store::{Store, StoreOptions};
@@ -135,13 +135,13 @@ async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64
 
 /// Commits events one at a time and measures commit → subscriber delivery through the relay.
 async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
-    let repo = store.events();
+    let outbox = Arc::new(Outbox::new(store.clone()));
     let bus = Arc::new(LocalBus::new());
     let mut received = bus.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
     let wake = store.commits();
     store.forward_notifications("keel_events", wake.clone(), stop_rx.clone()).await.unwrap();
-    let relay = tokio::spawn(keel::events::relay::run(repo.clone(), bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
+    let relay = tokio::spawn(keel::events::relay::run(outbox, bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
     let mut latencies = Vec::with_capacity(count);
     for i in 0..count {
         let committed = Instant::now();

@@ -24,7 +24,7 @@ use crate::catalog::service::InvalidateOnChange;
 use crate::config::Config;
 use crate::events::nats::NatsBus;
 use crate::events::subscriber::Subscriber;
-use crate::events::{Bus, EventRepo, LocalBus};
+use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs, ReleaseExpiredReservations};
@@ -60,6 +60,7 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub notifications: Arc<Notifications>,
     pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
     pub webhook_retry: RetryPolicy,
     pub limiter: Arc<dyn Limiter>,
@@ -73,7 +74,7 @@ pub struct Application {
     store: Store,
     grace: Duration,
     worker: Option<Worker>,
-    events: Arc<dyn EventRepo>,
+    outbox: Arc<Outbox>,
     bus: Arc<dyn Bus>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     nats: Option<(Arc<NatsBus>, String)>,
@@ -118,6 +119,7 @@ impl Application {
             bus: bus.clone(),
             notifications: services.notifications.clone(),
             webhooks: services.webhooks.clone(),
+            outbox: services.outbox.clone(),
             cipher: services.cipher.clone(),
             webhook_retry: config.webhook_retry,
             limiter: Arc::new(LocalLimiter::new(Policies {
@@ -139,7 +141,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
-            events: store.events(),
+            outbox: services.outbox.clone(),
             store,
             grace: config.shutdown_grace,
             worker,
@@ -182,11 +184,11 @@ impl Application {
         let listeners: Vec<_> = self
             .subscribers
             .into_iter()
-            .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
+            .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.outbox.clone(), stopping_rx.clone())))
             .collect();
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
-            self.relay.then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
+            self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -238,6 +240,7 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub notifications: Arc<Notifications>,
     pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
     /// Every job kind and its handler.
     pub registry: Registry,
@@ -247,6 +250,7 @@ impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Services> {
         let store = open_store(config).await?;
         let jobs = Jobs::new(store.clone());
+        let outbox = Arc::new(Outbox::new(store.clone()));
         let signing_key = match &config.signing_key {
             Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
             None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
@@ -274,7 +278,7 @@ impl Services {
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
             .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
-            .with(PurgeEvents(store.events()))
+            .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()));
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
@@ -283,6 +287,7 @@ impl Services {
         Ok(Services {
             notifications: Arc::new(Notifications::new(store.clone())),
             webhooks,
+            outbox,
             store,
             jobs,
             accounts,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use model::{Job, JobState, NewJob};
-pub use repo::{Attempt, JobRepo, enqueue_in};
+pub use repo::{Attempt, JobRepo};
 
 use crate::store::{Store, StoreError, Tx, now};
 

@@ -35,7 +35,11 @@ fn job_from<R: Columns>(r: &R) -> Result<Job, StoreError> {
 
 /// Enqueues `job` on the caller's connection, so it commits (or not) with the caller's
 /// transaction. Returns the new id, or `None` when a live job holds the same unique key.
-pub async fn enqueue_in<DB: Backend>(conn: &mut DB::Connection, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+pub(crate) async fn enqueue_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    job: &NewJob,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
     let id = crate::ids::new("job");
     let run_at = job.run_at.unwrap_or(now);
     let state = if run_at > now { JobState::Scheduled } else { JobState::Queued };

@@ -47,7 +47,7 @@ async fn finish_with_an_event(jobs: &Jobs, job: &Job, worker: &str) -> anyhow::R
 async fn an_attempt_that_lost_its_lease_commits_none_of_its_effects() {
     let store = scratch_store().await;
     let jobs = Jobs::new(store.clone());
-    let events = store.events();
+    let events = crate::events::repo::for_store(&store);
     let id = jobs.enqueue(&NewJob::new("test.job", serde_json::Value::Null)).await.unwrap().unwrap();
 
     // The first attempt's lease runs out while it works (its worker stalled), and the reaper
@@ -74,7 +74,7 @@ async fn an_expired_lease_refuses_completion_even_before_the_reaper_runs() {
     let id = jobs.enqueue(&NewJob::new("test.job", serde_json::Value::Null)).await.unwrap().unwrap();
     let job = jobs.claim("default", "w1", 1, now() - Duration::from_secs(1)).await.unwrap().remove(0);
     assert!(finish_with_an_event(&jobs, &job, "w1").await.unwrap_err().is::<LostLease>());
-    assert_eq!(store.events().lag().await.unwrap(), 0);
+    assert_eq!(crate::events::repo::for_store(&store).lag().await.unwrap(), 0);
     assert_eq!(jobs.repo().get(&id).await.unwrap().unwrap().state, JobState::Running, "left for the reaper to run again");
     store.close().await;
 }

@@ -18,8 +18,6 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOp
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 
-use crate::events::{EventRepo, SqlEvents};
-
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,20 +71,6 @@ pub fn now() -> DateTime<Utc> {
 pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
-}
-
-/// One constructor per repository: the same generic implementation over either backend.
-macro_rules! repositories {
-    ($($name:ident: $repo:ident = $sql:ident,)*) => {
-        $(
-            pub fn $name(&self) -> Arc<dyn $repo> {
-                match self {
-                    Store::Sqlite { db, .. } => Arc::new($sql::new(db.clone())),
-                    Store::Postgres(db) => Arc::new($sql::new(db.clone())),
-                }
-            }
-        )*
-    };
 }
 
 /// A repository constructor for either backend: each capability's `repo::for_store` passes
@@ -323,10 +307,6 @@ impl Store {
             Store::Sqlite { db, .. } => build.build(db.clone()),
             Store::Postgres(db) => build.build(db.clone()),
         }
-    }
-
-    repositories! {
-        events: EventRepo = SqlEvents,
     }
 
     pub async fn close(&self) {
