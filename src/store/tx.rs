@@ -111,3 +111,118 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::store::{StoreOptions, unique};
+
+    /// A database error as a backend would report it.
+    #[derive(Debug)]
+    struct Reported {
+        code: &'static str,
+        message: &'static str,
+        constraint: Option<&'static str>,
+    }
+
+    impl std::fmt::Display for Reported {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message)
+        }
+    }
+
+    impl std::error::Error for Reported {}
+
+    impl sqlx::error::DatabaseError for Reported {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn constraint(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            if self.code == "23505" || self.code == "2067" {
+                sqlx::error::ErrorKind::UniqueViolation
+            } else {
+                sqlx::error::ErrorKind::Other
+            }
+        }
+    }
+
+    fn reported(code: &'static str, message: &'static str, constraint: Option<&'static str>) -> StoreError {
+        sqlx::Error::Database(Box::new(Reported { code, message, constraint })).into()
+    }
+
+    async fn scratch_store() -> Store {
+        let dir = std::env::temp_dir().join(crate::ids::new("keel-tx-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("keel.db").display());
+        Store::connect(&StoreOptions { url, max_connections: 2 }).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_victim_runs_again_and_other_failures_do_not() {
+        let store = scratch_store().await;
+        let runs = AtomicU32::new(0);
+        let done: Result<u32, StoreError> = store
+            .transact(|tx| {
+                let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if run == 1 {
+                        return Err(reported("40P01", "deadlock detected", None));
+                    }
+                    Ok((tx, run))
+                }
+            })
+            .await;
+        assert_eq!(done.unwrap(), 2, "the second run committed");
+
+        runs.store(0, Ordering::SeqCst);
+        let refused: Result<(), StoreError> = store
+            .transact(|_tx| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async { Err(reported("23505", "duplicate key", Some("users_email_key"))) }
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Conflict { constraint: unique::USER_EMAIL })));
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "a conflict is an answer, not a reason to try again");
+
+        runs.store(0, Ordering::SeqCst);
+        let exhausted: Result<(), StoreError> = store
+            .transact(|_tx| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async { Err(reported("40001", "could not serialize access", None)) }
+            })
+            .await;
+        assert!(exhausted.unwrap_err().is_transient());
+        assert_eq!(runs.load(Ordering::SeqCst), ATTEMPTS, "retries are bounded");
+        store.close().await;
+    }
+
+    #[test]
+    fn conflicts_name_their_constraint_on_both_backends() {
+        let named = |e: StoreError| match e {
+            StoreError::Conflict { constraint } => constraint,
+            other => panic!("not a conflict: {other}"),
+        };
+        assert_eq!(named(reported("23505", "duplicate key value", Some("products_sku_key"))), unique::PRODUCT_SKU);
+        assert_eq!(named(reported("2067", "UNIQUE constraint failed: products.sku", None)), unique::PRODUCT_SKU);
+        assert_eq!(named(reported("2067", "UNIQUE constraint failed: users.email", None)), unique::USER_EMAIL);
+        assert_eq!(named(reported("23505", "duplicate key value", Some("users_pkey"))), unique::OTHER);
+    }
+}
