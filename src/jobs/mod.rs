@@ -122,7 +122,7 @@ impl Jobs {
         Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()) }
     }
 
-    /// The queue's reads (listing, depth).
+    /// The queue's reads, and its steps for other use cases' units of work (erasure, the purge job).
     pub fn repo(&self) -> &Arc<dyn JobRepo> {
         &self.repo
     }

@@ -43,17 +43,16 @@ pub struct Worker {
     registry: Registry,
     settings: WorkerSettings,
     id: String,
-    wake: Arc<Notify>,
 }
 
 impl Worker {
     pub fn new(jobs: Jobs, registry: Registry, settings: WorkerSettings) -> Self {
         let id = format!("{}-{}", std::process::id(), crate::ids::new("wrk"));
-        Self { wake: jobs.wake().clone(), jobs, registry, settings, id }
+        Self { jobs, registry, settings, id }
     }
 
     pub fn wake(&self) -> &Arc<Notify> {
-        &self.wake
+        self.jobs.wake()
     }
 
     /// Runs until `stop` turns true.
@@ -112,7 +111,7 @@ impl Worker {
                 }
             } else if claimed == 0 {
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.jobs.wake().notified() => {}
                     () = tokio::time::sleep(self.settings.poll) => {}
                     _ = stop.changed() => {}
                 }
