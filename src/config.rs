@@ -60,6 +60,8 @@ const KEYS: &[&str] = &[
     "payment_max_retries",
     "payment_breaker_failures",
     "payment_breaker_cooldown_secs",
+    "sqlite_synchronous",
+    "idempotency_lease_secs",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -128,6 +130,10 @@ pub struct Config {
     pub worker_queues: Vec<String>,
     /// The payment provider, its timeouts, retries, circuit breaker and webhook secret.
     pub payment: crate::payments::PaymentConfig,
+    /// SQLite's durability of a commit: `full` (default; survives a power cut) or `normal`.
+    pub sqlite_synchronous: crate::store::SqliteDurability,
+    /// How long a request holds its idempotency key before a retry may take it over.
+    pub idempotency_lease: Duration,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -343,6 +349,16 @@ impl Config {
                 })?
                 .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
             payment,
+            sqlite_synchronous: s
+                .parse("sqlite_synchronous", "full or normal", |v| match v {
+                    "full" => Some(crate::store::SqliteDurability::Full),
+                    "normal" => Some(crate::store::SqliteDurability::Normal),
+                    _ => None,
+                })?
+                .unwrap_or_default(),
+            idempotency_lease: s
+                .parse("idempotency_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?
+                .unwrap_or(crate::http::idempotency::LEASE),
         })
     }
 }

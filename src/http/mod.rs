@@ -40,6 +40,7 @@ use error::ApiError;
         (name = "admin", description = "Back office (support: read, admin: write)"),
         (name = "catalog", description = "Products, stock and quotes"),
         (name = "cart", description = "The caller's cart, priced live"),
+        (name = "wallet", description = "The caller's wallet on the double-entry ledger: balance, history, top-ups, transfers"),
         (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
@@ -56,6 +57,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::routes::router())
         .merge(crate::pricing::routes::router())
         .merge(crate::cart::routes::router())
+        .merge(crate::ledger::routes::router())
         .merge(ops::documented())
 }
 
@@ -80,6 +82,8 @@ pub struct HttpSettings {
 
 pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router> {
     let (api, doc) = parts();
+    // [idem] routes: the guard claims the key before the handler and settles it after.
+    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard::guard));
     let routes = api
         .merge(ops::router(doc.to_json()?))
         .merge(pages::router())

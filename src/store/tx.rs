@@ -172,7 +172,7 @@ mod tests {
         let dir = std::env::temp_dir().join(crate::ids::new("keel-tx-test"));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("keel.db").display());
-        Store::connect(&StoreOptions { url, max_connections: 2 }).await.unwrap()
+        Store::connect(&StoreOptions { url, max_connections: 2, sqlite_synchronous: Default::default() }).await.unwrap()
     }
 
     #[tokio::test]
