@@ -26,16 +26,16 @@ use crate::events::nats::NatsBus;
 use crate::events::subscriber::Subscriber;
 use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
-use crate::http::idempotency::guard::IdempotencyKeys;
-use crate::ledger::{Ledger, Wallet};
-use crate::payments::PaymentProvider;
 use crate::http::extract::TrustedProxies;
+use crate::http::idempotency::guard::IdempotencyKeys;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeIdempotencyKeys, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
+use crate::ledger::{Ledger, Wallet};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
+use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::security::crypto::FieldCipher;
@@ -235,13 +235,12 @@ impl Application {
 /// Creates the data directory, connects, and migrates when configured to.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store =
-        Store::connect(&StoreOptions {
-            url: config.database_url.expose_secret().to_owned(),
-            max_connections: config.db_max_connections,
-            sqlite_synchronous: config.sqlite_synchronous,
-        })
-        .await?;
+    let store = Store::connect(&StoreOptions {
+        url: config.database_url.expose_secret().to_owned(),
+        max_connections: config.db_max_connections,
+        sqlite_synchronous: config.sqlite_synchronous,
+    })
+    .await?;
     if config.migrate_on_start {
         for m in store.migrate().await? {
             tracing::info!(version = m.version, description = %m.description, "applied a migration");

@@ -194,11 +194,10 @@ impl<DB: Backend> LedgerRepo for SqlLedger<DB> {
 
     async fn audit(&self) -> Result<Audit, StoreError> {
         let mut conn = self.db.reader().await?;
-        let counts = Sql::<DB>::new(
-            "SELECT (SELECT COUNT(*) FROM ledger_accounts) AS accounts, (SELECT COUNT(*) FROM ledger_entries) AS entries",
-        )
-        .fetch_one(&mut conn)
-        .await?;
+        let counts =
+            Sql::<DB>::new("SELECT (SELECT COUNT(*) FROM ledger_accounts) AS accounts, (SELECT COUNT(*) FROM ledger_entries) AS entries")
+                .fetch_one(&mut conn)
+                .await?;
         let unbalanced = Sql::<DB>::new(
             "SELECT transaction_id, CAST(SUM(amount) AS BIGINT) AS total FROM ledger_entries \
              GROUP BY transaction_id HAVING SUM(amount) <> 0 ORDER BY transaction_id",

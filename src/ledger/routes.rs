@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -42,7 +42,9 @@ impl From<WalletError> for ApiError {
                 let detail = match e {
                     ProviderError::Unavailable => "the payment provider is unavailable; nothing was charged",
                     // A lost answer: the charge may exist, and the retry with the same key finds it.
-                    _ => "the payment provider did not answer; nothing was credited. Retry with the same Idempotency-Key: the card is never charged twice",
+                    _ => {
+                        "the payment provider did not answer; nothing was credited. Retry with the same Idempotency-Key: the card is never charged twice"
+                    }
                 };
                 tracing::warn!(error = %e, "a wallet top-up got no answer from the payment provider");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable", detail)

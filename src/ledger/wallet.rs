@@ -17,17 +17,17 @@ use super::service::{Ledger, PostError, Posted};
 use crate::auth::Accounts;
 use crate::auth::model::Email;
 use crate::events::{Effects, EventType};
+use crate::http::idempotency::fingerprint;
 use crate::http::idempotency::guard::{IdempotencyKeys, KeyLost};
 use crate::http::idempotency::repo::Claim;
-use crate::http::idempotency::fingerprint;
 use crate::http::pagination::{Page, PageRequest};
 use crate::money::Money;
-use crate::payments::{ChargeRequest, ChargeStatus, PaymentProvider, ProviderError};
+use crate::payments::{ChargeLookup, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError};
 use crate::store::{Store, StoreError, Transient};
 use crate::validation::Invalid;
 
-/// Largest amount one request may move (minor units).
-pub const MAX_AMOUNT: i64 = 1_000_000_000_00;
+/// Largest amount one request may move (minor units: a billion in major units).
+pub const MAX_AMOUNT: i64 = 100_000_000_000;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WalletView {
@@ -164,8 +164,8 @@ impl Wallet {
     }
 
     /// Charges the card (no transaction open), then credits the wallet. The provider's
-    /// idempotency key derives from the caller's key, so a retry of a request whose answer was
-    /// lost asks for the same charge again and is never charged twice.
+    /// idempotency key derives from the caller's key, so a lookup after a lost answer, or the
+    /// client's retry with the same key, asks for the same charge and is never charged twice.
     pub async fn top_up(&self, user_id: &str, req: TopUpRequest, claim: &Claim) -> Result<Created, WalletError> {
         let amount = self.amount(req.amount)?;
         if req.card_token.is_empty() || req.card_token.len() > 255 {
@@ -180,6 +180,11 @@ impl Wallet {
         };
         let charged = match self.provider.charge(&charge).await {
             Ok(charged) => charged,
+            // The answer was lost, maybe not the charge: ask for it by its key once (the provider
+            // answers the original result, or charges now; never twice). Still nothing: `503`.
+            Err(e) if e.outcome_unknown() => {
+                self.provider.retrieve(&ChargeLookup::IdempotencyKey(charge.clone())).await.map_err(WalletError::Provider)?
+            }
             Err(ProviderError::Rejected { code, .. }) if code == "resource_missing" => {
                 return Err(Invalid::one("card_token", "unknown", "no such card token").into());
             }
@@ -211,7 +216,9 @@ impl Wallet {
             return Err(Invalid::one("to_email", "unknown", "no account has this email").into());
         };
         let transaction = Transaction::transfer(user_id, &to_user, amount).map_err(|e| match e {
-            LedgerError::SameWallet => WalletError::Invalid(Invalid::one("to_email", "self", "a transfer needs another account than yours")),
+            LedgerError::SameWallet => {
+                WalletError::Invalid(Invalid::one("to_email", "self", "a transfer needs another account than yours"))
+            }
             other => invalid_amount(other),
         })?;
         self.settle(user_id, &transaction, None, claim, &[user_id, &to_user]).await

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, Tokens, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, Tokens, spawn_app};
 use crate::wallet::{balance, idem_post, top_up, usd};
 
 async fn funded_pair(app: &TestApp) -> (Tokens, Tokens) {
@@ -110,7 +110,7 @@ async fn twenty_concurrent_requests_with_one_key_have_one_effect() {
 
 #[tokio::test]
 async fn a_key_held_by_a_request_that_died_is_taken_over_after_its_lease() {
-    let app = spawn_app_with(&[("idempotency_lease_secs", "1")]).await;
+    let app = spawn_app().await;
     let (ada, bob) = funded_pair(&app).await;
     let fingerprint = keel::http::idempotency::fingerprint(
         "POST",

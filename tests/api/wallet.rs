@@ -74,6 +74,18 @@ async fn a_provider_error_is_503_and_moves_no_money() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_is_looked_up_by_its_key_and_credited_once() {
+    let app = spawn_app().await;
+    let ada = app.customer("ada@example.com").await;
+    let body = json!({ "amount": usd(1200), "card_token": "tok_timeout" });
+    let first = idem_post(&app, "/v1/wallet/top-ups", &ada, "lost-1", &body).await.expect(201);
+    assert!(first.json()["reference"].as_str().is_some_and(|r| r.starts_with("pi_")));
+    let again = idem_post(&app, "/v1/wallet/top-ups", &ada, "lost-1", &body).await.expect(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(balance(&app, &ada).await, 1200);
+}
+
+#[tokio::test]
 async fn amounts_must_be_positive_in_the_deployment_currency_and_cards_known() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
