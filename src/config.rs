@@ -516,6 +516,17 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_commits_are_durable_unless_told_otherwise() {
+        use crate::store::SqliteDurability;
+        let c = Config::from_pairs::<_, &str, &str>([]).unwrap();
+        assert_eq!((c.sqlite_synchronous, c.idempotency_lease), (SqliteDurability::Full, Duration::from_secs(60)));
+        let c = Config::from_pairs([("sqlite_synchronous", "normal"), ("idempotency_lease_secs", "5")]).unwrap();
+        assert_eq!((c.sqlite_synchronous, c.idempotency_lease), (SqliteDurability::Normal, Duration::from_secs(5)));
+        let err = Config::from_pairs([("sqlite_synchronous", "off")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_SQLITE_SYNCHRONOUS") && err.contains("full or normal"), "{err}");
+    }
+
+    #[test]
     fn the_payment_provider_defaults_to_the_sandbox_and_http_needs_its_base_and_key() {
         use crate::payments::ProviderKind;
         let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();

@@ -31,9 +31,10 @@ use error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keel API", description = "Commerce backend: accounts and sessions, catalog and stock, pricing rules and quotes, \
-        the cart, notifications, outgoing webhooks and the job queue.\n\n\
+        the cart, the wallet on a double-entry ledger, notifications, outgoing webhooks and the job queue.\n\n\
         Errors are RFC 9457 `application/problem+json` documents with a stable `code`. Lists page with `limit` and `cursor` \
-        and answer `{data, next_cursor}`. Every response carries `X-Request-Id`."),
+        and answer `{data, next_cursor}`. Every response carries `X-Request-Id`. Routes that move money need an \
+        `Idempotency-Key`: a retry with the same key and body replays the first response with `Idempotent-Replayed: true`."),
     tags(
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
