@@ -17,7 +17,6 @@ use super::service::{Ledger, PostError, Posted};
 use crate::auth::Accounts;
 use crate::auth::model::Email;
 use crate::events::{Effects, EventType};
-use crate::http::idempotency::fingerprint;
 use crate::http::idempotency::guard::{IdempotencyKeys, KeyLost};
 use crate::http::idempotency::repo::Claim;
 use crate::http::pagination::{Page, PageRequest};
@@ -175,7 +174,7 @@ impl Wallet {
             amount,
             currency: self.currency.clone(),
             card_token: req.card_token,
-            idempotency_key: format!("keel_{}", fingerprint("KEY", &claim.route, &claim.user_id, claim.key.as_bytes())),
+            idempotency_key: claim.derived_key(),
             metadata: BTreeMap::from([("user_id".to_owned(), user_id.to_owned()), ("purpose".to_owned(), "wallet_top_up".to_owned())]),
         };
         let charged = match self.provider.charge(&charge).await {

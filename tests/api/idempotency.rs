@@ -3,7 +3,8 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, Tokens, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app, spawn_app_with};
+use crate::support::eventually;
 use crate::wallet::{balance, idem_post, top_up, usd};
 
 async fn funded_pair(app: &TestApp) -> (Tokens, Tokens) {
@@ -139,4 +140,32 @@ async fn a_key_held_by_a_request_that_died_is_taken_over_after_its_lease() {
     );
     app.execute_sql(Box::leak(sql.into_boxed_str())).await;
     idem_post(&app, "/v1/wallet/transfers", &ada, "held", &send_100()).await.problem(409, "idempotency_key_in_use");
+}
+
+#[tokio::test]
+async fn keys_are_kept_a_day_then_purged_by_the_hourly_job() {
+    let app = spawn_app_with(&[("run_workers", "false")]).await;
+    let (old, fresh) = if app.database_url.is_some() {
+        ("now() - interval '25 hours'", "now() - interval '23 hours'")
+    } else {
+        ("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-25 hours')", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-23 hours')")
+    };
+    for (key, at) in [("old", old), ("fresh", fresh)] {
+        let sql = format!(
+            "INSERT INTO idempotency_keys (user_id, route, key, fingerprint, locked_until, status, body, created_at) \
+             VALUES ('usr_x', '/v1/wallet/transfers', '{key}', 'f', {at}, 201, NULL, {at})"
+        );
+        assert_eq!(app.execute_sql(Box::leak(sql.into_boxed_str())).await, 1);
+    }
+    // The scheduler enqueued the period's purge at start; workers run it now.
+    let app = app.restart_with(&[("run_workers", "true")]).await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    eventually(30, "the purge to run", || async {
+        let jobs = app.get_authed("/v1/admin/jobs?kind=maintenance.purge_idempotency_keys", &admin.access).await.expect(200).json();
+        (jobs["data"][0]["state"] == "done").then_some(())
+    })
+    .await;
+    let touched = |sql| app.execute_sql(sql);
+    assert_eq!(touched("UPDATE idempotency_keys SET key = key WHERE key = 'old'").await, 0, "a key older than 24 h is gone");
+    assert_eq!(touched("UPDATE idempotency_keys SET key = key WHERE key = 'fresh'").await, 1, "a younger one is kept");
 }

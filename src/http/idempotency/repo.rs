@@ -18,6 +18,14 @@ pub struct Claim {
     pub locked_until: DateTime<Utc>,
 }
 
+impl Claim {
+    /// A key for a call the request makes to another system (the payment provider), derived
+    /// from this one: the client's retry with the same key sends the same key onwards.
+    pub fn derived_key(&self) -> String {
+        format!("keel_{}", super::fingerprint("KEY", &self.route, &self.user_id, self.key.as_bytes()))
+    }
+}
+
 /// Every write is one step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait IdempotencyRepo: Send + Sync {
