@@ -72,6 +72,8 @@ pub struct AppState {
     pub wallet: Arc<Wallet>,
     pub ledger: Arc<Ledger>,
     pub idempotency: Arc<IdempotencyKeys>,
+    /// The one configured provider (with its breaker) that every use case that charges shares.
+    pub payments: Arc<dyn PaymentProvider>,
 }
 
 pub struct Application {
@@ -145,6 +147,7 @@ impl Application {
             )),
             ledger: services.ledger.clone(),
             idempotency: services.idempotency.clone(),
+            payments: services.payments.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,
