@@ -57,7 +57,9 @@ fn abort(message: &str) -> ! {
 }
 
 async fn open(url: &str) -> Store {
-    let store = Store::connect(&StoreOptions { url: url.to_owned(), max_connections: 10 }).await.expect("connecting");
+    let store = Store::connect(&StoreOptions { url: url.to_owned(), max_connections: 10, sqlite_synchronous: Default::default() })
+        .await
+        .expect("connecting");
     store.migrate().await.expect("migrating");
     store
 }

@@ -27,12 +27,15 @@ use crate::events::subscriber::Subscriber;
 use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
-use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs, ReleaseExpiredReservations};
+use crate::http::idempotency::guard::IdempotencyKeys;
+use crate::jobs::maintenance::{self, PurgeEvents, PurgeIdempotencyKeys, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
+use crate::ledger::{Ledger, Wallet};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
+use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::security::crypto::FieldCipher;
@@ -66,6 +69,11 @@ pub struct AppState {
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
+    pub wallet: Arc<Wallet>,
+    pub ledger: Arc<Ledger>,
+    pub idempotency: Arc<IdempotencyKeys>,
+    /// The one configured provider (with its breaker) that every use case that charges shares.
+    pub payments: Arc<dyn PaymentProvider>,
 }
 
 pub struct Application {
@@ -129,6 +137,17 @@ impl Application {
             store: services.store.clone(),
             nats: nats.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
+            wallet: Arc::new(Wallet::new(
+                services.store.clone(),
+                services.ledger.clone(),
+                services.idempotency.clone(),
+                services.accounts.clone(),
+                services.payments.clone(),
+                &config.currency,
+            )),
+            ledger: services.ledger.clone(),
+            idempotency: services.idempotency.clone(),
+            payments: services.payments.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,
@@ -219,9 +238,12 @@ impl Application {
 /// Creates the data directory, connects, and migrates when configured to.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store =
-        Store::connect(&StoreOptions { url: config.database_url.expose_secret().to_owned(), max_connections: config.db_max_connections })
-            .await?;
+    let store = Store::connect(&StoreOptions {
+        url: config.database_url.expose_secret().to_owned(),
+        max_connections: config.db_max_connections,
+        sqlite_synchronous: config.sqlite_synchronous,
+    })
+    .await?;
     if config.migrate_on_start {
         for m in store.migrate().await? {
             tracing::info!(version = m.version, description = %m.description, "applied a migration");
@@ -242,6 +264,10 @@ pub struct Services {
     pub webhooks: Arc<Webhooks>,
     pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
+    pub ledger: Arc<Ledger>,
+    pub idempotency: Arc<IdempotencyKeys>,
+    /// The configured payment provider, behind retries and a circuit breaker.
+    pub payments: Arc<dyn PaymentProvider>,
     /// Every job kind and its handler.
     pub registry: Registry,
 }
@@ -274,17 +300,23 @@ impl Services {
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
         let webhooks = Arc::new(Webhooks::new(store.clone()));
+        let idempotency = Arc::new(IdempotencyKeys::new(store.clone(), config.idempotency_lease));
+        let payments = crate::payments::build_provider(&config.payment).context("setting up the payment provider")?;
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
             .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
             .with(PurgeEvents(outbox.repo().clone()))
-            .with(PurgeJobs(jobs.repo().clone()));
+            .with(PurgeJobs(jobs.repo().clone()))
+            .with(PurgeIdempotencyKeys(idempotency.repo().clone()));
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
         Ok(Services {
+            ledger: Arc::new(Ledger::new(&store)),
+            idempotency,
+            payments,
             notifications: Arc::new(Notifications::new(store.clone())),
             webhooks,
             outbox,

@@ -60,6 +60,8 @@ const KEYS: &[&str] = &[
     "payment_max_retries",
     "payment_breaker_failures",
     "payment_breaker_cooldown_secs",
+    "sqlite_synchronous",
+    "idempotency_lease_secs",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -128,6 +130,10 @@ pub struct Config {
     pub worker_queues: Vec<String>,
     /// The payment provider, its timeouts, retries, circuit breaker and webhook secret.
     pub payment: crate::payments::PaymentConfig,
+    /// SQLite's durability of a commit: `full` (default; survives a power cut) or `normal`.
+    pub sqlite_synchronous: crate::store::SqliteDurability,
+    /// How long a request holds its idempotency key before a retry may take it over.
+    pub idempotency_lease: Duration,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -343,6 +349,16 @@ impl Config {
                 })?
                 .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
             payment,
+            sqlite_synchronous: s
+                .parse("sqlite_synchronous", "full or normal", |v| match v {
+                    "full" => Some(crate::store::SqliteDurability::Full),
+                    "normal" => Some(crate::store::SqliteDurability::Normal),
+                    _ => None,
+                })?
+                .unwrap_or_default(),
+            idempotency_lease: s
+                .parse("idempotency_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?
+                .unwrap_or(crate::http::idempotency::LEASE),
         })
     }
 }
@@ -497,6 +513,17 @@ mod tests {
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
         assert!(Config::from_pairs([("encryption_key", key.as_str())]).is_ok());
         assert!(Config::from_pairs([("smtp_url", "smtps://user:pw@mail.example:465")]).is_ok());
+    }
+
+    #[test]
+    fn sqlite_commits_are_durable_unless_told_otherwise() {
+        use crate::store::SqliteDurability;
+        let c = Config::from_pairs::<_, &str, &str>([]).unwrap();
+        assert_eq!((c.sqlite_synchronous, c.idempotency_lease), (SqliteDurability::Full, Duration::from_secs(60)));
+        let c = Config::from_pairs([("sqlite_synchronous", "normal"), ("idempotency_lease_secs", "5")]).unwrap();
+        assert_eq!((c.sqlite_synchronous, c.idempotency_lease), (SqliteDurability::Normal, Duration::from_secs(5)));
+        let err = Config::from_pairs([("sqlite_synchronous", "off")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_SQLITE_SYNCHRONOUS") && err.contains("full or normal"), "{err}");
     }
 
     #[test]

@@ -44,8 +44,20 @@ enum Command {
         #[command(subcommand)]
         action: DemoAction,
     },
+    /// The double-entry ledger.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Check that every transaction sums to zero and every cached balance equals the sum of its
+    /// entries; exits with 1 on any discrepancy.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +131,7 @@ fn main() -> ExitCode {
                 admin_create(config, &email, role, &name).await
             }
             Command::Demo { action: DemoAction::Seed } => demo_seed(config).await,
+            Command::Ledger { action: LedgerAction::Verify } => ledger_verify(config).await,
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });
@@ -221,6 +234,22 @@ async fn demo_seed(config: Config) -> anyhow::Result<()> {
         "WARNING: the demo admin's password is public (it is printed here and written in Keel's source). Seed only a \
          shop nobody else can reach, or change it at once (POST /v1/auth/password/change)."
     );
+    Ok(())
+}
+
+async fn ledger_verify(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let verified = keel::ledger::Ledger::new(&store).verify().await;
+    store.close().await;
+    let report = verified.context("reading the ledger")?;
+    println!("{} accounts, {} entries", report.accounts, report.entries);
+    for d in &report.discrepancies {
+        println!("  {} {}: expected {}, found {}", d.kind, d.subject, d.expected, d.actual);
+    }
+    if !report.balanced {
+        anyhow::bail!("the ledger has {} discrepancies", report.discrepancies.len());
+    }
+    println!("the ledger is balanced");
     Ok(())
 }
 

@@ -321,6 +321,11 @@ impl Accounts {
         Ok(self.user(row)?.into())
     }
 
+    /// The id of the live (not disabled) account with this email, e.g. a transfer's recipient.
+    pub async fn user_id_by_email(&self, email: &Email) -> Result<Option<String>, StoreError> {
+        Ok(self.repo.user_by_email(email.as_str()).await?.filter(|row| !row.disabled).map(|row| row.id))
+    }
+
     /// Creates an account with extra roles (the command line's `admin create`).
     pub async fn create_with_roles(&self, account: NewAccount, roles: Roles) -> Result<String, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;

@@ -24,12 +24,14 @@ pub enum EventType {
     AccountMfaEnabled,
     /// A user turned it off. Data: `{}`.
     AccountMfaDisabled,
+    /// A user's wallet balance changed (top-up, transfer sent or received). Data: `{balance, transaction_id}`.
+    WalletUpdated,
     /// An admin pinged one webhook endpoint (sent to that endpoint only). Data: `{endpoint_id}`.
     Ping,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::ProductUpdated,
         EventType::PricingRulesChanged,
         EventType::NotificationCreated,
@@ -38,6 +40,7 @@ impl EventType {
         EventType::AccountPasswordReset,
         EventType::AccountMfaEnabled,
         EventType::AccountMfaDisabled,
+        EventType::WalletUpdated,
         EventType::Ping,
     ];
 
@@ -52,6 +55,7 @@ impl EventType {
             EventType::AccountPasswordReset => "account.password_reset",
             EventType::AccountMfaEnabled => "account.mfa_enabled",
             EventType::AccountMfaDisabled => "account.mfa_disabled",
+            EventType::WalletUpdated => "wallet.updated",
             EventType::Ping => "ping",
         }
     }

@@ -1,11 +1,14 @@
 //! Idempotency keys, the pure part: the key's rules, the request fingerprint, and what to do
-//! with a request given the record its key already has. Storage (the record commits in the
-//! transaction of the effect) and the extractor join when the unit of work lands.
+//! with a request given the record its key already has. `repo` stores the records; `guard` is
+//! the middleware of [idem] routes (the first response commits in the transaction of the effect).
 //!
 //! Stripe's semantics, as the contract states them: the same key, user, route and body replay the
 //! first response; another body under the key is `422 idempotency_key_reuse`; a key whose first
 //! request is still running is `409 idempotency_key_in_use`, unless its lease ran out (the
 //! process holding it died), in which case the new request takes the key over.
+
+pub mod guard;
+pub mod repo;
 
 use std::fmt;
 use std::time::Duration;

@@ -31,15 +31,17 @@ use error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keel API", description = "Commerce backend: accounts and sessions, catalog and stock, pricing rules and quotes, \
-        the cart, notifications, outgoing webhooks and the job queue.\n\n\
+        the cart, the wallet on a double-entry ledger, notifications, outgoing webhooks and the job queue.\n\n\
         Errors are RFC 9457 `application/problem+json` documents with a stable `code`. Lists page with `limit` and `cursor` \
-        and answer `{data, next_cursor}`. Every response carries `X-Request-Id`."),
+        and answer `{data, next_cursor}`. Every response carries `X-Request-Id`. Routes that move money need an \
+        `Idempotency-Key`: a retry with the same key and body replays the first response with `Idempotent-Replayed: true`."),
     tags(
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "profile", description = "The caller's own account"),
         (name = "admin", description = "Back office (support: read, admin: write)"),
         (name = "catalog", description = "Products, stock and quotes"),
         (name = "cart", description = "The caller's cart, priced live"),
+        (name = "wallet", description = "The caller's wallet on the double-entry ledger: balance, history, top-ups, transfers"),
         (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
@@ -56,6 +58,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::routes::router())
         .merge(crate::pricing::routes::router())
         .merge(crate::cart::routes::router())
+        .merge(crate::ledger::routes::router())
         .merge(ops::documented())
 }
 
@@ -80,6 +83,8 @@ pub struct HttpSettings {
 
 pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router> {
     let (api, doc) = parts();
+    // [idem] routes: the guard claims the key before the handler and settles it after.
+    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard::guard));
     let routes = api
         .merge(ops::router(doc.to_json()?))
         .merge(pages::router())

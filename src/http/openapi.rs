@@ -4,6 +4,8 @@
 //! a JSON body → 400/413/415/422, a query → 422), the headers every response or every
 //! limited, cacheable or refused response carries, and a description for each response.
 //! Statuses particular to one route (409, 412, 429 …) stay in that handler's annotation.
+//! Idempotent routes (`guard::ROUTES`) get the `Idempotency-Key` parameter, their `400`, `409`
+//! and `422` codes, and the `Idempotent-Replayed` header on the responses that are replayed.
 
 use utoipa::Modify;
 use utoipa::openapi::extensions::Extensions;
@@ -22,6 +24,7 @@ const ETAG: &str = "ETag";
 const RETRY_AFTER: &str = "Retry-After";
 const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
 const RATE_LIMIT: [&str; 3] = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"];
+const REPLAYED: &str = super::idempotency::guard::REPLAYED_HEADER;
 
 pub struct Conventions;
 
@@ -36,6 +39,10 @@ impl Modify for Conventions {
         );
         components.headers.extend(headers().into_iter().map(|(name, header)| (name.to_owned(), RefOr::T(header))));
         for (path, item) in doc.paths.paths.iter_mut() {
+            let idempotent = super::idempotency::guard::ROUTES.iter().any(|(method, p)| *method == "POST" && p == path);
+            if idempotent && let Some(op) = item.post.as_mut() {
+                idempotency(op);
+            }
             for op in operations(item) {
                 conform(path, op);
             }
@@ -54,7 +61,7 @@ fn header(description: &str, schema: ObjectBuilder, required: bool) -> Header {
     header
 }
 
-fn headers() -> [(&'static str, Header); 7] {
+fn headers() -> [(&'static str, Header); 8] {
     let integer = |min: i64| ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min));
     [
         (
@@ -81,6 +88,15 @@ fn headers() -> [(&'static str, Header); 7] {
         (RATE_LIMIT[1], header("Requests left before this limit refuses (sent when limits are on).", integer(0), false)),
         (RATE_LIMIT[2], header("Seconds until the limit is fully replenished (sent when limits are on).", integer(0), false)),
         (RETRY_AFTER, header("Seconds to wait before trying again.", integer(1), true)),
+        (
+            REPLAYED,
+            header(
+                "`true` when this is the stored first response to an earlier request with the same `Idempotency-Key` \
+                 (replayed byte for byte); absent otherwise.",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true"])),
+                false,
+            ),
+        ),
         (
             WWW_AUTHENTICATE,
             header(
@@ -115,6 +131,36 @@ fn default_description(status: &str) -> &'static str {
         "429" => "`rate_limited`: too many attempts; wait `Retry-After` seconds",
         "503" => "Unavailable",
         _ => "Error",
+    }
+}
+
+/// The conventions of an [idem] route: its key, the codes of the key's rules, the replay header.
+fn idempotency(op: &mut Operation) {
+    let key = ParameterBuilder::new()
+        .name(super::idempotency::guard::KEY_HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some(
+            "1–255 printable ASCII characters, chosen by the client per operation (a UUID). The same key, user, route and \
+             body replay the first response (kept at least 24 h) with `Idempotent-Replayed: true`. Successes and `402` \
+             are kept; a request refused before it ran (`4xx`) or a `5xx`/`503` releases the key for a retry.",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255)).build()))
+        .build();
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
+    declare(op, "400", "`idempotency_key_required`: no `Idempotency-Key` header");
+    declare(op, "409", "`idempotency_key_in_use`: a request with this key is still running");
+    declare(
+        op,
+        "422",
+        "`idempotency_key_reuse`: this key was used with another body; `validation_failed` on `Idempotency-Key`: not 1–255 printable characters",
+    );
+    for (status, response) in op.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && (status.starts_with('2') || status == "402")
+        {
+            response.headers.insert(REPLAYED.to_owned(), RefOr::Ref(Ref::new(format!("#/components/headers/{REPLAYED}"))));
+        }
     }
 }
 

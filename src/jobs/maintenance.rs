@@ -1,5 +1,5 @@
-//! Periodic housekeeping: drop events past the replay window and finished jobs past their
-//! retention, and give back stock whose reservation expired.
+//! Periodic housekeeping: drop events past the replay window, finished jobs and idempotency
+//! keys past their retention, and give back stock whose reservation expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::store::now;
 const PURGE_EVENTS: &str = "maintenance.purge_events";
 const PURGE_JOBS: &str = "maintenance.purge_jobs";
 const RELEASE_RESERVATIONS: &str = "maintenance.release_reservations";
+const PURGE_IDEMPOTENCY_KEYS: &str = "maintenance.purge_idempotency_keys";
 /// Events are replayable for 24 h.
 const EVENT_RETENTION: TimeDelta = TimeDelta::hours(24);
 /// Done and dead jobs stay visible to the back office for a week.
@@ -30,6 +31,11 @@ pub fn schedules() -> Vec<Schedule> {
             name: "purge_jobs",
             every: Duration::from_secs(3600),
             job: || NewJob::new(PURGE_JOBS, serde_json::Value::Null).attempts(3),
+        },
+        Schedule {
+            name: "purge_idempotency_keys",
+            every: Duration::from_secs(3600),
+            job: || NewJob::new(PURGE_IDEMPOTENCY_KEYS, serde_json::Value::Null).attempts(3),
         },
         Schedule {
             name: "release_reservations",
@@ -77,6 +83,29 @@ impl JobHandler for PurgeJobs {
             })
             .await?;
         tracing::info!(jobs = n, "purged finished jobs past their retention");
+        Ok(done)
+    }
+}
+
+/// Forgets idempotency keys past their retention (the contract keeps them at least 24 h).
+pub struct PurgeIdempotencyKeys(pub Arc<dyn crate::http::idempotency::repo::IdempotencyRepo>);
+
+#[async_trait::async_trait]
+impl JobHandler for PurgeIdempotencyKeys {
+    fn kind(&self) -> &'static str {
+        PURGE_IDEMPOTENCY_KEYS
+    }
+
+    async fn run(&self, _job: &Job, completion: Completion) -> anyhow::Result<Done> {
+        let repo = &self.0;
+        let retention = TimeDelta::from_std(crate::http::idempotency::RETENTION)?;
+        let (done, n) = completion
+            .finish(|mut tx| async move {
+                let n = repo.purge(&mut tx, now() - retention).await?;
+                Ok((tx, n))
+            })
+            .await?;
+        tracing::info!(keys = n, "purged idempotency keys past their retention");
         Ok(done)
     }
 }

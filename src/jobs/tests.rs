@@ -24,7 +24,7 @@ async fn scratch_store() -> Store {
             format!("sqlite://{}", dir.join("keel.db").display())
         }
     };
-    let store = Store::connect(&StoreOptions { url, max_connections: 4 }).await.unwrap();
+    let store = Store::connect(&StoreOptions { url, max_connections: 4, sqlite_synchronous: Default::default() }).await.unwrap();
     store.migrate().await.unwrap();
     store
 }

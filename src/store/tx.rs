@@ -172,7 +172,7 @@ mod tests {
         let dir = std::env::temp_dir().join(crate::ids::new("keel-tx-test"));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("keel.db").display());
-        Store::connect(&StoreOptions { url, max_connections: 2 }).await.unwrap()
+        Store::connect(&StoreOptions { url, max_connections: 2, sqlite_synchronous: Default::default() }).await.unwrap()
     }
 
     #[tokio::test]
@@ -212,6 +212,23 @@ mod tests {
         assert!(exhausted.unwrap_err().is_transient());
         assert_eq!(runs.load(Ordering::SeqCst), ATTEMPTS, "retries are bounded");
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_syncs_every_commit_unless_configured_otherwise() {
+        use crate::store::SqliteDurability;
+        for (durability, expected) in [(SqliteDurability::Full, 2), (SqliteDurability::Normal, 1)] {
+            let dir = std::env::temp_dir().join(crate::ids::new("keel-sync-test"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}", dir.join("keel.db").display());
+            let store = Store::connect(&StoreOptions { url, max_connections: 2, sqlite_synchronous: durability }).await.unwrap();
+            let Store::Sqlite { db, .. } = &store else { panic!("a sqlite URL opens a SQLite store") };
+            let mut conn = db.writer_pool().acquire().await.unwrap();
+            let row = crate::store::Sql::<Sqlite>::new("PRAGMA synchronous").fetch_one(&mut conn).await.unwrap();
+            assert_eq!(sqlx::Row::get::<i64, _>(&row, 0), expected, "{durability:?}");
+            drop(conn);
+            store.close().await;
+        }
     }
 
     #[test]

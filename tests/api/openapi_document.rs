@@ -290,3 +290,23 @@ async fn every_money_field_is_money() {
     // The control: the walk sees the money fields there are (product, quote, cart, rule).
     assert!(found >= 10, "only {found} money fields seen");
 }
+
+#[tokio::test]
+async fn idempotent_operations_document_their_key_codes_and_replay_header() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    for path in ["/v1/wallet/top-ups", "/v1/wallet/transfers"] {
+        let op = &doc["paths"][path]["post"];
+        let key = parameter(op, "Idempotency-Key").unwrap_or_else(|| panic!("POST {path}: Idempotency-Key"));
+        assert_eq!((key["in"].as_str(), key["required"].as_bool()), (Some("header"), Some(true)), "POST {path}");
+        for (status, code) in [("400", "idempotency_key_required"), ("409", "idempotency_key_in_use"), ("422", "idempotency_key_reuse")] {
+            let description = op["responses"][status]["description"].as_str().unwrap_or_default();
+            assert!(description.contains(code), "POST {path} {status}: {description}");
+        }
+        for status in ["201", "402"] {
+            assert!(op["responses"][status]["headers"].get("Idempotent-Replayed").is_some(), "POST {path} {status}");
+        }
+    }
+    assert!(doc["paths"]["/v1/wallet/transfers"]["post"]["responses"].get("402").is_some());
+    assert!(doc["paths"]["/v1/wallet/top-ups"]["post"]["responses"].get("503").is_some());
+}

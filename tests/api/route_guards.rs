@@ -142,6 +142,8 @@ fn valid_body(op: &Operation) -> Value {
         ("PUT", "/v1/cart/items/{product_id}") => json!({ "quantity": 1 }),
         ("PUT", "/v1/cart/coupon") => json!({ "code": "NOPE" }),
         ("POST", "/v1/admin/webhook-endpoints") => json!({ "url": "https://hooks.example.com/keel", "events": ["*"] }),
+        ("POST", "/v1/wallet/top-ups") => json!({ "amount": usd(100), "card_token": "tok_visa" }),
+        ("POST", "/v1/wallet/transfers") => json!({ "to_email": "nobody@example.com", "amount": usd(100) }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
@@ -157,7 +159,20 @@ fn wrong_type(value: &Value) -> Value {
 /// Sends `op` on `path` with `token`, with its valid body when it takes one.
 async fn send(app: &TestApp, op: &Operation, path: &str, token: Option<&str>) -> Reply {
     let body = op.body.then(|| valid_body(op));
-    app.call(op.method.clone(), path, token, body.as_ref()).await
+    call(app, op.method.clone(), path, token, body.as_ref()).await
+}
+
+/// `app.call` with a fresh `Idempotency-Key` (routes without [idem] ignore it), so idempotent
+/// routes get past their key to the checks below.
+async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    let mut request = app.request(method, path).header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    app.send(request).await
 }
 
 /// Operations open without a token; every other `/v1` operation must declare and enforce one.
@@ -175,7 +190,8 @@ const PUBLIC: &[(&str, &str)] = &[
 ];
 
 /// Back-office reads open to `support`; every other `/v1/admin` operation is admin only.
-const STAFF_READS: &[(&str, &str)] = &[("GET", "/v1/admin/users"), ("GET", "/v1/admin/jobs"), ("GET", "/v1/admin/pricing/rules")];
+const STAFF_READS: &[(&str, &str)] =
+    &[("GET", "/v1/admin/users"), ("GET", "/v1/admin/jobs"), ("GET", "/v1/admin/pricing/rules"), ("GET", "/v1/admin/ledger/verify")];
 
 /// What an unknown id answers where it is not `404 not_found`.
 fn unknown_id_answer(op: &Operation) -> Option<(u16, &'static str)> {
@@ -296,20 +312,20 @@ impl Cast {
             let path = self.existing_path(&op);
             if op.body {
                 let valid = valid_body(&op);
-                let bad = app.call(op.method.clone(), &path, token, Some(&json!([valid.clone()]))).await;
+                let bad = call(app, op.method.clone(), &path, token, Some(&json!([valid.clone()]))).await;
                 assert_eq!(bad.status, 422, "{name} with an array body: {}", bad.text);
                 bad.problem(422, "validation_failed");
                 for (field, value) in valid.as_object().expect("an object body") {
                     let mut body = valid.clone();
                     body[field] = wrong_type(value);
-                    let reply = app.call(op.method.clone(), &path, token, Some(&body)).await;
+                    let reply = call(app, op.method.clone(), &path, token, Some(&body)).await;
                     assert_eq!(reply.status, 422, "{name} with `{field}` of the wrong type: {}", reply.text);
                     reply.field_error(field);
                 }
                 for field in &op.required {
                     let mut body = valid.clone();
                     assert!(body.as_object_mut().expect("an object body").remove(field).is_some(), "{name}: the valid body has `{field}`");
-                    let reply = app.call(op.method.clone(), &path, token, Some(&body)).await;
+                    let reply = call(app, op.method.clone(), &path, token, Some(&body)).await;
                     assert_eq!(reply.status, 422, "{name} without `{field}`: {}", reply.text);
                     reply.field_error(field);
                 }
@@ -318,12 +334,12 @@ impl Cast {
             // Bad paging on list routes.
             if op.list {
                 for query in ["limit=0", "limit=101", "limit=ten", "limit=-1", "cursor=garbage!", "cursor="] {
-                    let reply = app.call(Method::GET, &format!("{path}?{query}"), token, None).await;
+                    let reply = call(app, Method::GET, &format!("{path}?{query}"), token, None).await;
                     assert_eq!(reply.status, 422, "{name} with ?{query}: {}", reply.text);
                     reply.problem(422, "validation_failed");
                 }
                 // The control: a good page answers.
-                app.call(Method::GET, &format!("{path}?limit=1"), token, None).await.expect(200);
+                call(app, Method::GET, &format!("{path}?limit=1"), token, None).await.expect(200);
             }
         }
         // Nothing above changed the callers: every token still works.
@@ -347,6 +363,8 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/notifications",
         "/v1/admin/jobs",
         "/v1/admin/webhook-endpoints",
+        "/v1/wallet",
+        "/v1/admin/ledger",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -395,6 +413,11 @@ async fn notification_routes_guard_their_input() {
 #[tokio::test]
 async fn job_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/admin/jobs"]).await;
+}
+
+#[tokio::test]
+async fn wallet_and_ledger_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/wallet", "/v1/admin/ledger"]).await;
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use crate::support::eventually;
 /// A second connection to the app's database, as another process would have.
 async fn open_store(app: &TestApp) -> Store {
     let url = app.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", app.data_dir.join("keel.db").display()));
-    Store::connect(&StoreOptions { url, max_connections: 8 }).await.expect("connecting to the app's database")
+    Store::connect(&StoreOptions { url, max_connections: 8, sqlite_synchronous: Default::default() })
+        .await
+        .expect("connecting to the app's database")
 }
 
 /// Sells `units` of a product, one reservation committed at a time, as checkout does;

@@ -97,7 +97,7 @@ async fn endpoints_are_managed_by_admins_only_and_validated() {
 }
 
 /// Every event type Keel emits, as the README's catalogue lists them.
-const CATALOGUE: [&str; 9] = [
+const CATALOGUE: [&str; 10] = [
     "product.updated",
     "pricing.rules_changed",
     "notification.created",
@@ -106,6 +106,7 @@ const CATALOGUE: [&str; 9] = [
     "account.password_reset",
     "account.mfa_enabled",
     "account.mfa_disabled",
+    "wallet.updated",
     "ping",
 ];
 
