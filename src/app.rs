@@ -35,6 +35,8 @@ use crate::notify::notifications::{NotificationRepo, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
+use crate::realtime::Realtime;
+use crate::realtime::hub::{Close, Hub, Limits};
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
@@ -42,6 +44,9 @@ use crate::store::{Store, StoreOptions};
 
 /// Longest time a committed event waits for the relay when no NOTIFY wakes it.
 const RELAY_POLL: Duration = Duration::from_millis(50);
+
+/// Frames a real-time connection may have waiting before it counts as too slow (1013).
+const REALTIME_QUEUE: usize = 512;
 
 /// How often the scheduler looks for recurring jobs due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
@@ -65,6 +70,7 @@ pub struct AppState {
     pub limiter: Arc<dyn Limiter>,
     pub store: Store,
     pub proxies: TrustedProxies,
+    pub realtime: Arc<Realtime>,
 }
 
 pub struct Application {
@@ -79,6 +85,7 @@ pub struct Application {
     nats: Option<(Arc<NatsBus>, String)>,
     jobs: Jobs,
     relay: bool,
+    realtime: Arc<Realtime>,
 }
 
 impl Application {
@@ -108,6 +115,12 @@ impl Application {
         let instance =
             String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
+        let hub = Arc::new(Hub::new(Limits {
+            max_connections: config.realtime_max_connections,
+            max_per_user: config.realtime_max_per_user,
+            queue: REALTIME_QUEUE,
+        }));
+        let realtime = Arc::new(Realtime::new(hub, services.store.realtime(), services.accounts.clone(), config.cors_origins.clone()));
         let state = AppState {
             carts: Arc::new(Carts::new(services.store.carts(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
             catalog: services.catalog.clone(),
@@ -127,6 +140,7 @@ impl Application {
             store: services.store.clone(),
             nats: nats.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
+            realtime: realtime.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,
@@ -148,6 +162,7 @@ impl Application {
             nats: nats.map(|n| (n, instance)),
             jobs: services.jobs,
             relay: config.run_relay,
+            realtime,
         })
     }
 
@@ -184,6 +199,17 @@ impl Application {
             .into_iter()
             .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
             .collect();
+        // The hub hears the bus like any subscriber; open streams end when stopping begins,
+        // so they do not hold the graceful shutdown open (clients reconnect and resume).
+        let hub = tokio::spawn(self.realtime.hub.clone().run(self.bus.clone(), stopping_rx.clone()));
+        let sessions = tokio::spawn(self.realtime.clone().watch_sessions(stopping_rx.clone()));
+        let realtime = self.realtime.clone();
+        let mut stopping = stopping_rx.clone();
+        let close_streams = tokio::spawn(async move {
+            if stopping.wait_for(|stopping| *stopping).await.is_ok() {
+                realtime.hub.close_all(Close::Restart);
+            }
+        });
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
@@ -199,6 +225,9 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
+        for task in [hub, sessions, close_streams] {
+            let _ = task.await;
+        }
         if let Some(relay) = relay {
             let _ = relay.await;
         }

@@ -60,6 +60,8 @@ const KEYS: &[&str] = &[
     "payment_max_retries",
     "payment_breaker_failures",
     "payment_breaker_cooldown_secs",
+    "realtime_max_connections",
+    "realtime_max_per_user",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -128,6 +130,9 @@ pub struct Config {
     pub worker_queues: Vec<String>,
     /// The payment provider, its timeouts, retries, circuit breaker and webhook secret.
     pub payment: crate::payments::PaymentConfig,
+    /// Open real-time connections (WebSocket and SSE) this instance accepts in all, and per user.
+    pub realtime_max_connections: usize,
+    pub realtime_max_per_user: usize,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -343,6 +348,14 @@ impl Config {
                 })?
                 .unwrap_or_else(|| crate::jobs::QUEUES.iter().map(|q| (*q).to_owned()).collect()),
             payment,
+            realtime_max_connections: s
+                .parse("realtime_max_connections", "an integer from 1 to 1000000", |v| {
+                    v.parse().ok().filter(|n| (1..=1_000_000).contains(n))
+                })?
+                .unwrap_or(10_000),
+            realtime_max_per_user: s
+                .parse("realtime_max_per_user", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?
+                .unwrap_or(16),
         })
     }
 }
@@ -536,6 +549,8 @@ mod tests {
             ("payment_breaker_failures", "0"),
             ("payment_breaker_cooldown_secs", "0"),
             ("payment_webhook_secret", "short-hunter2"),
+            ("realtime_max_connections", "0"),
+            ("realtime_max_per_user", "many"),
         ] {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");

@@ -115,14 +115,21 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
         }
         // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
         // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
+        // Each row also gets its place in the publish order (`publish_seq`), which real-time
+        // resume goes by: unlike `seq`, it never puts a late-published event behind a resume point.
         let at = crate::store::now();
+        let mut next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(&mut tx).await?.int("n")?;
         for (first, last) in runs(events.iter().map(|(seq, _)| *seq)) {
-            Sql::<DB>::new("UPDATE events SET published_at = $3 WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL")
-                .bind(first)
-                .bind(last)
-                .bind(at)
-                .execute(&mut tx)
-                .await?;
+            Sql::<DB>::new(
+                "UPDATE events SET published_at = $3, publish_seq = $4 + (seq - $1) WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL",
+            )
+            .bind(first)
+            .bind(last)
+            .bind(at)
+            .bind(next)
+            .execute(&mut tx)
+            .await?;
+            next += last - first + 1;
         }
         tx.commit().await?;
         Ok(events.len())

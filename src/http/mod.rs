@@ -31,7 +31,7 @@ use error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keel API", description = "Commerce backend: accounts and sessions, catalog and stock, pricing rules and quotes, \
-        the cart, notifications, outgoing webhooks and the job queue.\n\n\
+        the cart, notifications, real-time events (SSE and WebSocket), outgoing webhooks and the job queue.\n\n\
         Errors are RFC 9457 `application/problem+json` documents with a stable `code`. Lists page with `limit` and `cursor` \
         and answer `{data, next_cursor}`. Every response carries `X-Request-Id`."),
     tags(
@@ -42,6 +42,7 @@ use error::ApiError;
         (name = "cart", description = "The caller's cart, priced live"),
         (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
+        (name = "realtime", description = "Committed events as they happen, over Server-Sent Events or WebSocket, resumable without loss"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
         (name = "operations", description = "Health, readiness, keys")
     )
@@ -56,6 +57,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::routes::router())
         .merge(crate::pricing::routes::router())
         .merge(crate::cart::routes::router())
+        .merge(crate::realtime::routes::router())
         .merge(ops::documented())
 }
 

@@ -24,6 +24,7 @@ use crate::jobs::{JobRepo, SqlJobs};
 use crate::notify::notifications::{NotificationRepo, SqlNotifications};
 use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
 use crate::pricing::{PricingRepo, SqlPricing};
+use crate::realtime::repo::{RealtimeRepo, SqlRealtime};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +302,7 @@ impl Store {
         events: EventRepo = SqlEvents,
         jobs: JobRepo = SqlJobs,
         notifications: NotificationRepo = SqlNotifications,
+        realtime: RealtimeRepo = SqlRealtime,
         webhooks: WebhookRepo = SqlWebhooks,
     }
 

@@ -1,0 +1,119 @@
+//! SQL of real-time: tickets, and reading the outbox by publish order for resume. One
+//! statement per method, so each moves onto a unit of work as it is.
+
+use chrono::{DateTime, Utc};
+
+use crate::events::Event;
+use crate::store::{Backend, Columns, Db, Sql, StoreError};
+
+/// What a redeemed ticket stands for.
+#[derive(Debug, Clone)]
+pub struct TicketGrant {
+    pub user_id: String,
+    pub session_id: String,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+/// Where an event sits in the publish order.
+#[derive(Debug, Clone, Copy)]
+pub struct Position {
+    /// `None` while the relay that published it has not committed (or before this column existed).
+    pub publish_seq: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+pub trait RealtimeRepo: Send + Sync {
+    async fn insert_ticket(&self, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Deletes the ticket and returns what it grants, if it exists and has not expired: a
+    /// ticket is redeemed once, whichever instance the client reaches.
+    async fn redeem_ticket(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError>;
+    async fn purge_tickets(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The outbox position of `event_id`, if the outbox still holds it.
+    async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError>;
+    /// Published events after `publish_seq` created since `since`, in publish order.
+    async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
+}
+
+pub struct SqlRealtime<DB: Backend> {
+    db: Db<DB>,
+}
+
+impl<DB: Backend> SqlRealtime<DB> {
+    pub fn new(db: Db<DB>) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
+    async fn insert_ticket(&self, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql =
+            Sql::new("INSERT INTO realtime_tickets (hash, user_id, session_id, token_expires_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(hash)
+                .bind(grant.user_id.as_str())
+                .bind(grant.session_id.as_str())
+                .bind(grant.token_expires_at)
+                .bind(expires_at);
+        self.db.execute(sql).await.map(|_| ())
+    }
+
+    async fn redeem_ticket(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let row = Sql::<DB>::new(
+            "DELETE FROM realtime_tickets WHERE hash = $1 AND expires_at > $2 RETURNING user_id, session_id, token_expires_at",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&mut tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(TicketGrant {
+                user_id: r.text("user_id")?,
+                session_id: r.text("session_id")?,
+                token_expires_at: r.time("token_expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn purge_tickets(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.db.execute(Sql::new("DELETE FROM realtime_tickets WHERE expires_at <= $1").bind(now)).await
+    }
+
+    async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let row =
+            Sql::<DB>::new("SELECT publish_seq, created_at FROM events WHERE id = $1").bind(event_id).fetch_optional(&mut conn).await?;
+        row.map(|r| Ok(Position { publish_seq: r.opt_int("publish_seq")?, created_at: r.time("created_at")? })).transpose()
+    }
+
+    async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(
+            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+             WHERE publish_seq > $1 AND created_at >= $2 ORDER BY publish_seq LIMIT $3",
+        )
+        .bind(publish_seq)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let data = r.text("data")?;
+                Ok((
+                    r.int("publish_seq")?,
+                    Event {
+                        id: r.text("id")?,
+                        kind: r.text("kind")?,
+                        user_id: r.opt_text("user_id")?,
+                        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+                        created_at: r.time("created_at")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
