@@ -445,3 +445,76 @@ async fn clients_resuming_after_a_restart_lose_nothing() {
     send(&mut ws2, json!({ "type": "resume", "last_event_id": first["id"] })).await;
     assert_eq!(next_json(&mut ws2).await["id"], second["id"]);
 }
+
+#[tokio::test]
+async fn disabling_a_user_or_taking_a_role_away_closes_their_sockets() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let support = app.create_staff("sue@example.com", PASSWORD, "support").await;
+    let ada = app.customer("ada@example.com").await;
+    let mut sues = ws(&app, &support).await;
+    let mut adas = ws(&app, &ada).await;
+    let patch = |id: String, body: Value| {
+        let (app, token) = (&app, admin.access.clone());
+        async move { app.patch_json_authed(&format!("/v1/admin/users/{id}"), &token, &body).await.expect(200) }
+    };
+    patch(support.user_id(), json!({ "roles": ["customer"] })).await;
+    assert_eq!(close_code(&mut sues).await, 1008);
+    patch(ada.user_id(), json!({ "disabled": true })).await;
+    assert_eq!(close_code(&mut adas).await, 1008);
+}
+
+#[tokio::test]
+async fn connections_over_the_per_user_cap_are_refused_with_a_problem() {
+    let app = spawn_app_with(&[("realtime_max_per_user", "1")]).await;
+    let ada = app.customer("ada@example.com").await;
+    let bob = app.customer("bob@example.com").await;
+    let _open = Sse::open(&app, &ada, None).await;
+    let refused = app.get_authed("/v1/events", &ada.access).await;
+    refused.problem(429, "too_many_connections");
+    assert!(refused.header("retry-after").is_some());
+    match try_ws(&app, &format!("?ticket={}", ticket(&app, &ada).await), None).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    // Others are not affected.
+    let _bobs = Sse::open(&app, &bob, None).await;
+}
+
+#[tokio::test]
+async fn resuming_does_not_skip_an_event_committed_late_with_a_lower_seq() {
+    let app = spawn_app().await;
+    // Only PostgreSQL lets transactions commit out of `seq` order (SQLite has one writer).
+    let Some(url) = app.database_url.clone() else { return };
+    use sqlx::Connection as _;
+    let ada = app.customer("ada@example.com").await;
+    let subscribe = json!({ "type": "subscribe", "channel": "product:prd_late" });
+    let mut watching = ws(&app, &ada).await;
+    send(&mut watching, subscribe.clone()).await;
+    next_json(&mut watching).await;
+
+    // The slow transaction takes the lower seq; the quick one commits and is published first.
+    let mut slow = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, kind, data, created_at) VALUES ('evt_late', 'product.updated', '{\"id\":\"prd_late\",\"n\":1}', now())",
+    )
+    .execute(&mut slow)
+    .await
+    .unwrap();
+    app.execute_sql(
+        "INSERT INTO events (id, kind, data, created_at) VALUES ('evt_quick', 'product.updated', '{\"id\":\"prd_late\",\"n\":2}', now())",
+    )
+    .await;
+    let quick = next_json(&mut watching).await;
+    assert_eq!(quick["id"], "evt_quick");
+    sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
+    assert_eq!(next_json(&mut watching).await["id"], "evt_late", "published after the quick one");
+
+    // A client that saw only the quick one resumes from it and gets the late one.
+    let mut resuming = ws(&app, &ada).await;
+    send(&mut resuming, subscribe).await;
+    next_json(&mut resuming).await;
+    send(&mut resuming, json!({ "type": "resume", "last_event_id": "evt_quick" })).await;
+    assert_eq!(next_json(&mut resuming).await["id"], "evt_late");
+}
