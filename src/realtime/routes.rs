@@ -45,6 +45,9 @@ pub struct Ticket {
 pub struct StreamQuery {
     /// A ticket from `POST /v1/realtime/tickets`, for clients that cannot send `Authorization`.
     pub ticket: Option<String>,
+    /// Resume after this event id, as `Last-Event-ID` does (SSE), for clients that cannot send that header
+    /// (a browser opening a new `EventSource`).
+    pub last_event_id: Option<String>,
 }
 
 /// A single-use ticket (30 s) for clients that cannot set headers (`EventSource`, browser
@@ -65,7 +68,7 @@ async fn caller(rt: &Realtime, headers: &HeaderMap, q: &StreamQuery) -> ApiResul
 }
 
 /// The caller's events as Server-Sent Events (`text/event-stream`). Each event's SSE `id` is
-/// the event id; reconnecting with `Last-Event-ID` replays what was missed (24 h) once, in order,
+/// the event id; reconnecting with `Last-Event-ID` (or `?last_event_id=`) replays what was missed (24 h) once, in order,
 /// then continues live; a point past that gets `data: {"type":"resync"}`. A comment line every
 /// 15 s keeps the stream alive. The stream ends when the session ends, the token expires or the
 /// server restarts: reconnect with `Last-Event-ID`.
@@ -78,7 +81,8 @@ async fn caller(rt: &Realtime, headers: &HeaderMap, q: &StreamQuery) -> ApiResul
 pub async fn events(State(rt): State<Arc<Realtime>>, headers: HeaderMap, Query(q): Query<StreamQuery>) -> ApiResult<Response> {
     let who = caller(&rt, &headers, &q).await?;
     let mut feed = Feed::new(rt.connect(&who, Transport::Sse)?, rt.repo.clone());
-    let resync = match headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let resync = match header.or(q.last_event_id.as_deref()).filter(|v| !v.is_empty()) {
         Some(last) => !feed.resume(last).await?,
         None => false,
     };

@@ -437,7 +437,11 @@ async fn clients_resuming_after_a_restart_lose_nothing() {
         assert_eq!(close_code(&mut ws1).await, 1012);
     });
     passwords.change(&app, &ada).await;
-    let mut sse = Sse::open(&app, &ada, first["id"].as_str()).await;
+    // As a browser's new EventSource resumes: a ticket and the resume point in the query.
+    let query = format!("/v1/events?ticket={}&last_event_id={}", ticket(&app, &ada).await, first["id"].as_str().unwrap());
+    let response = app.request(reqwest::Method::GET, &query).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut sse = Sse { response, buffer: String::new() };
     let second = sse.event().await;
     assert_eq!(second["type"], "notification.created");
     assert_ne!(second["id"], first["id"]);
