@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keel::events::{Bus, Event, LocalBus, NewEvent};
+use keel::events::{Bus, Effects, Event, LocalBus, NewEvent, Outbox};
 use keel::jobs::worker::{Worker, WorkerSettings};
-use keel::jobs::{Job, JobHandler, JobState, Jobs, NewJob, Registry};
+use keel::jobs::{Completion, Done, Job, JobHandler, JobState, Jobs, NewJob, Registry};
 use keel::store::{Store, StoreOptions};
 use tokio::sync::{Notify, watch};
 
@@ -33,13 +33,14 @@ impl JobHandler for Noop {
         "bench.noop"
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let done = completion.done().await?;
         let mut ran = self.ran.lock().unwrap();
         if ran.insert(job.id.clone()) && ran.len() == self.target {
             self.all_done.notify_one();
         }
-        Ok(())
+        Ok(done)
     }
 }
 
@@ -81,7 +82,7 @@ async fn drop_postgres(admin_url: &str, name: &str) {
 /// Returns the enqueue rate, the completion rate (distinct jobs done), and how many handler
 /// calls ran a job a second time.
 async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64, usize) {
-    let jobs = Jobs::new(store.jobs());
+    let jobs = Jobs::new(store.clone());
     let started = Instant::now();
     let mut enqueuers = Vec::new();
     for part in 0..8 {
@@ -112,7 +113,7 @@ async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64
             ..WorkerSettings::default()
         };
         let handler = Noop { calls: calls.clone(), ran: ran.clone(), target: count, all_done: all_done.clone() };
-        let worker = Worker::new(jobs.repo().clone(), Registry::default().with(handler), settings, jobs.wake().clone());
+        let worker = Worker::new(jobs.clone(), Registry::default().with(handler), settings);
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
     if tokio::time::timeout(Duration::from_secs(600), all_done.notified()).await.is_err() {
@@ -134,20 +135,24 @@ async fn jobs_per_second(store: &Store, count: usize, slots: usize) -> (f64, f64
 
 /// Commits events one at a time and measures commit → subscriber delivery through the relay.
 async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
-    let repo = store.events();
+    let outbox = Arc::new(Outbox::new(store.clone()));
     let bus = Arc::new(LocalBus::new());
     let mut received = bus.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
     let wake = store.commits();
     store.forward_notifications("keel_events", wake.clone(), stop_rx.clone()).await.unwrap();
-    let relay = tokio::spawn(keel::events::relay::run(repo.clone(), bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
+    let relay = tokio::spawn(keel::events::relay::run(outbox, bus.clone() as Arc<dyn Bus>, wake, Duration::from_millis(50), stop_rx));
     let mut latencies = Vec::with_capacity(count);
     for i in 0..count {
         let committed = Instant::now();
-        let id = repo.record(&NewEvent { kind: "bench.event", user_id: None, data: serde_json::json!({ "i": i }) }).await.unwrap();
+        let data = serde_json::json!({ "i": i });
+        let effects = Effects { jobs: Vec::new(), events: vec![NewEvent { kind: "bench.event", user_id: None, data: data.clone() }] };
+        let mut tx = store.begin().await.unwrap();
+        effects.write(&mut tx, keel::store::now()).await.unwrap();
+        tx.commit().await.unwrap();
         loop {
             let event: Arc<Event> = received.recv().await.unwrap();
-            if event.id == id {
+            if event.data == data {
                 break;
             }
         }

@@ -16,23 +16,23 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
+use crate::cache::LocalCache;
 use crate::cart::Carts;
 use crate::catalog::Catalog;
-use crate::catalog::cache::LocalCache;
 use crate::catalog::routes::Currency;
 use crate::catalog::service::InvalidateOnChange;
 use crate::config::Config;
 use crate::events::nats::NatsBus;
 use crate::events::subscriber::Subscriber;
-use crate::events::{Bus, EventRepo, LocalBus};
+use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
-use crate::notify::notifications::{NotificationRepo, NotifyUsers};
-use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, WebhookRepo};
+use crate::notify::notifications::{Notifications, NotifyUsers};
+use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::realtime::Realtime;
@@ -63,8 +63,9 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
-    pub notifications: Arc<dyn NotificationRepo>,
-    pub webhooks: Arc<dyn WebhookRepo>,
+    pub notifications: Arc<Notifications>,
+    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
     pub webhook_retry: RetryPolicy,
     pub limiter: Arc<dyn Limiter>,
@@ -79,7 +80,7 @@ pub struct Application {
     store: Store,
     grace: Duration,
     worker: Option<Worker>,
-    events: Arc<dyn EventRepo>,
+    outbox: Arc<Outbox>,
     bus: Arc<dyn Bus>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     nats: Option<(Arc<NatsBus>, String)>,
@@ -120,9 +121,9 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
-        let realtime = Arc::new(Realtime::new(hub, services.store.realtime(), services.accounts.clone(), config.cors_origins.clone()));
+        let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
         let state = AppState {
-            carts: Arc::new(Carts::new(services.store.carts(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
+            carts: Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
             catalog: services.catalog.clone(),
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),
@@ -131,6 +132,7 @@ impl Application {
             bus: bus.clone(),
             notifications: services.notifications.clone(),
             webhooks: services.webhooks.clone(),
+            outbox: services.outbox.clone(),
             cipher: services.cipher.clone(),
             webhook_retry: config.webhook_retry,
             limiter: Arc::new(LocalLimiter::new(Policies {
@@ -153,7 +155,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
-            events: store.events(),
+            outbox: services.outbox.clone(),
             store,
             grace: config.shutdown_grace,
             worker,
@@ -197,7 +199,7 @@ impl Application {
         let listeners: Vec<_> = self
             .subscribers
             .into_iter()
-            .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.events.clone(), stopping_rx.clone())))
+            .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.outbox.clone(), stopping_rx.clone())))
             .collect();
         // The hub hears the bus like any subscriber; open streams end when stopping begins,
         // so they do not hold the graceful shutdown open (clients reconnect and resume).
@@ -212,7 +214,7 @@ impl Application {
         });
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
-            self.relay.then(|| tokio::spawn(crate::events::relay::run(self.events, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
+            self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
@@ -265,8 +267,9 @@ pub struct Services {
     pub pricing: Arc<Pricing>,
     pub jobs: Jobs,
     pub accounts: Arc<Accounts>,
-    pub notifications: Arc<dyn NotificationRepo>,
-    pub webhooks: Arc<dyn WebhookRepo>,
+    pub notifications: Arc<Notifications>,
+    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
     /// Every job kind and its handler.
     pub registry: Registry,
@@ -275,7 +278,8 @@ pub struct Services {
 impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Services> {
         let store = open_store(config).await?;
-        let jobs = Jobs::new(store.jobs());
+        let jobs = Jobs::new(store.clone());
+        let outbox = Arc::new(Outbox::new(store.clone()));
         let signing_key = match &config.signing_key {
             Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
             None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
@@ -293,30 +297,41 @@ impl Services {
             TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?.with_previous(&previous)?;
         let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
         let accounts =
-            Arc::new(Accounts::new(store.accounts(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
+            Arc::new(Accounts::new(store.clone(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
         let mailer: Arc<dyn Mailer> = match &config.smtp_url {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
-        let webhooks = store.webhooks();
+        let webhooks = Arc::new(Webhooks::new(store.clone()));
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(webhooks.clone(), cipher.clone(), config.webhook_retry)?)
-            .with(PurgeEvents(store.events()))
+            .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
+            .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()));
         let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
-        let catalog = Arc::new(Catalog::new(store.catalog(&config.currency), cache.clone()));
+        let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
-        let pricing = Arc::new(Pricing::load(store.pricing(&config.currency), cache, &config.currency).await?);
-        Ok(Services { notifications: store.notifications(), webhooks, store, jobs, accounts, cipher, registry, catalog, pricing })
+        let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
+        Ok(Services {
+            notifications: Arc::new(Notifications::new(store.clone())),
+            webhooks,
+            outbox,
+            store,
+            jobs,
+            accounts,
+            cipher,
+            registry,
+            catalog,
+            pricing,
+        })
     }
 
     /// Everything that reacts to published events in this process.
     pub fn subscribers(&self, config: &Config) -> Vec<Arc<dyn Subscriber>> {
         vec![
             Arc::new(NotifyUsers(self.notifications.clone())),
-            Arc::new(FanOut { repo: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
+            Arc::new(FanOut { webhooks: self.webhooks.clone(), jobs: self.jobs.clone(), policy: config.webhook_retry }),
             Arc::new(InvalidateOnChange(self.catalog.clone())),
             Arc::new(ReloadRules(self.pricing.clone())),
         ]
@@ -331,6 +346,6 @@ impl Services {
             grace: config.shutdown_grace,
             ..WorkerSettings::default()
         };
-        Worker::new(self.jobs.repo().clone(), self.registry.clone(), settings, self.jobs.wake().clone())
+        Worker::new(self.jobs.clone(), self.registry.clone(), settings)
     }
 }

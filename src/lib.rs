@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod cart;
 pub mod catalog;
 pub mod config;

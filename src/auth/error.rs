@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 
 use crate::http::error::ApiError;
-use crate::store::StoreError;
+use crate::store::{StoreError, Transient};
 use crate::validation::Invalid;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,16 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl Transient for AuthError {
+    fn is_transient(&self) -> bool {
+        match self {
+            AuthError::Store(e) => e.is_transient(),
+            AuthError::Internal(e) => e.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 impl From<Invalid> for AuthError {

@@ -9,7 +9,7 @@ use super::repo::UserRow;
 use super::service::{Accounts, Principal};
 use crate::events::{Effects, EventType};
 use crate::security::{random_bytes, sha256_hex};
-use crate::store::now;
+use crate::store::{Tx, now};
 use crate::validation::Invalid;
 
 const SECRET_COLUMN: &str = "users.totp";
@@ -75,7 +75,14 @@ impl Accounts {
         }
         let secret = Secret::from(random_bytes::<20>().to_vec()).to_base32();
         let otpauth_url = totp(&secret, &row.email)?.to_url().map_err(|e| anyhow::anyhow!("otpauth URL: {e:?}"))?;
-        self.repo.set_totp_pending(&who.user_id, &self.cipher.encrypt(SECRET_COLUMN, &secret), now()).await?;
+        let (user_id, sealed) = (who.user_id.as_str(), self.cipher.encrypt(SECRET_COLUMN, &secret));
+        let sealed = sealed.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.set_totp_pending(&mut tx, user_id, sealed, now()).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await?;
         Ok(TotpSetup { secret, otpauth_url })
     }
 
@@ -91,7 +98,15 @@ impl Accounts {
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
         let effects = Effects::default().event(EventType::AccountMfaEnabled, &who.user_id, serde_json::json!({}));
-        self.repo.enable_totp(&who.user_id, &sealed, step, &hashes, &effects, now()).await?;
+        let (user_id, sealed, hashes, effects) = (who.user_id.as_str(), sealed.as_str(), hashes.as_slice(), &effects);
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.enable_totp(&mut tx, user_id, sealed, step, now()).await?;
+                self.repo.replace_recovery_codes(&mut tx, user_id, hashes).await?;
+                effects.write(&mut tx, now()).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await?;
         Ok(codes)
     }
 
@@ -101,23 +116,32 @@ impl Accounts {
             return Ok(());
         }
         let effects = Effects::default().event(EventType::AccountMfaDisabled, &who.user_id, serde_json::json!({}));
-        self.repo.disable_totp(&who.user_id, &effects, now()).await?;
-        Ok(())
+        let (user_id, effects) = (who.user_id.as_str(), &effects);
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.disable_totp(&mut tx, user_id, now()).await?;
+                // Recovery codes belong to the factor: they go with it.
+                self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
+                effects.write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
-    /// The second factor at login: a current TOTP code (each time step once) or an unused recovery code.
-    pub(super) async fn second_factor(&self, row: &UserRow, code: Option<&str>) -> Result<(), AuthError> {
+    /// The second factor at login, a step of its unit of work: a current TOTP code (each time
+    /// step once) or an unused recovery code.
+    pub(super) async fn second_factor(&self, tx: &mut Tx, row: &UserRow, code: Option<&str>) -> Result<(), AuthError> {
         let (Some(code), Some(sealed)) = (code.filter(|c| !c.trim().is_empty()), row.totp_secret_enc.as_deref()) else {
             return Err(AuthError::MfaRequired);
         };
         let accepted = if looks_like_totp(code) {
             let secret = self.cipher.decrypt(SECRET_COLUMN, sealed).map_err(anyhow::Error::from)?;
             match check(&totp(&secret, &row.email)?, code) {
-                Some(step) => self.repo.use_totp_step(&row.id, step).await?,
+                Some(step) => self.repo.use_totp_step(tx, &row.id, step).await?,
                 None => false,
             }
         } else {
-            self.repo.use_recovery_code(&row.id, &recovery_hash(code), now()).await?
+            self.repo.use_recovery_code(tx, &row.id, &recovery_hash(code), now()).await?
         };
         if accepted { Ok(()) } else { Err(AuthError::MfaRequired) }
     }

@@ -11,5 +11,5 @@ pub mod routes;
 pub mod service;
 pub mod tokens;
 
-pub use repo::{AccountRepo, SqlAccounts};
+pub use repo::AccountRepo;
 pub use service::Accounts;

@@ -8,11 +8,11 @@ use super::model::{Email, Password};
 use super::repo::{NewAccountToken, TokenPurpose};
 use super::service::{Accounts, Principal};
 use crate::events::{Effects, EventType};
-use crate::jobs::{Job, JobHandler, NewJob};
+use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::notify::mail::mail_job;
 use crate::notify::templates::Template;
 use crate::security::{random_token, sha256_hex};
-use crate::store::now;
+use crate::store::{StoreError, Tx, now};
 use crate::validation::Invalid;
 
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(24);
@@ -51,13 +51,34 @@ impl Accounts {
             return Ok(());
         }
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, now());
-        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
-        Ok(())
+        let (token, mail) = (&token, &mail);
+        self.store
+            .transact(|mut tx| async move {
+                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+                Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// Stores `token` and enqueues the job that mails it, as steps of the caller's unit of work.
+    pub(super) async fn issue_mailed_token(&self, tx: &mut Tx, token: &NewAccountToken, mail: NewJob) -> Result<(), StoreError> {
+        self.repo.issue_token(tx, token).await?;
+        Effects::default().job(mail).write(tx, token.now).await
     }
 
     pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
-        let effects = |user_id: &str| Effects::default().event(EventType::AccountEmailVerified, user_id, json!({}));
-        if self.repo.verify_email(&sha256_hex(token.as_bytes()), now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+        let hash = sha256_hex(token.as_bytes());
+        let hash = hash.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                let Some(user_id) = self.repo.consume_token(&mut tx, hash, TokenPurpose::VerifyEmail, now()).await? else {
+                    return Err(bad_token());
+                };
+                self.repo.mark_email_verified(&mut tx, &user_id, now()).await?;
+                Effects::default().event(EventType::AccountEmailVerified, &user_id, json!({})).write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Accepts a reset request without revealing whether the account exists: the lookup
@@ -69,16 +90,22 @@ impl Accounts {
         Ok(())
     }
 
-    /// The job's half of a reset request: mail a token if the account can sign in.
-    async fn send_password_reset(&self, sealed_email: &str) -> anyhow::Result<()> {
+    /// The job's half of a reset request: mail a token if the account can sign in. The token,
+    /// its mail job and the request job's completion commit together, so a request that ran
+    /// once cannot run again and mail a second token (which would void the first link).
+    async fn send_password_reset(&self, sealed_email: &str, completion: Completion) -> anyhow::Result<Done> {
         let email = self.cipher.decrypt(RESET_REQUEST_COLUMN, sealed_email)?;
-        let Some(row) = self.repo.user_by_email(&email).await? else { return Ok(()) };
-        if row.disabled {
-            return Ok(());
-        }
+        let row = self.repo.user_by_email(&email).await?.filter(|row| !row.disabled);
+        let Some(row) = row else { return completion.done().await };
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::ResetPassword, now());
-        self.repo.issue_token(&token, &Effects::default().job(mail)).await?;
-        Ok(())
+        let (token, mail) = (&token, &mail);
+        let (done, ()) = completion
+            .finish(|mut tx| async move {
+                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+                Ok((tx, ()))
+            })
+            .await?;
+        Ok(done)
     }
 
     /// Sets a new password with a mailed token; every session of the account is revoked.
@@ -91,8 +118,21 @@ impl Accounts {
             return Err(bad_token());
         }
         let hash = self.hasher.hash(password.expose()).await?;
-        let effects = |user_id: &str| Effects::default().event(EventType::AccountPasswordReset, user_id, json!({}));
-        if self.repo.reset_password(&token_hash, &hash, now(), &effects).await? { Ok(()) } else { Err(bad_token()) }
+        let (token_hash, hash) = (token_hash.as_str(), hash.as_str());
+        self.store
+            .transact(|mut tx| async move {
+                let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
+                    return Err(bad_token());
+                };
+                if !self.repo.set_password_hash(&mut tx, &user_id, hash, now()).await? {
+                    return Err(bad_token());
+                }
+                // Whoever knew the old password is signed out everywhere.
+                self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
+                Effects::default().event(EventType::AccountPasswordReset, &user_id, json!({})).write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 }
 
@@ -105,8 +145,8 @@ impl JobHandler for PasswordResetRequests {
         RESET_REQUEST_KIND
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let sealed = job.payload.get("email").and_then(|v| v.as_str()).ok_or_else(|| anyhow::anyhow!("payload has no email"))?;
-        self.0.send_password_reset(sealed).await
+        self.0.send_password_reset(sealed, completion).await
     }
 }

@@ -1,9 +1,10 @@
 //! SQL for accounts and sessions, written once for both backends.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use crate::events::Effects;
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 /// A `users` row as stored (phone and address still sealed).
 #[derive(Debug, Clone)]
@@ -52,9 +53,6 @@ pub struct NewAccountToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Effects that depend on the user a token turned out to belong to.
-pub type EffectsFor<'a> = &'a (dyn Fn(&str) -> Effects + Sync);
-
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub id: String,
@@ -81,17 +79,6 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
 }
 
-/// What presenting a refresh token did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// The token was live; it is now spent and `new_hash` replaces it.
-    Rotated { user_id: String, session_id: String, roles: i64 },
-    /// The token was already spent: its whole session has been revoked.
-    Reused,
-    /// Unknown token, or its session is revoked, expired or its account disabled.
-    Invalid,
-}
-
 /// Whether an access token's session may still be used, and the account's current roles.
 #[derive(Debug, Clone)]
 pub struct SessionState {
@@ -115,51 +102,14 @@ pub struct ProfileUpdate {
     pub address_enc: Option<Option<String>>,
 }
 
+/// The SQL of accounts and sessions. Reads use the reader pool; every write is one step of the
+/// caller's unit of work (the rules that tie steps together live in the service).
 #[async_trait::async_trait]
 pub trait AccountRepo: Send + Sync {
-    /// Inserts the account and its first session (if any) together; `Conflict` when the email is taken.
-    async fn create_user(
-        &self,
-        user: &UserRow,
-        session: Option<&NewSession>,
-        token: Option<&NewAccountToken>,
-        effects: &Effects,
-    ) -> Result<(), StoreError>;
-    /// Stores a mailed token (replacing earlier ones of its purpose) with its effects.
-    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError>;
-    /// Spends a verification token and marks the email verified; false when the token is not live.
-    async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError>;
-    /// Whether a token is unspent and unexpired (a cheap look before costly work).
-    async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Spends a reset token, sets the password and revokes every session; false when the token is not live.
-    async fn reset_password(
-        &self,
-        hash: &str,
-        password_hash: &str,
-        now: DateTime<Utc>,
-        effects: EffectsFor<'_>,
-    ) -> Result<bool, StoreError>;
-    async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Makes the pending secret active at `step` and stores the recovery code hashes.
-    async fn enable_totp(
-        &self,
-        user_id: &str,
-        sealed: &str,
-        step: i64,
-        recovery_hashes: &[String],
-        effects: &Effects,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    async fn disable_totp(&self, user_id: &str, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Records `step` as used; false when it (or a later one) was used already (replay).
-    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
-    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError>;
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
-    async fn rotate_refresh(&self, presented_hash: &str, next: &Renewal) -> Result<Rotation, StoreError>;
-    /// Revokes the session of a refresh token; false when the token is unknown.
-    async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Whether a token is unspent and unexpired (a cheap look before costly work).
+    async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError>;
     async fn list_sessions(
         &self,
@@ -168,39 +118,77 @@ pub trait AccountRepo: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SessionRow>, StoreError>;
-    async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
-    async fn update_profile(&self, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError>;
-    /// Sets a new password hash and revokes every session but `keep`.
-    async fn set_password(
-        &self,
-        user_id: &str,
-        hash: &str,
-        keep: Option<&str>,
-        effects: &Effects,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Erases personal data, disables the account and revokes its sessions.
-    async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError>;
-    /// Changes roles and/or the disabled flag; disabling revokes every session.
-    async fn admin_update(
+
+    /// `Conflict { constraint: unique::USER_EMAIL }` when the email is taken.
+    async fn insert_user(&self, tx: &mut Tx, user: &UserRow) -> Result<(), StoreError>;
+    /// The account as this transaction sees it (after its own writes).
+    async fn user_in(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError>;
+    /// False when the account is deleted.
+    async fn update_profile(&self, tx: &mut Tx, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Changes roles and/or the disabled flag; false when the account is deleted or unknown.
+    async fn set_roles_and_disabled(
         &self,
+        tx: &mut Tx,
         user_id: &str,
         roles: Option<i64>,
         disabled: Option<bool>,
         now: DateTime<Utc>,
-    ) -> Result<Option<UserRow>, StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Sets the password hash of an account that can sign in; false when it is deleted or disabled.
+    async fn set_password_hash(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn mark_email_verified(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Replaces personal data with placeholders, turns MFA off and marks the account deleted and disabled.
+    async fn erase_user(&self, tx: &mut Tx, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Stores a single-use token; an older live token of the same purpose stops working.
+    async fn issue_token(&self, tx: &mut Tx, token: &NewAccountToken) -> Result<(), StoreError>;
+    /// Spends a live token; returns its user (`None`: unknown, spent or expired).
+    async fn consume_token(&self, tx: &mut Tx, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>)
+    -> Result<Option<String>, StoreError>;
+    /// Spends every live token of the user.
+    async fn void_tokens(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn set_totp_pending(&self, tx: &mut Tx, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Makes `sealed` the active secret, with `step` as its last used time step.
+    async fn enable_totp(&self, tx: &mut Tx, user_id: &str, sealed: &str, step: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn disable_totp(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Replaces the user's recovery codes with `hashes` (none: the user has no codes).
+    async fn replace_recovery_codes(&self, tx: &mut Tx, user_id: &str, hashes: &[String]) -> Result<(), StoreError>;
+    /// Records `step` as used; false when it (or a later one) was used already (replay).
+    async fn use_totp_step(&self, tx: &mut Tx, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    async fn use_recovery_code(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn insert_session(&self, tx: &mut Tx, session: &NewSession) -> Result<(), StoreError>;
+    /// Marks a refresh token spent. Of concurrent presenters exactly one gets true; false when
+    /// it was spent already or is unknown.
+    async fn spend_refresh(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The session a refresh token belongs to, whatever state either is in.
+    async fn refresh_owner(&self, tx: &mut Tx, hash: &str) -> Result<Option<String>, StoreError>;
+    /// (session id, user id) when the token's session is unrevoked, unexpired and its account enabled.
+    async fn live_refresh_session(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<Option<(String, String)>, StoreError>;
+    /// Gives a session its next refresh token, client details and expiry.
+    async fn renew_session(&self, tx: &mut Tx, session_id: &str, next: &Renewal) -> Result<(), StoreError>;
+    /// Revokes a live session (only if `owner`'s, when given); false when there was none.
+    async fn revoke_session(&self, tx: &mut Tx, session_id: &str, owner: Option<&str>, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Revokes every live session of the user but `except`.
+    async fn revoke_sessions(&self, tx: &mut Tx, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
-pub struct SqlAccounts<DB: Backend> {
-    db: Db<DB>,
-}
-
-impl<DB: Backend> SqlAccounts<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+/// The account repository of `store`'s backend.
+pub fn for_store(store: &Store) -> Arc<dyn AccountRepo> {
+    struct Accounts;
+    impl Build for Accounts {
+        type Output = Arc<dyn AccountRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlAccounts { db })
+        }
     }
+    store.build(Accounts)
+}
+
+struct SqlAccounts<DB: Backend> {
+    db: Db<DB>,
 }
 
 /// `SELECT <every user column> FROM users <tail>` as one static string.
@@ -248,24 +236,6 @@ fn insert_token<DB: Backend>(t: &NewAccountToken) -> [Sql<DB>; 2] {
     ]
 }
 
-/// Spends a live token; returns its user.
-async fn consume_token<DB: Backend>(
-    conn: &mut DB::Connection,
-    hash: &str,
-    purpose: TokenPurpose,
-    now: DateTime<Utc>,
-) -> Result<Option<String>, StoreError> {
-    let row = Sql::<DB>::new(
-        "UPDATE account_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
-    )
-    .bind(hash)
-    .bind(purpose.as_str())
-    .bind(now)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| r.text("user_id")).transpose()
-}
-
 fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
     let t = &s.token;
     [
@@ -285,54 +255,10 @@ fn insert_session<DB: Backend>(s: &NewSession) -> [Sql<DB>; 2] {
     ]
 }
 
-const REVOKE_OTHER_SESSIONS_SQL: &str =
-    "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)";
+const SELECT_USER_SQL: &str = select_users!("WHERE id = $1");
 
 #[async_trait::async_trait]
 impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
-    async fn create_user(
-        &self,
-        u: &UserRow,
-        session: Option<&NewSession>,
-        token: Option<&NewAccountToken>,
-        effects: &Effects,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(
-            "INSERT INTO users (id, email, email_verified, name, password_hash, roles, country, mfa_enabled, disabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.email.as_str())
-        .bind(u.email_verified)
-        .bind(u.name.as_str())
-        .bind(u.password_hash.as_str())
-        .bind(u.roles)
-        .bind(u.country.clone())
-        .bind(u.mfa_enabled)
-        .bind(u.disabled)
-        .bind(u.created_at)
-        .execute(&mut tx)
-        .await?;
-        for stmt in session.into_iter().flat_map(insert_session::<DB>) {
-            stmt.execute(&mut tx).await?;
-        }
-        for stmt in token.into_iter().flat_map(insert_token::<DB>) {
-            stmt.execute(&mut tx).await?;
-        }
-        effects.apply_in::<DB>(&mut tx, u.created_at).await?;
-        Ok(tx.commit().await?)
-    }
-
-    async fn issue_token(&self, token: &NewAccountToken, effects: &Effects) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        for stmt in insert_token::<DB>(token) {
-            stmt.execute(&mut tx).await?;
-        }
-        effects.apply_in::<DB>(&mut tx, token.now).await?;
-        Ok(tx.commit().await?)
-    }
-
     async fn token_live(&self, hash: &str, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut conn = self.db.reader().await?;
         let row = Sql::<DB>::new(
@@ -346,121 +272,6 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         Ok(row.is_some())
     }
 
-    async fn verify_email(&self, hash: &str, now: DateTime<Utc>, effects: EffectsFor<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::VerifyEmail, now).await? else { return Ok(false) };
-        Sql::<DB>::new("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1")
-            .bind(user_id.as_str())
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        effects(&user_id).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn reset_password(
-        &self,
-        hash: &str,
-        password_hash: &str,
-        now: DateTime<Utc>,
-        effects: EffectsFor<'_>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let Some(user_id) = consume_token::<DB>(&mut tx, hash, TokenPurpose::ResetPassword, now).await? else { return Ok(false) };
-        let changed = Sql::<DB>::new(
-            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL AND disabled = FALSE",
-        )
-        .bind(user_id.as_str())
-        .bind(password_hash)
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id.as_str()).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
-        effects(&user_id).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn set_totp_pending(&self, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("UPDATE users SET totp_pending_enc = $2, updated_at = $3 WHERE id = $1")
-            .bind(user_id)
-            .bind(sealed)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        Ok(tx.commit().await?)
-    }
-
-    async fn enable_totp(
-        &self,
-        user_id: &str,
-        sealed: &str,
-        step: i64,
-        recovery_hashes: &[String],
-        effects: &Effects,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(
-            "UPDATE users SET totp_secret_enc = $2, totp_pending_enc = NULL, totp_last_step = $3, mfa_enabled = TRUE, updated_at = $4 WHERE id = $1",
-        )
-        .bind(user_id)
-        .bind(sealed)
-        .bind(step)
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
-        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
-        for hash in recovery_hashes {
-            Sql::<DB>::new("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)")
-                .bind(hash.as_str())
-                .bind(user_id)
-                .execute(&mut tx)
-                .await?;
-        }
-        effects.apply_in::<DB>(&mut tx, now).await?;
-        Ok(tx.commit().await?)
-    }
-
-    async fn disable_totp(&self, user_id: &str, effects: &Effects, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(
-            "UPDATE users SET totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, mfa_enabled = FALSE, updated_at = $2 WHERE id = $1",
-        )
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
-        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
-        effects.apply_in::<DB>(&mut tx, now).await?;
-        Ok(tx.commit().await?)
-    }
-
-    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
-        let n = self.db.execute(Sql::<DB>::new("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND mfa_enabled = TRUE AND (totp_last_step IS NULL OR totp_last_step < $2)")
-            .bind(user_id)
-            .bind(step)).await?;
-        Ok(n == 1)
-    }
-
-    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = self
-            .db
-            .execute(
-                Sql::<DB>::new("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
-                    .bind(hash)
-                    .bind(user_id)
-                    .bind(now),
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
         const SQL: &str = select_users!("WHERE email = $1");
         let mut conn = self.db.reader().await?;
@@ -469,83 +280,9 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
-        const SQL: &str = select_users!("WHERE id = $1");
         let mut conn = self.db.reader().await?;
-        let row = Sql::<DB>::new(SQL).bind(id).fetch_optional(&mut conn).await?;
+        let row = Sql::<DB>::new(SELECT_USER_SQL).bind(id).fetch_optional(&mut conn).await?;
         row.as_ref().map(user_from).transpose()
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        for stmt in insert_session::<DB>(session) {
-            stmt.execute(&mut tx).await?;
-        }
-        Ok(tx.commit().await?)
-    }
-
-    async fn rotate_refresh(&self, presented: &str, next: &Renewal) -> Result<Rotation, StoreError> {
-        let mut tx = self.db.begin().await?;
-        // The conditional update is the arbiter: of concurrent presenters exactly one flips it.
-        let spent = Sql::<DB>::new("UPDATE refresh_tokens SET spent_at = $2 WHERE token_hash = $1 AND spent_at IS NULL")
-            .bind(presented)
-            .bind(next.now)
-            .execute(&mut tx)
-            .await?;
-        if spent == 0 {
-            let owner = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(presented)
-                .fetch_optional(&mut tx)
-                .await?;
-            let Some(owner) = owner else { return Ok(Rotation::Invalid) };
-            Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(owner.text("session_id")?)
-                .bind(next.now)
-                .execute(&mut tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(Rotation::Reused);
-        }
-        let row = Sql::<DB>::new(
-            "SELECT s.id, s.user_id, u.roles FROM refresh_tokens r \
-             JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
-             WHERE r.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
-        )
-        .bind(presented)
-        .bind(next.now)
-        .fetch_optional(&mut tx)
-        .await?;
-        let Some(row) = row else { return Ok(Rotation::Invalid) };
-        let (session_id, user_id, roles) = (row.text("id")?, row.text("user_id")?, row.int("roles")?);
-        Sql::<DB>::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
-            .bind(next.refresh_hash.as_str())
-            .bind(session_id.as_str())
-            .bind(next.now)
-            .execute(&mut tx)
-            .await?;
-        Sql::<DB>::new("UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = $4, user_agent = $5 WHERE id = $1")
-            .bind(session_id.as_str())
-            .bind(next.now)
-            .bind(next.expires_at)
-            .bind(next.ip.clone())
-            .bind(next.user_agent.clone())
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Rotation::Rotated { user_id, session_id, roles })
-    }
-
-    async fn revoke_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let owner =
-            Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1").bind(hash).fetch_optional(&mut tx).await?;
-        let Some(owner) = owner else { return Ok(false) };
-        Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(owner.text("session_id")?)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn session_state(&self, session_id: &str, user_id: &str, now: DateTime<Utc>) -> Result<Option<SessionState>, StoreError> {
@@ -597,26 +334,47 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
             .collect()
     }
 
-    async fn revoke_session(&self, user_id: &str, session_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = self
-            .db
-            .execute(
-                Sql::<DB>::new("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-                    .bind(session_id)
-                    .bind(user_id)
-                    .bind(now),
-            )
+    async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
+        const SQL: &str = select_users!(
+            "WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR (roles & $2) <> 0) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        );
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(SQL)
+            .bind(filter.email_like.clone())
+            .bind(filter.role_bits)
+            .bind(after.map(str::to_owned))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut conn)
             .await?;
-        Ok(n == 1)
+        rows.iter().map(user_from).collect()
     }
 
-    async fn revoke_all_sessions(&self, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = self.db.execute(Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(except.map(str::to_owned))).await?;
-        Ok(n)
+    async fn insert_user(&self, tx: &mut Tx, u: &UserRow) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "INSERT INTO users (id, email, email_verified, name, password_hash, roles, country, mfa_enabled, disabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(u.email_verified)
+        .bind(u.name.as_str())
+        .bind(u.password_hash.as_str())
+        .bind(u.roles)
+        .bind(u.country.clone())
+        .bind(u.mfa_enabled)
+        .bind(u.disabled)
+        .bind(u.created_at)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
     }
 
-    async fn update_profile(&self, user_id: &str, u: &ProfileUpdate, now: DateTime<Utc>) -> Result<Option<UserRow>, StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn user_in(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = Sql::<DB>::new(SELECT_USER_SQL).bind(id).fetch_optional(tx.conn::<DB>()?).await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn update_profile(&self, tx: &mut Tx, user_id: &str, u: &ProfileUpdate, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let n = Sql::<DB>::new(
             "UPDATE users SET name = COALESCE($2, name), \
              country = CASE WHEN $3 THEN $4 ELSE country END, \
@@ -633,48 +391,53 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .bind(u.address_enc.is_some())
         .bind(u.address_enc.clone().flatten())
         .bind(now)
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        const SQL: &str = select_users!("WHERE id = $1");
-        let row = Sql::<DB>::new(SQL).bind(user_id).fetch_one(&mut tx).await?;
-        tx.commit().await?;
-        user_from(&row).map(Some)
+        Ok(n == 1)
     }
 
-    async fn set_password(
+    async fn set_roles_and_disabled(
         &self,
+        tx: &mut Tx,
         user_id: &str,
-        hash: &str,
-        keep: Option<&str>,
-        effects: &Effects,
+        roles: Option<i64>,
+        disabled: Option<bool>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-            .bind(user_id)
-            .bind(hash)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(keep.map(str::to_owned)).execute(&mut tx).await?;
-        effects.apply_in::<DB>(&mut tx, now).await?;
-        Ok(tx.commit().await?)
+    ) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new(
+            "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), updated_at = $4 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(roles)
+        .bind(disabled)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(n == 1)
     }
 
-    async fn anonymise(&self, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        // Mail to the address is personal data too: what has not started is not sent, what was
-        // sent leaves no address behind. (A mail being sent right now finishes.)
-        if let Some(row) = Sql::<DB>::new("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut tx).await? {
-            Sql::<DB>::new("DELETE FROM jobs WHERE kind = $1 AND state <> 'running' AND payload LIKE $2 ESCAPE '\\'")
-                .bind(crate::notify::mail::MAIL_KIND)
-                .bind(crate::notify::mail::addressed_to_pattern(&row.text("email")?))
-                .execute(&mut tx)
-                .await?;
-        }
+    async fn set_password_hash(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new(
+            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL AND disabled = FALSE",
+        )
+        .bind(user_id)
+        .bind(hash)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn mark_email_verified(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new("UPDATE users SET email_verified = TRUE, updated_at = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn erase_user(&self, tx: &mut Tx, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         Sql::<DB>::new(
             "UPDATE users SET email = $2, name = 'Deleted user', password_hash = '', country = NULL, phone_enc = NULL, \
              address_enc = NULL, mfa_enabled = FALSE, totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, \
@@ -683,57 +446,187 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .bind(user_id)
         .bind(placeholder_email)
         .bind(now)
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
-        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
+        Ok(())
+    }
+
+    async fn issue_token(&self, tx: &mut Tx, token: &NewAccountToken) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        for stmt in insert_token::<DB>(token) {
+            stmt.execute(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn consume_token(
+        &self,
+        tx: &mut Tx,
+        hash: &str,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let row = Sql::<DB>::new(
+            "UPDATE account_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
+        )
+        .bind(hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| r.text("user_id")).transpose()
+    }
+
+    async fn void_tokens(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         Sql::<DB>::new("UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
             .bind(user_id)
             .bind(now)
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
-    async fn list_users(&self, filter: &UserFilter, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
-        const SQL: &str = select_users!(
-            "WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR (roles & $2) <> 0) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
-        );
-        let mut conn = self.db.reader().await?;
-        let rows = Sql::<DB>::new(SQL)
-            .bind(filter.email_like.clone())
-            .bind(filter.role_bits)
-            .bind(after.map(str::to_owned))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&mut conn)
-            .await?;
-        rows.iter().map(user_from).collect()
-    }
-
-    async fn admin_update(
-        &self,
-        user_id: &str,
-        roles: Option<i64>,
-        disabled: Option<bool>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<UserRow>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new("UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), updated_at = $4 WHERE id = $1 AND deleted_at IS NULL")
+    async fn set_totp_pending(&self, tx: &mut Tx, user_id: &str, sealed: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new("UPDATE users SET totp_pending_enc = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)
-            .bind(roles)
-            .bind(disabled)
+            .bind(sealed)
             .bind(now)
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        if n == 0 {
-            return Ok(None);
+        Ok(())
+    }
+
+    async fn enable_totp(&self, tx: &mut Tx, user_id: &str, sealed: &str, step: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "UPDATE users SET totp_secret_enc = $2, totp_pending_enc = NULL, totp_last_step = $3, mfa_enabled = TRUE, updated_at = $4 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(sealed)
+        .bind(step)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn disable_totp(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "UPDATE users SET totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, mfa_enabled = FALSE, updated_at = $2 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn replace_recovery_codes(&self, tx: &mut Tx, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(conn).await?;
+        for hash in hashes {
+            Sql::<DB>::new("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)")
+                .bind(hash.as_str())
+                .bind(user_id)
+                .execute(conn)
+                .await?;
         }
-        if disabled == Some(true) {
-            Sql::<DB>::new(REVOKE_OTHER_SESSIONS_SQL).bind(user_id).bind(now).bind(Option::<String>::None).execute(&mut tx).await?;
+        Ok(())
+    }
+
+    async fn use_totp_step(&self, tx: &mut Tx, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new(
+            "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND mfa_enabled = TRUE AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(user_id)
+        .bind(step)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn use_recovery_code(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
+            .bind(hash)
+            .bind(user_id)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn insert_session(&self, tx: &mut Tx, session: &NewSession) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        for stmt in insert_session::<DB>(session) {
+            stmt.execute(conn).await?;
         }
-        const SQL: &str = select_users!("WHERE id = $1");
-        let row = Sql::<DB>::new(SQL).bind(user_id).fetch_one(&mut tx).await?;
-        tx.commit().await?;
-        user_from(&row).map(Some)
+        Ok(())
+    }
+
+    async fn spend_refresh(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE refresh_tokens SET spent_at = $2 WHERE token_hash = $1 AND spent_at IS NULL")
+            .bind(hash)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn refresh_owner(&self, tx: &mut Tx, hash: &str) -> Result<Option<String>, StoreError> {
+        let row = Sql::<DB>::new("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(tx.conn::<DB>()?)
+            .await?;
+        row.map(|r| r.text("session_id")).transpose()
+    }
+
+    async fn live_refresh_session(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<Option<(String, String)>, StoreError> {
+        let row = Sql::<DB>::new(
+            "SELECT s.id, s.user_id FROM refresh_tokens r \
+             JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
+             WHERE r.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| Ok((r.text("id")?, r.text("user_id")?))).transpose()
+    }
+
+    async fn renew_session(&self, tx: &mut Tx, session_id: &str, next: &Renewal) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
+            .bind(next.refresh_hash.as_str())
+            .bind(session_id)
+            .bind(next.now)
+            .execute(conn)
+            .await?;
+        Sql::<DB>::new("UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = $4, user_agent = $5 WHERE id = $1")
+            .bind(session_id)
+            .bind(next.now)
+            .bind(next.expires_at)
+            .bind(next.ip.clone())
+            .bind(next.user_agent.clone())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, tx: &mut Tx, session_id: &str, owner: Option<&str>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL")
+            .bind(session_id)
+            .bind(owner.map(str::to_owned))
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_sessions(&self, tx: &mut Tx, user_id: &str, except: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Sql::<DB>::new("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)")
+            .bind(user_id)
+            .bind(now)
+            .bind(except.map(str::to_owned))
+            .execute(tx.conn::<DB>()?)
+            .await
     }
 }

@@ -8,14 +8,15 @@ use chrono::{DateTime, Utc};
 use super::error::AuthError;
 use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Role, Roles, SessionView, User};
 use super::password::Hasher;
-use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, Rotation, TokenPurpose, UserFilter, UserRow};
+use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, TokenPurpose, UserFilter, UserRow};
 use super::tokens::TokenSigner;
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::jobs::Jobs;
+use crate::notify::mail::{MAIL_KIND, addressed_to_pattern};
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
-use crate::store::{StoreError, now};
+use crate::store::{Store, StoreError, Tx, now, unique};
 
 const PHONE_COLUMN: &str = "users.phone";
 const ADDRESS_COLUMN: &str = "users.address";
@@ -52,6 +53,7 @@ pub struct NewAccount {
 }
 
 pub struct Accounts {
+    pub(super) store: Store,
     pub(super) repo: Arc<dyn AccountRepo>,
     pub(super) hasher: Hasher,
     signer: TokenSigner,
@@ -61,15 +63,8 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(
-        repo: Arc<dyn AccountRepo>,
-        hasher: Hasher,
-        signer: TokenSigner,
-        cipher: Arc<FieldCipher>,
-        jobs: Jobs,
-        refresh_ttl: Duration,
-    ) -> Self {
-        Self { repo, hasher, signer, cipher, jobs, refresh_ttl }
+    pub fn new(store: Store, hasher: Hasher, signer: TokenSigner, cipher: Arc<FieldCipher>, jobs: Jobs, refresh_ttl: Duration) -> Self {
+        Self { repo: super::repo::for_store(&store), store, hasher, signer, cipher, jobs, refresh_ttl }
     }
 
     pub fn signer(&self) -> &TokenSigner {
@@ -81,10 +76,16 @@ impl Accounts {
         let row = new_user_row(&account, hash, Roles::customer(), now());
         let (session, refresh) = self.new_session(&row.id, &client, row.created_at);
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, row.created_at);
-        match self.repo.create_user(&row, Some(&session), Some(&token), &Effects::default().job(mail)).await {
-            Err(StoreError::Conflict) => return Err(AuthError::EmailTaken),
-            other => other?,
-        }
+        let (row_ref, session_ref, token, mail) = (&row, &session, &token, &mail);
+        // The password was hashed above: the unit of work opens only for the writes.
+        self.store
+            .transact(|mut tx| async move {
+                self.insert_user(&mut tx, row_ref).await?;
+                self.repo.insert_session(&mut tx, session_ref).await?;
+                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await?;
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
@@ -99,31 +100,62 @@ impl Accounts {
         if row.disabled {
             return Err(AuthError::Disabled);
         }
-        if row.mfa_enabled {
-            self.second_factor(&row, totp_code).await?;
-        }
         let (session, refresh) = self.new_session(&row.id, &client, now());
-        self.repo.create_session(&session).await?;
+        let (row_ref, session_ref) = (&row, &session);
+        self.store
+            .transact(|mut tx| async move {
+                if row_ref.mfa_enabled {
+                    self.second_factor(&mut tx, row_ref, totp_code).await?;
+                }
+                self.repo.insert_session(&mut tx, session_ref).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await?;
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
     pub async fn refresh(&self, token: &str, client: Client) -> Result<Issued, AuthError> {
         let (next, refresh) = self.renewal(&client, now());
-        match self.repo.rotate_refresh(&sha256_hex(token.as_bytes()), &next).await? {
-            Rotation::Rotated { user_id, session_id, .. } => {
-                let row = self.repo.user_by_id(&user_id).await?.ok_or(AuthError::InvalidToken)?;
-                self.issue(self.user(row)?, &session_id, refresh)
-            }
-            Rotation::Reused => {
+        let (presented, next) = (sha256_hex(token.as_bytes()), &next);
+        let presented = presented.as_str();
+        let rotated = self
+            .store
+            .transact(|mut tx| async move {
+                // Spending the token is the arbiter: of concurrent presenters exactly one wins.
+                if !self.repo.spend_refresh(&mut tx, presented, next.now).await? {
+                    // A spent token presented again was stolen or replayed: its session ends.
+                    let Some(session_id) = self.repo.refresh_owner(&mut tx, presented).await? else { return Ok((tx, Rotated::Invalid)) };
+                    self.repo.revoke_session(&mut tx, &session_id, None, next.now).await?;
+                    return Ok((tx, Rotated::Reused));
+                }
+                let Some((session_id, user_id)) = self.repo.live_refresh_session(&mut tx, presented, next.now).await? else {
+                    return Ok((tx, Rotated::Invalid));
+                };
+                self.repo.renew_session(&mut tx, &session_id, next).await?;
+                let user = self.repo.user_in(&mut tx, &user_id).await?.ok_or(AuthError::InvalidToken)?;
+                Ok::<_, AuthError>((tx, Rotated::Live(Box::new(user), session_id)))
+            })
+            .await?;
+        match rotated {
+            Rotated::Live(row, session_id) => self.issue(self.user(*row)?, &session_id, refresh),
+            Rotated::Reused => {
                 tracing::warn!("a spent refresh token was presented; its session is revoked");
                 Err(AuthError::TokenReused)
             }
-            Rotation::Invalid => Err(AuthError::InvalidToken),
+            Rotated::Invalid => Err(AuthError::InvalidToken),
         }
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
-        if self.repo.revoke_by_refresh(&sha256_hex(token.as_bytes()), now()).await? { Ok(()) } else { Err(AuthError::InvalidToken) }
+        let presented = sha256_hex(token.as_bytes());
+        let presented = presented.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                let Some(session_id) = self.repo.refresh_owner(&mut tx, presented).await? else { return Err(AuthError::InvalidToken) };
+                self.repo.revoke_session(&mut tx, &session_id, None, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Verifies an access token and that its session is still live. Roles come from the
@@ -160,12 +192,25 @@ impl Accounts {
     }
 
     pub async fn revoke_session(&self, who: &Principal, session_id: &str) -> Result<(), AuthError> {
-        if self.repo.revoke_session(&who.user_id, session_id, now()).await? { Ok(()) } else { Err(AuthError::NotFound("session")) }
+        let owner = who.user_id.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                if !self.repo.revoke_session(&mut tx, session_id, Some(owner), now()).await? {
+                    return Err(AuthError::NotFound("session"));
+                }
+                Ok((tx, ()))
+            })
+            .await
     }
 
     pub async fn revoke_all_sessions(&self, who: &Principal) -> Result<(), AuthError> {
-        self.repo.revoke_all_sessions(&who.user_id, None, now()).await?;
-        Ok(())
+        let user_id = who.user_id.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     pub fn me(&self, who: &Principal) -> Result<Me, AuthError> {
@@ -183,7 +228,17 @@ impl Accounts {
                 .transpose()
                 .map_err(anyhow::Error::from)?,
         };
-        let row = self.repo.update_profile(&who.user_id, &update, now()).await?.ok_or(AuthError::InvalidToken)?;
+        let (user_id, update) = (who.user_id.as_str(), &update);
+        let row = self
+            .store
+            .transact(|mut tx| async move {
+                if !self.repo.update_profile(&mut tx, user_id, update, now()).await? {
+                    return Err(AuthError::InvalidToken);
+                }
+                let row = self.repo.user_in(&mut tx, user_id).await?.ok_or(AuthError::InvalidToken)?;
+                Ok((tx, row))
+            })
+            .await?;
         Ok(self.user(row)?.into())
     }
 
@@ -193,16 +248,38 @@ impl Accounts {
         let password = Password::parse("new_password", new_password, Some(&email))?;
         let hash = self.hasher.hash(password.expose()).await?;
         let effects = Effects::default().event(EventType::AccountPasswordChanged, &who.user_id, serde_json::json!({}));
-        self.repo.set_password(&who.user_id, &hash, Some(&who.session_id), &effects, now()).await?;
-        Ok(())
+        let (who, hash, effects) = (who, hash.as_str(), &effects);
+        self.store
+            .transact(|mut tx| async move {
+                if !self.repo.set_password_hash(&mut tx, &who.user_id, hash, now()).await? {
+                    return Err(AuthError::InvalidToken);
+                }
+                // A new password signs out every other device.
+                self.repo.revoke_sessions(&mut tx, &who.user_id, Some(&who.session_id), now()).await?;
+                effects.write(&mut tx, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Erases personal data; the account row stays so ledger history keeps its owner.
     pub async fn delete_me(&self, who: &Principal, password: &str) -> Result<(), AuthError> {
-        self.verified_owner(who, password).await?;
+        let row = self.verified_owner(who, password).await?;
         let placeholder = format!("deleted-{}@deleted.invalid", who.user_id);
-        self.repo.anonymise(&who.user_id, &placeholder, now()).await?;
-        Ok(())
+        let (user_id, placeholder, unsent_mail) = (who.user_id.as_str(), placeholder.as_str(), addressed_to_pattern(&row.email));
+        let unsent_mail = unsent_mail.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                // Mail to the address is personal data too: what has not started is not sent,
+                // what was sent leaves no address behind. (A mail being sent right now finishes.)
+                self.jobs.repo().discard_matching(&mut tx, MAIL_KIND, unsent_mail).await?;
+                self.repo.erase_user(&mut tx, user_id, placeholder, now()).await?;
+                self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
+                self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
+                self.repo.void_tokens(&mut tx, user_id, now()).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await
     }
 
     pub async fn list_users(
@@ -230,11 +307,21 @@ impl Accounts {
                 return Err(AuthError::Conflict("you cannot remove your own admin role"));
             }
         }
+        let (roles, disabled) = (patch.roles.map(Roles::bits), patch.disabled);
         let row = self
-            .repo
-            .admin_update(user_id, patch.roles.map(Roles::bits), patch.disabled, now())
-            .await?
-            .ok_or(AuthError::NotFound("user"))?;
+            .store
+            .transact(|mut tx| async move {
+                if !self.repo.set_roles_and_disabled(&mut tx, user_id, roles, disabled, now()).await? {
+                    return Err(AuthError::NotFound("user"));
+                }
+                // A disabled account is signed out everywhere at once, not at its tokens' expiry.
+                if disabled == Some(true) {
+                    self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
+                }
+                let row = self.repo.user_in(&mut tx, user_id).await?.ok_or(AuthError::NotFound("user"))?;
+                Ok((tx, row))
+            })
+            .await?;
         tracing::info!(target_user = user_id, roles = ?patch.roles.map(Roles::list), disabled = ?patch.disabled, "account changed by an administrator");
         Ok(self.user(row)?.into())
     }
@@ -243,9 +330,21 @@ impl Accounts {
     pub async fn create_with_roles(&self, account: NewAccount, roles: Roles) -> Result<String, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;
         let row = new_user_row(&account, hash, roles, now());
-        match self.repo.create_user(&row, None, None, &Effects::default()).await {
-            Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
-            other => other.map(|()| row.id).map_err(AuthError::from),
+        let row_ref = &row;
+        self.store
+            .transact(|mut tx| async move {
+                self.insert_user(&mut tx, row_ref).await?;
+                Ok::<_, AuthError>((tx, ()))
+            })
+            .await?;
+        Ok(row.id)
+    }
+
+    /// Inserts a new account; a taken email is the caller's error, not a fault.
+    async fn insert_user(&self, tx: &mut Tx, row: &UserRow) -> Result<(), AuthError> {
+        match self.repo.insert_user(tx, row).await {
+            Err(StoreError::Conflict { constraint: unique::USER_EMAIL }) => Err(AuthError::EmailTaken),
+            other => Ok(other?),
         }
     }
 
@@ -305,6 +404,16 @@ impl Accounts {
             created_at: row.created_at,
         })
     }
+}
+
+/// What presenting a refresh token came to.
+enum Rotated {
+    /// The token was live: its session now has the next one (and this is its account).
+    Live(Box<UserRow>, String),
+    /// The token was spent already: its session is revoked.
+    Reused,
+    /// Unknown token, or its session is revoked or expired or its account disabled.
+    Invalid,
 }
 
 fn new_user_row(account: &NewAccount, password_hash: String, roles: Roles, at: DateTime<Utc>) -> UserRow {

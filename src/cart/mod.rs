@@ -4,5 +4,5 @@ pub mod repo;
 pub mod routes;
 pub mod service;
 
-pub use repo::{CartRepo, SqlCarts};
+pub use repo::CartRepo;
 pub use service::Carts;

@@ -1,8 +1,10 @@
 //! SQL of carts: one per user, items by product, an optional coupon.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 /// A cart as stored: its coupon and (product, quantity) lines in the order they were added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -11,26 +13,37 @@ pub struct StoredCart {
     pub items: Vec<(String, u32)>,
 }
 
+/// Reads use the reader pool; every write is one step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait CartRepo: Send + Sync {
     async fn load(&self, user_id: &str) -> Result<StoredCart, StoreError>;
+    /// Creates the user's cart row or, if it exists, locks it for the rest of the transaction.
+    /// Every cart write takes this first, so two writes to one cart lock `carts` before
+    /// `cart_items` in the same order and cannot deadlock.
+    async fn lock(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Sets a line's quantity; 0 removes the line.
-    async fn set_quantity(&self, user_id: &str, product_id: &str, quantity: u32, now: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn clear(&self, user_id: &str) -> Result<(), StoreError>;
-    async fn set_coupon(&self, user_id: &str, code: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn set_quantity(&self, tx: &mut Tx, user_id: &str, product_id: &str, quantity: u32, now: DateTime<Utc>)
+    -> Result<(), StoreError>;
+    /// Removes the cart row and every line.
+    async fn delete(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError>;
+    async fn set_coupon(&self, tx: &mut Tx, user_id: &str, code: Option<&str>) -> Result<(), StoreError>;
 }
 
-pub struct SqlCarts<DB: Backend> {
+/// The cart repository of `store`'s backend.
+pub fn for_store(store: &Store) -> Arc<dyn CartRepo> {
+    struct Carts;
+    impl Build for Carts {
+        type Output = Arc<dyn CartRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlCarts { db })
+        }
+    }
+    store.build(Carts)
+}
+
+struct SqlCarts<DB: Backend> {
     db: Db<DB>,
 }
-
-impl<DB: Backend> SqlCarts<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
-    }
-}
-
-const TOUCH_CART_SQL: &str = "INSERT INTO carts (user_id, coupon_code, updated_at) VALUES ($1, NULL, $2) ON CONFLICT (user_id) DO UPDATE SET updated_at = excluded.updated_at";
 
 #[async_trait::async_trait]
 impl<DB: Backend> CartRepo for SqlCarts<DB> {
@@ -48,14 +61,32 @@ impl<DB: Backend> CartRepo for SqlCarts<DB> {
         Ok(StoredCart { coupon_code: coupon.map(|r| r.opt_text("coupon_code")).transpose()?.flatten(), items })
     }
 
-    async fn set_quantity(&self, user_id: &str, product_id: &str, quantity: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(TOUCH_CART_SQL).bind(user_id).bind(now).execute(&mut tx).await?;
+    async fn lock(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "INSERT INTO carts (user_id, coupon_code, updated_at) VALUES ($1, NULL, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_quantity(
+        &self,
+        tx: &mut Tx,
+        user_id: &str,
+        product_id: &str,
+        quantity: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
         if quantity == 0 {
             Sql::<DB>::new("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
                 .bind(user_id)
                 .bind(product_id)
-                .execute(&mut tx)
+                .execute(conn)
                 .await?;
         } else {
             Sql::<DB>::new(
@@ -66,27 +97,25 @@ impl<DB: Backend> CartRepo for SqlCarts<DB> {
             .bind(product_id)
             .bind(i64::from(quantity))
             .bind(now)
-            .execute(&mut tx)
+            .execute(conn)
             .await?;
         }
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
-    async fn clear(&self, user_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
-        Sql::<DB>::new("DELETE FROM carts WHERE user_id = $1").bind(user_id).execute(&mut tx).await?;
-        Ok(tx.commit().await?)
+    async fn delete(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(conn).await?;
+        Sql::<DB>::new("DELETE FROM carts WHERE user_id = $1").bind(user_id).execute(conn).await?;
+        Ok(())
     }
 
-    async fn set_coupon(&self, user_id: &str, code: Option<&str>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(TOUCH_CART_SQL).bind(user_id).bind(now).execute(&mut tx).await?;
+    async fn set_coupon(&self, tx: &mut Tx, user_id: &str, code: Option<&str>) -> Result<(), StoreError> {
         Sql::<DB>::new("UPDATE carts SET coupon_code = $2 WHERE user_id = $1")
             .bind(user_id)
             .bind(code.map(str::to_owned))
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::money::Money;
 use crate::pricing::Pricing;
 use crate::pricing::service::QuoteAdjustment;
-use crate::store::{StoreError, now};
+use crate::store::{Store, StoreError, Transient, now};
 use crate::validation::Invalid;
 
 pub const MAX_QUANTITY: u32 = 999;
@@ -49,6 +49,12 @@ pub enum CartError {
     Catalog(#[from] crate::catalog::service::CatalogError),
 }
 
+impl Transient for CartError {
+    fn is_transient(&self) -> bool {
+        matches!(self, CartError::Store(e) if e.is_transient())
+    }
+}
+
 impl From<Invalid> for CartError {
     fn from(i: Invalid) -> Self {
         CartError::Invalid(i)
@@ -56,6 +62,7 @@ impl From<Invalid> for CartError {
 }
 
 pub struct Carts {
+    store: Store,
     repo: Arc<dyn CartRepo>,
     catalog: Arc<Catalog>,
     pricing: Arc<Pricing>,
@@ -63,8 +70,19 @@ pub struct Carts {
 }
 
 impl Carts {
-    pub fn new(repo: Arc<dyn CartRepo>, catalog: Arc<Catalog>, pricing: Arc<Pricing>, currency: &str) -> Self {
-        Self { repo, catalog, pricing, currency: currency.to_owned() }
+    pub fn new(store: Store, catalog: Arc<Catalog>, pricing: Arc<Pricing>, currency: &str) -> Self {
+        Self { repo: super::repo::for_store(&store), store, catalog, pricing, currency: currency.to_owned() }
+    }
+
+    /// Writes one line of `user_id`'s cart (0 removes it), in one transaction.
+    async fn write_line(&self, user_id: &str, product_id: &str, quantity: u32) -> Result<(), CartError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.lock(&mut tx, user_id, now()).await?;
+                self.repo.set_quantity(&mut tx, user_id, product_id, quantity, now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// The cart as it costs now. Lines whose product was deactivated are left out (checkout
@@ -82,7 +100,7 @@ impl Carts {
         for (product_id, quantity) in stored.items {
             let product = self.catalog.product(&product_id).await?;
             let Some(product) = product.filter(|p| p.active) else {
-                self.repo.set_quantity(&who.user_id, &product_id, 0, now()).await?;
+                self.write_line(&who.user_id, &product_id, 0).await?;
                 continue;
             };
             let quote = self.pricing.quote(&product, quantity, country.clone(), stored.coupon_code.clone()).await?;
@@ -118,12 +136,19 @@ impl Carts {
                 return Err(Invalid::one("product_id", "unavailable", "this product does not exist or is no longer sold").into());
             }
         }
-        self.repo.set_quantity(&who.user_id, product_id, quantity, now()).await?;
+        self.write_line(&who.user_id, product_id, quantity).await?;
         self.view(who).await
     }
 
     pub async fn clear(&self, who: &Principal) -> Result<(), CartError> {
-        Ok(self.repo.clear(&who.user_id).await?)
+        let user_id = who.user_id.as_str();
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.lock(&mut tx, user_id, now()).await?;
+                self.repo.delete(&mut tx, user_id).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Applies a coupon that an active promotion carries; unknown or expired codes are refused.
@@ -134,7 +159,14 @@ impl Carts {
         {
             return Err(Invalid::one("code", "unknown_coupon", "this coupon does not exist or has expired").into());
         }
-        self.repo.set_coupon(&who.user_id, code.as_deref(), now()).await?;
+        let (user_id, code) = (who.user_id.as_str(), code.as_deref());
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.lock(&mut tx, user_id, now()).await?;
+                self.repo.set_coupon(&mut tx, user_id, code).await?;
+                Ok::<_, CartError>((tx, ()))
+            })
+            .await?;
         self.view(who).await
     }
 }

@@ -1,11 +1,9 @@
-//! Catalog and stock: products, full-text search, stock movements and reservations, and
-//! the read cache.
+//! Catalog and stock: products, full-text search, stock movements and reservations.
 
-pub mod cache;
 pub mod model;
 pub mod repo;
 pub mod routes;
 pub mod service;
 
-pub use repo::{CatalogRepo, SqlCatalog};
+pub use repo::CatalogRepo;
 pub use service::Catalog;

@@ -1,11 +1,12 @@
 //! SQL of products, stock movements and reservations.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::model::{NewProduct, Product, ProductFilter, ProductPatch, Sort};
-use crate::events::Effects;
 use crate::money::Money;
-use crate::store::{Arg, Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Arg, Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 const COLUMNS: &str = "id, sku, name, description, category, price, on_hand, reserved, active, version, created_at, updated_at";
 
@@ -25,26 +26,6 @@ fn product_from<R: Columns>(r: &R, currency: &str) -> Result<Product, StoreError
     })
 }
 
-/// What an optimistic update found.
-#[derive(Debug)]
-pub enum Updated {
-    Done(Product),
-    NotFound,
-    /// The product is at another version than the caller's `If-Match`.
-    Stale,
-}
-
-/// What a stock adjustment found.
-#[derive(Debug)]
-pub enum Adjusted {
-    Done(Product),
-    NotFound,
-    /// On hand would fall below what is reserved.
-    BelowReserved {
-        available: i64,
-    },
-}
-
 /// How a reservation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
@@ -52,20 +33,10 @@ pub enum Settle {
     Release,
 }
 
-/// Effects that depend on the product as it is after the change.
-pub type ProductEffects<'a> = &'a (dyn Fn(&Product) -> Effects + Sync);
-
+/// The SQL of products, stock and reservations. Reads use the reader pool; every write is one
+/// step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait CatalogRepo: Send + Sync {
-    /// `Conflict` when the SKU is taken.
-    async fn create(
-        &self,
-        id: &str,
-        p: &NewProduct,
-        now: DateTime<Utc>,
-        actor: &str,
-        effects: ProductEffects<'_>,
-    ) -> Result<Product, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Product>, StoreError>;
     /// Up to `limit + 1` products after `after` (sort key, id) in `sort` order.
     async fn list(
@@ -75,56 +46,73 @@ pub trait CatalogRepo: Send + Sync {
         after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<Product>, StoreError>;
+    /// Held reservations past their expiry.
+    async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+
+    /// The product as this transaction sees it (after its own writes).
+    async fn product_in(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError>;
+    /// A new active product at version 1 with `p.stock` on hand; `Conflict` on `unique::PRODUCT_SKU`.
+    async fn insert(&self, tx: &mut Tx, id: &str, p: &NewProduct, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Applies `patch` and moves to the next version, if the product is at `if_version` (when
+    /// given); false when no product matched.
     async fn update(
         &self,
+        tx: &mut Tx,
         id: &str,
         patch: &ProductPatch,
         if_version: Option<i64>,
         now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Updated, StoreError>;
-    async fn adjust_stock(
+    ) -> Result<bool, StoreError>;
+    /// Adds `delta` units on hand unless that would leave fewer than are reserved; false then
+    /// (or when there is no such product).
+    async fn add_on_hand(&self, tx: &mut Tx, id: &str, delta: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Logs a change of stock on hand (the audit trail of stock).
+    async fn record_movement(
         &self,
-        id: &str,
+        tx: &mut Tx,
+        product_id: &str,
         delta: i64,
         reason: &str,
         actor: &str,
         now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Adjusted, StoreError>;
-    /// Holds `quantity` units until `until`; `None` when fewer are available (or the product is inactive).
-    async fn reserve(
+    ) -> Result<(), StoreError>;
+    /// Reserves `quantity` units of an active product if that many are available; false
+    /// otherwise. The conditional update is atomic on both backends: concurrent holds never
+    /// take more than is available.
+    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<bool, StoreError>;
+    async fn insert_reservation(
         &self,
+        tx: &mut Tx,
+        id: &str,
         product_id: &str,
         quantity: i64,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Option<String>, StoreError>;
-    /// Settles a held reservation: committed (the units are sold and leave on hand) or
-    /// released (they are available again). Returns the product, or `None` when the
-    /// reservation was not held.
-    async fn settle(
-        &self,
-        id: &str,
-        outcome: Settle,
-        now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Option<Product>, StoreError>;
-    /// Held reservations past their expiry.
-    async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    ) -> Result<(), StoreError>;
+    /// Ends a held reservation; its (product id, quantity), or `None` when it was not held.
+    async fn end_reservation(&self, tx: &mut Tx, id: &str, outcome: Settle) -> Result<Option<(String, i64)>, StoreError>;
+    /// Gives back `quantity` reserved units, of which `sold` leave on hand.
+    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<(), StoreError>;
 }
 
-pub struct SqlCatalog<DB: Backend> {
+/// The catalog repository of `store`'s backend, showing prices in `currency`.
+pub fn for_store(store: &Store, currency: &str) -> Arc<dyn CatalogRepo> {
+    struct Catalog<'a>(&'a str);
+    impl Build for Catalog<'_> {
+        type Output = Arc<dyn CatalogRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlCatalog { db, currency: self.0.to_owned() })
+        }
+    }
+    store.build(Catalog(currency))
+}
+
+struct SqlCatalog<DB: Backend> {
     db: Db<DB>,
     currency: String,
 }
 
 impl<DB: Backend> SqlCatalog<DB> {
-    pub fn new(db: Db<DB>, currency: &str) -> Self {
-        Self { db, currency: currency.to_owned() }
-    }
-
     async fn fetch(&self, conn: &mut DB::Connection, id: &str) -> Result<Option<Product>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
         let row = Sql::<DB>::assembled(sql).bind(id).fetch_optional(conn).await?;
@@ -158,38 +146,6 @@ impl Sort {
 
 #[async_trait::async_trait]
 impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
-    async fn create(
-        &self,
-        id: &str,
-        p: &NewProduct,
-        now: DateTime<Utc>,
-        actor: &str,
-        effects: ProductEffects<'_>,
-    ) -> Result<Product, StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new(
-            "INSERT INTO products (id, sku, name, description, category, price, on_hand, reserved, active, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, TRUE, 1, $8, $8)",
-        )
-        .bind(id)
-        .bind(p.sku.as_str())
-        .bind(p.name.as_str())
-        .bind(p.description.as_str())
-        .bind(p.category.as_str())
-        .bind(p.price)
-        .bind(p.stock)
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
-        if p.stock != 0 {
-            insert_movement::<DB>(&mut tx, id, p.stock, "initial stock", actor, now).await?;
-        }
-        let product = self.fetch(&mut tx, id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
-        effects(&product).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(product)
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Product>, StoreError> {
         let mut conn = self.db.reader().await?;
         self.fetch(&mut conn, id).await
@@ -218,15 +174,45 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
         rows.iter().map(|r| product_from(r, &self.currency)).collect()
     }
 
+    async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new("SELECT id FROM stock_reservations WHERE state = 'held' AND expires_at <= $1")
+            .bind(now)
+            .fetch_all(&mut conn)
+            .await?;
+        rows.iter().map(|r| r.text("id")).collect()
+    }
+
+    async fn product_in(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError> {
+        self.fetch(tx.conn::<DB>()?, id).await
+    }
+
+    async fn insert(&self, tx: &mut Tx, id: &str, p: &NewProduct, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "INSERT INTO products (id, sku, name, description, category, price, on_hand, reserved, active, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, TRUE, 1, $8, $8)",
+        )
+        .bind(id)
+        .bind(p.sku.as_str())
+        .bind(p.name.as_str())
+        .bind(p.description.as_str())
+        .bind(p.category.as_str())
+        .bind(p.price)
+        .bind(p.stock)
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+
     async fn update(
         &self,
+        tx: &mut Tx,
         id: &str,
         p: &ProductPatch,
         if_version: Option<i64>,
         now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Updated, StoreError> {
-        let mut tx = self.db.begin().await?;
+    ) -> Result<bool, StoreError> {
         let n = Sql::<DB>::new(
             "UPDATE products SET name = COALESCE($3, name), description = COALESCE($4, description), category = COALESCE($5, category), \
              price = COALESCE($6, price), active = COALESCE($7, active), version = version + 1, updated_at = $8 \
@@ -240,144 +226,96 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
         .bind(p.price)
         .bind(p.active)
         .bind(now)
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        if n == 0 {
-            let exists = self.fetch(&mut tx, id).await?.is_some();
-            return Ok(if exists { Updated::Stale } else { Updated::NotFound });
-        }
-        let product = self.fetch(&mut tx, id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
-        effects(&product).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(Updated::Done(product))
+        Ok(n == 1)
     }
 
-    async fn adjust_stock(
-        &self,
-        id: &str,
-        delta: i64,
-        reason: &str,
-        actor: &str,
-        now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Adjusted, StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn add_on_hand(&self, tx: &mut Tx, id: &str, delta: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let n = Sql::<DB>::new(
             "UPDATE products SET on_hand = on_hand + $2, version = version + 1, updated_at = $3 WHERE id = $1 AND on_hand + $2 >= reserved",
         )
         .bind(id)
         .bind(delta)
         .bind(now)
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        if n == 0 {
-            return Ok(match self.fetch(&mut tx, id).await? {
-                None => Adjusted::NotFound,
-                Some(p) => Adjusted::BelowReserved { available: p.stock_available },
-            });
-        }
-        insert_movement::<DB>(&mut tx, id, delta, reason, actor, now).await?;
-        let product = self.fetch(&mut tx, id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
-        effects(&product).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(Adjusted::Done(product))
+        Ok(n == 1)
     }
 
-    async fn reserve(
+    async fn record_movement(
         &self,
+        tx: &mut Tx,
+        product_id: &str,
+        delta: i64,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Sql::<DB>::new("INSERT INTO stock_movements (id, product_id, delta, reason, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(crate::ids::new("stm"))
+            .bind(product_id)
+            .bind(delta)
+            .bind(reason)
+            .bind(actor)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE products SET reserved = reserved + $2 WHERE id = $1 AND active = TRUE AND on_hand - reserved >= $2")
+            .bind(product_id)
+            .bind(quantity)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn insert_reservation(
+        &self,
+        tx: &mut Tx,
+        id: &str,
         product_id: &str,
         quantity: i64,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        // The conditional update is atomic on both backends: concurrent reservations can
-        // never take more than is available.
-        let n = Sql::<DB>::new("UPDATE products SET reserved = reserved + $2 WHERE id = $1 AND active = TRUE AND on_hand - reserved >= $2")
-            .bind(product_id)
-            .bind(quantity)
-            .execute(&mut tx)
-            .await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        let id = crate::ids::new("rsv");
+    ) -> Result<(), StoreError> {
         Sql::<DB>::new(
             "INSERT INTO stock_reservations (id, product_id, quantity, state, expires_at, created_at) VALUES ($1, $2, $3, 'held', $4, $5)",
         )
-        .bind(id.as_str())
+        .bind(id)
         .bind(product_id)
         .bind(quantity)
         .bind(until)
         .bind(now)
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        let product = self.fetch(&mut tx, product_id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
-        effects(&product).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(Some(id))
+        Ok(())
     }
 
-    async fn settle(
-        &self,
-        id: &str,
-        outcome: Settle,
-        now: DateTime<Utc>,
-        effects: ProductEffects<'_>,
-    ) -> Result<Option<Product>, StoreError> {
+    async fn end_reservation(&self, tx: &mut Tx, id: &str, outcome: Settle) -> Result<Option<(String, i64)>, StoreError> {
         let state = match outcome {
             Settle::Commit => "committed",
             Settle::Release => "released",
         };
-        let mut tx = self.db.begin().await?;
         let row =
             Sql::<DB>::new("UPDATE stock_reservations SET state = $2 WHERE id = $1 AND state = 'held' RETURNING product_id, quantity")
                 .bind(id)
                 .bind(state)
-                .fetch_optional(&mut tx)
+                .fetch_optional(tx.conn::<DB>()?)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
-        let (product_id, quantity) = (row.text("product_id")?, row.int("quantity")?);
-        let sold = if outcome == Settle::Commit { quantity } else { 0 };
+        row.map(|r| Ok((r.text("product_id")?, r.int("quantity")?))).transpose()
+    }
+
+    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<(), StoreError> {
         Sql::<DB>::new("UPDATE products SET reserved = reserved - $2, on_hand = on_hand - $3 WHERE id = $1")
-            .bind(product_id.as_str())
+            .bind(product_id)
             .bind(quantity)
             .bind(sold)
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        let product = self.fetch(&mut tx, &product_id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
-        effects(&product).apply_in::<DB>(&mut tx, now).await?;
-        tx.commit().await?;
-        Ok(Some(product))
+        Ok(())
     }
-
-    async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.db.reader().await?;
-        let rows = Sql::<DB>::new("SELECT id FROM stock_reservations WHERE state = 'held' AND expires_at <= $1")
-            .bind(now)
-            .fetch_all(&mut conn)
-            .await?;
-        rows.iter().map(|r| r.text("id")).collect()
-    }
-}
-
-async fn insert_movement<DB: Backend>(
-    conn: &mut DB::Connection,
-    product_id: &str,
-    delta: i64,
-    reason: &str,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    Sql::<DB>::new("INSERT INTO stock_movements (id, product_id, delta, reason, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(crate::ids::new("stm"))
-        .bind(product_id)
-        .bind(delta)
-        .bind(reason)
-        .bind(actor)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

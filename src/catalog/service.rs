@@ -6,12 +6,12 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use serde_json::json;
 
-use super::cache::{Cache, LIST_PREFIX, product_key, quotes_prefix};
 use super::model::{NewProduct, Product, ProductFilter, ProductPatch, Sort};
-use super::repo::{Adjusted, CatalogRepo, Settle, Updated};
+use super::repo::{CatalogRepo, Settle};
+use crate::cache::{Cache, LIST_PREFIX, product_key, quotes_prefix};
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
-use crate::store::{StoreError, now};
+use crate::store::{Store, StoreError, Transient, Tx, now, unique};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -29,7 +29,18 @@ pub enum CatalogError {
     Internal(#[from] anyhow::Error),
 }
 
+impl Transient for CatalogError {
+    fn is_transient(&self) -> bool {
+        match self {
+            CatalogError::Store(e) => e.is_transient(),
+            CatalogError::Internal(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 pub struct Catalog {
+    store: Store,
     repo: Arc<dyn CatalogRepo>,
     cache: Arc<dyn Cache>,
 }
@@ -40,12 +51,17 @@ fn announce(p: &Product) -> Effects {
 }
 
 impl Catalog {
-    pub fn new(repo: Arc<dyn CatalogRepo>, cache: Arc<dyn Cache>) -> Self {
-        Self { repo, cache }
+    /// The catalog of `store`, showing prices in `currency`.
+    pub fn new(store: Store, currency: &str, cache: Arc<dyn Cache>) -> Self {
+        Self { repo: super::repo::for_store(&store, currency), store, cache }
     }
 
-    pub fn repo(&self) -> &Arc<dyn CatalogRepo> {
-        &self.repo
+    /// The product as the unit of work left it, with the event that announces it written
+    /// into the same unit (every product change is announced, for caches and clients).
+    async fn announced(&self, tx: &mut Tx, id: &str) -> Result<Product, CatalogError> {
+        let product = self.repo.product_in(tx, id).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
+        announce(&product).write(tx, now()).await?;
+        Ok(product)
     }
 
     /// The product's JSON, from the cache when possible.
@@ -90,37 +106,64 @@ impl Catalog {
     }
 
     pub async fn create(&self, product: NewProduct, actor: &str) -> Result<Product, CatalogError> {
-        let created = match self.repo.create(&crate::ids::new("prd"), &product, now(), actor, &announce).await {
-            Err(StoreError::Conflict) => return Err(CatalogError::SkuTaken),
-            other => other?,
-        };
+        let (id, product) = (crate::ids::new("prd"), &product);
+        let id = id.as_str();
+        let created = self
+            .store
+            .transact(|mut tx| async move {
+                match self.repo.insert(&mut tx, id, product, now()).await {
+                    Err(StoreError::Conflict { constraint: unique::PRODUCT_SKU }) => return Err(CatalogError::SkuTaken),
+                    other => other?,
+                }
+                if product.stock != 0 {
+                    self.repo.record_movement(&mut tx, id, product.stock, "initial stock", actor, now()).await?;
+                }
+                let created = self.announced(&mut tx, id).await?;
+                Ok((tx, created))
+            })
+            .await?;
         self.forget(&created.id).await;
         Ok(created)
     }
 
     pub async fn update(&self, id: &str, patch: ProductPatch, if_version: Option<i64>) -> Result<Product, CatalogError> {
-        let result = self.repo.update(id, &patch, if_version, now(), &announce).await?;
-        self.forget(id).await;
-        match result {
-            Updated::Done(p) => {
-                if let Some(price) = patch.price {
-                    tracing::info!(product.id = id, price, "product price changed");
+        let patch_ref = &patch;
+        let updated = self
+            .store
+            .transact(|mut tx| async move {
+                if !self.repo.update(&mut tx, id, patch_ref, if_version, now()).await? {
+                    let exists = self.repo.product_in(&mut tx, id).await?.is_some();
+                    return Err(if exists { CatalogError::Stale } else { CatalogError::NotFound });
                 }
-                Ok(p)
-            }
-            Updated::NotFound => Err(CatalogError::NotFound),
-            Updated::Stale => Err(CatalogError::Stale),
+                let updated = self.announced(&mut tx, id).await?;
+                Ok((tx, updated))
+            })
+            .await;
+        self.forget(id).await;
+        let updated = updated?;
+        if let Some(price) = patch.price {
+            tracing::info!(product.id = id, price, "product price changed");
         }
+        Ok(updated)
     }
 
     pub async fn adjust_stock(&self, id: &str, delta: i64, reason: &str, actor: &str) -> Result<Product, CatalogError> {
-        let result = self.repo.adjust_stock(id, delta, reason, actor, now(), &announce).await?;
+        let adjusted = self
+            .store
+            .transact(|mut tx| async move {
+                if !self.repo.add_on_hand(&mut tx, id, delta, now()).await? {
+                    return Err(match self.repo.product_in(&mut tx, id).await? {
+                        None => CatalogError::NotFound,
+                        Some(p) => CatalogError::BelowReserved { available: p.stock_available },
+                    });
+                }
+                self.repo.record_movement(&mut tx, id, delta, reason, actor, now()).await?;
+                let adjusted = self.announced(&mut tx, id).await?;
+                Ok((tx, adjusted))
+            })
+            .await;
         self.forget(id).await;
-        match result {
-            Adjusted::Done(p) => Ok(p),
-            Adjusted::NotFound => Err(CatalogError::NotFound),
-            Adjusted::BelowReserved { available } => Err(CatalogError::BelowReserved { available }),
-        }
+        adjusted
     }
 
     /// Holds stock for `ttl`; checkout then commits or releases it (or it expires).
@@ -128,14 +171,37 @@ impl Catalog {
     pub async fn reserve(&self, product_id: &str, quantity: i64, ttl: Duration) -> Result<Option<String>, CatalogError> {
         let at = now();
         let until = at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?;
-        let id = self.repo.reserve(product_id, quantity, until, at, &announce).await?;
+        let id = self
+            .store
+            .transact(|mut tx| async move {
+                if !self.repo.hold(&mut tx, product_id, quantity).await? {
+                    return Ok((tx, None));
+                }
+                let id = crate::ids::new("rsv");
+                self.repo.insert_reservation(&mut tx, &id, product_id, quantity, until, at).await?;
+                self.announced(&mut tx, product_id).await?;
+                Ok::<_, CatalogError>((tx, Some(id)))
+            })
+            .await?;
         self.forget(product_id).await;
         Ok(id)
     }
 
     /// Ends a held reservation; false when it was not held (already settled or expired).
     pub async fn settle(&self, reservation_id: &str, outcome: Settle) -> Result<bool, CatalogError> {
-        let product = self.repo.settle(reservation_id, outcome, now(), &announce).await?;
+        let product = self
+            .store
+            .transact(|mut tx| async move {
+                let Some((product_id, quantity)) = self.repo.end_reservation(&mut tx, reservation_id, outcome).await? else {
+                    return Ok((tx, None));
+                };
+                // Committed units are sold and leave on hand; released ones are available again.
+                let sold = if outcome == Settle::Commit { quantity } else { 0 };
+                self.repo.unhold(&mut tx, &product_id, quantity, sold).await?;
+                let product = self.announced(&mut tx, &product_id).await?;
+                Ok::<_, CatalogError>((tx, Some(product)))
+            })
+            .await?;
         if let Some(p) = &product {
             self.forget(&p.id).await;
         }

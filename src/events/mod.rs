@@ -1,6 +1,6 @@
 //! The transactional outbox and the event bus.
 //!
-//! A state change writes its event row in the same transaction (`record_in`). The relay
+//! A state change writes its event row in its own unit of work (`Effects::write`). The relay
 //! publishes committed rows in order to the bus; subscribers hear them there. An event is
 //! never lost (the row outlives a crash and is published after restart) and never sent for
 //! a rolled-back change (the row was never committed). Delivery is at least once, so
@@ -17,9 +17,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::store::{StoreError, Tx};
+
 pub use bus::{Bus, LocalBus};
 pub use catalogue::EventType;
-pub use repo::{EventRepo, SqlEvents, record_in};
+pub use repo::{EventRepo, Outbox};
 
 /// An event as clients, subscribers and webhook receivers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -66,17 +68,21 @@ impl Effects {
         self
     }
 
+    /// Writes the effects into the use case's unit of work.
+    pub async fn write(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match tx {
+            Tx::Sqlite(tx) => self.apply_in::<sqlx::Sqlite>(tx, now).await,
+            Tx::Postgres(tx) => self.apply_in::<sqlx::Postgres>(tx, now).await,
+        }
+    }
+
     /// Writes the effects on the caller's connection, inside its transaction.
-    pub async fn apply_in<DB: crate::store::Backend>(
-        &self,
-        conn: &mut DB::Connection,
-        now: DateTime<Utc>,
-    ) -> Result<(), crate::store::StoreError> {
+    async fn apply_in<DB: crate::store::Backend>(&self, conn: &mut DB::Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
         for job in &self.jobs {
-            crate::jobs::enqueue_in::<DB>(conn, job, now).await?;
+            crate::jobs::repo::enqueue_in::<DB>(conn, job, now).await?;
         }
         for event in &self.events {
-            record_in::<DB>(conn, event, now).await?;
+            repo::record_in::<DB>(conn, event, now).await?;
         }
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! SQL of the outbox.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::{Bus, Event, NewEvent};
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 /// Records `event` on the caller's connection, inside its transaction.
-pub async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
+pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
     let id = crate::ids::new("evt");
     Sql::<DB>::new("INSERT INTO events (id, kind, user_id, data, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id.as_str())
@@ -48,91 +50,54 @@ fn runs(ascending: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
     runs
 }
 
+/// The SQL of the outbox. Reads use the reader pool; every write is one step of the caller's
+/// unit of work.
 #[async_trait::async_trait]
 pub trait EventRepo: Send + Sync {
-    /// Records an event on its own (no other change commits with it).
-    async fn record(&self, event: &NewEvent) -> Result<String, StoreError>;
-    /// Publishes the oldest unpublished events in order to `bus`, then marks them,
-    /// all in one write transaction that excludes other relays. Returns how many were sent.
-    async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize>;
+    /// The oldest events not yet published, in commit order (`seq`), with their `seq`.
+    async fn unpublished(&self, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
     /// Events after `after_id` (by id order), oldest first: what a resuming client missed.
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
-    /// Deletes published events older than `before`.
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// How many committed events wait for the relay.
     async fn lag(&self) -> Result<i64, StoreError>;
     /// The last event a durable subscriber recorded as handled (`""`: none yet).
     async fn offset(&self, subscriber: &str) -> Result<String, StoreError>;
+    /// Marks the events with `seq` in `first..=last` published (those not marked yet) and gives
+    /// each its place in the publish order (`publish_seq`, after every one marked before),
+    /// which real-time resume goes by.
+    async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Deletes published events older than `before`.
+    async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Moves a durable subscriber's offset forward (never back).
-    async fn save_offset(&self, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn save_offset(&self, tx: &mut Tx, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
-pub struct SqlEvents<DB: Backend> {
-    db: Db<DB>,
-}
-
-impl<DB: Backend> SqlEvents<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+/// The outbox repository of `store`'s backend.
+pub fn for_store(store: &Store) -> Arc<dyn EventRepo> {
+    struct Events;
+    impl Build for Events {
+        type Output = Arc<dyn EventRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlEvents { db })
+        }
     }
+    store.build(Events)
+}
+
+struct SqlEvents<DB: Backend> {
+    db: Db<DB>,
 }
 
 #[async_trait::async_trait]
 impl<DB: Backend> EventRepo for SqlEvents<DB> {
-    async fn record(&self, event: &NewEvent) -> Result<String, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let id = record_in::<DB>(&mut tx, event, crate::store::now()).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
-        // Look before taking the write lock: most polls find nothing to do.
+    async fn unpublished(&self, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
         let mut conn = self.db.reader().await?;
-        let pending = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL LIMIT 1").fetch_optional(&mut conn).await?;
-        drop(conn);
-        if pending.is_none() {
-            return Ok(0);
-        }
-        let mut tx = self.db.begin().await?;
-        if let Some(lock) = DB::RELAY_LOCK {
-            let row = Sql::<DB>::new(lock).fetch_one(&mut tx).await?;
-            if !row.flag("locked")? {
-                return Ok(0);
-            }
-        }
         let rows =
             Sql::<DB>::new("SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1")
                 .bind(i64::from(limit))
-                .fetch_all(&mut tx)
+                .fetch_all(&mut conn)
                 .await?;
-        let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
-        if events.is_empty() {
-            return Ok(0);
-        }
-        for (_, event) in &events {
-            bus.publish(event).await?;
-        }
-        // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
-        // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
-        // Each row also gets its place in the publish order (`publish_seq`), which real-time
-        // resume goes by: unlike `seq`, it never puts a late-published event behind a resume point.
-        let at = crate::store::now();
-        let mut next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(&mut tx).await?.int("n")?;
-        for (first, last) in runs(events.iter().map(|(seq, _)| *seq)) {
-            Sql::<DB>::new(
-                "UPDATE events SET published_at = $3, publish_seq = $4 + (seq - $1) WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL",
-            )
-            .bind(first)
-            .bind(last)
-            .bind(at)
-            .bind(next)
-            .execute(&mut tx)
-            .await?;
-            next += last - first + 1;
-        }
-        tx.commit().await?;
-        Ok(events.len())
+        rows.iter().map(event_from).collect()
     }
 
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
@@ -145,12 +110,6 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
         .fetch_all(&mut conn)
         .await?;
         rows.iter().map(|r| event_from(r).map(|(_, e)| e)).collect()
-    }
-
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n =
-            self.db.execute(Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before)).await?;
-        Ok(n)
     }
 
     async fn lag(&self) -> Result<i64, StoreError> {
@@ -167,16 +126,102 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
         row.map_or(Ok(String::new()), |r| r.text("last_event_id"))
     }
 
-    async fn save_offset(&self, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let sql = Sql::new(
+    async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        // Relays of several instances may mark at once: the lock (held to commit) makes them
+        // number in turn, so each reads the highest `publish_seq` the previous one committed.
+        if let Some(lock) = DB::LOCK_PUBLISH_ORDER {
+            Sql::<DB>::new(lock).execute(conn).await?;
+        }
+        let next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(conn).await?.int("n")?;
+        Sql::<DB>::new(
+            "UPDATE events SET published_at = $3, publish_seq = $4 + (seq - $1) WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(at)
+        .bind(next)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before).execute(tx.conn::<DB>()?).await
+    }
+
+    async fn save_offset(&self, tx: &mut Tx, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
             "INSERT INTO subscriber_offsets (name, last_event_id, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET last_event_id = excluded.last_event_id, updated_at = excluded.updated_at \
              WHERE subscriber_offsets.last_event_id < excluded.last_event_id",
         )
         .bind(subscriber)
         .bind(event_id)
-        .bind(now);
-        self.db.execute(sql).await.map(|_| ())
+        .bind(now)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The outbox's use cases: relaying committed events to the bus and recording how far a
+/// durable subscriber got, each its own unit of work.
+pub struct Outbox {
+    store: Store,
+    repo: Arc<dyn EventRepo>,
+}
+
+impl Outbox {
+    pub fn new(store: Store) -> Self {
+        Self { repo: for_store(&store), store }
+    }
+
+    /// The outbox's reads, and its steps for other use cases (the purge job).
+    pub fn repo(&self) -> &Arc<dyn EventRepo> {
+        &self.repo
+    }
+
+    /// Publishes the oldest unpublished events in order to `bus`, then marks them published.
+    /// Returns how many were sent. Publishing is a network call (NATS), so no transaction is
+    /// open while it runs: the events are read from the reader pool and marked afterwards in
+    /// a short one. A crash in between, or a relay in another process reading the same rows,
+    /// publishes an event twice; JetStream drops the repeat (the event id is its message id)
+    /// and subscribers are idempotent.
+    pub async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
+        let events = self.repo.unpublished(limit).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        for (_, event) in &events {
+            bus.publish(event).await?;
+        }
+        // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
+        // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
+        // Each row also gets its place in the publish order (`publish_seq`), which real-time
+        // resume goes by: unlike `seq`, it never puts a late-published event behind a resume point.
+        let sent = runs(events.iter().map(|(seq, _)| *seq));
+        let sent = sent.as_slice();
+        let at = crate::store::now();
+        self.store
+            .transact(|mut tx| async move {
+                for (first, last) in sent {
+                    self.repo.mark_published(&mut tx, *first, *last, at).await?;
+                }
+                Ok::<_, StoreError>((tx, ()))
+            })
+            .await?;
+        Ok(events.len())
+    }
+
+    /// Moves a durable subscriber's offset forward (never back).
+    pub async fn save_offset(&self, subscriber: &str, event_id: &str) -> Result<(), StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.save_offset(&mut tx, subscriber, event_id, crate::store::now()).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::{Bus, Event, EventRepo};
+use super::{Bus, Event, Outbox};
 
 /// Reacts to events. `handle` must be idempotent: an event can arrive more than once.
 #[async_trait::async_trait]
@@ -29,10 +29,10 @@ const SAVE_EVERY: u32 = 100;
 
 /// Handles the outbox's published events after `after`, oldest first; returns the last
 /// handled id (or `after` when there were none).
-async fn catch_up(sub: &dyn Subscriber, repo: &dyn EventRepo, after: String, stop: &watch::Receiver<bool>) -> String {
+async fn catch_up(sub: &dyn Subscriber, outbox: &Outbox, after: String, stop: &watch::Receiver<bool>) -> String {
     let mut last = after;
     loop {
-        match repo.since(&last, 1000).await {
+        match outbox.repo().since(&last, 1000).await {
             Ok(missed) if missed.is_empty() => return last,
             Ok(missed) => {
                 for event in missed {
@@ -40,7 +40,7 @@ async fn catch_up(sub: &dyn Subscriber, repo: &dyn EventRepo, after: String, sto
                     last = event.id;
                 }
                 if sub.durable() {
-                    save(sub, repo, &last).await;
+                    save(sub, outbox, &last).await;
                 }
             }
             Err(e) => {
@@ -51,8 +51,8 @@ async fn catch_up(sub: &dyn Subscriber, repo: &dyn EventRepo, after: String, sto
     }
 }
 
-async fn save(sub: &dyn Subscriber, repo: &dyn EventRepo, last: &str) {
-    if let Err(e) = repo.save_offset(sub.name(), last, crate::store::now()).await {
+async fn save(sub: &dyn Subscriber, outbox: &Outbox, last: &str) {
+    if let Err(e) = outbox.save_offset(sub.name(), last).await {
         // Not fatal: a later save moves it on; a crash first means some events run twice.
         tracing::warn!(subscriber = sub.name(), error = %e, "recording the subscriber's offset failed");
     }
@@ -82,14 +82,14 @@ async fn handle_until_done(sub: &dyn Subscriber, event: &Event, stop: &watch::Re
     }
 }
 
-pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, repo: Arc<dyn EventRepo>, mut stop: watch::Receiver<bool>) {
+pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, outbox: Arc<Outbox>, mut stop: watch::Receiver<bool>) {
     // Subscribe before catching up, so nothing published meanwhile is missed (what arrives
     // twice is handled twice, harmlessly).
     let mut events = bus.subscribe();
     let mut last_id: Option<String> = None;
     if sub.durable() {
-        match repo.offset(sub.name()).await {
-            Ok(offset) => last_id = Some(catch_up(sub.as_ref(), repo.as_ref(), offset, &stop).await),
+        match outbox.repo().offset(sub.name()).await {
+            Ok(offset) => last_id = Some(catch_up(sub.as_ref(), outbox.as_ref(), offset, &stop).await),
             Err(e) => tracing::error!(subscriber = sub.name(), error = %e, "reading the subscriber's offset failed"),
         }
     }
@@ -105,14 +105,14 @@ pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, repo: Arc<dyn Even
                 last_id = Some(event.id.clone());
                 unsaved += 1;
                 if sub.durable() && (events.is_empty() || unsaved >= SAVE_EVERY) {
-                    save(sub.as_ref(), repo.as_ref(), &event.id).await;
+                    save(sub.as_ref(), outbox.as_ref(), &event.id).await;
                     unsaved = 0;
                 }
             }
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(subscriber = sub.name(), missed, "subscriber fell behind; catching up from the outbox");
                 let Some(after) = last_id.clone() else { continue };
-                last_id = Some(catch_up(sub.as_ref(), repo.as_ref(), after, &stop).await);
+                last_id = Some(catch_up(sub.as_ref(), outbox.as_ref(), after, &stop).await);
             }
             Err(RecvError::Closed) => return,
         }

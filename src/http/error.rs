@@ -113,7 +113,7 @@ impl From<Invalid> for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::Conflict => Self::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
+            crate::store::StoreError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
             other => Self::internal(other),
         }
     }

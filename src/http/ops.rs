@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::Accounts;
 use crate::auth::tokens::Jwks;
+use crate::events::Outbox;
 use crate::events::nats::NatsBus;
 use crate::jobs::Jobs;
 use crate::store::Store;
@@ -81,14 +82,14 @@ async fn jwks(State(accounts): State<Arc<Accounts>>) -> Response {
     response
 }
 
-async fn metrics(State(store): State<Store>, State(jobs): State<Jobs>) -> impl IntoResponse {
+async fn metrics(State(store): State<Store>, State(jobs): State<Jobs>, State(outbox): State<Arc<Outbox>>) -> impl IntoResponse {
     let (open, idle) = store.pool_stats();
     crate::telemetry::record_pool(store.backend_name(), open, idle);
     match jobs.repo().depth().await {
         Ok(depth) => crate::telemetry::record_job_depth(&depth),
         Err(e) => tracing::warn!(error = %e, "reading the job queue depth failed"),
     }
-    match store.events().lag().await {
+    match outbox.repo().lag().await {
         Ok(lag) => crate::telemetry::record_outbox_lag(lag),
         Err(e) => tracing::warn!(error = %e, "reading the outbox lag failed"),
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::schedule::Schedule;
-use super::{Job, JobHandler, JobRepo, NewJob};
+use super::{Completion, Done, Job, JobHandler, JobRepo, NewJob};
 use crate::events::EventRepo;
 use crate::store::now;
 
@@ -47,10 +47,16 @@ impl JobHandler for PurgeEvents {
         PURGE_EVENTS
     }
 
-    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
-        let n = self.0.purge(now() - EVENT_RETENTION).await?;
+    async fn run(&self, _job: &Job, completion: Completion) -> anyhow::Result<Done> {
+        let repo = &self.0;
+        let (done, n) = completion
+            .finish(|mut tx| async move {
+                let n = repo.purge(&mut tx, now() - EVENT_RETENTION).await?;
+                Ok((tx, n))
+            })
+            .await?;
         tracing::info!(events = n, "purged events past the replay window");
-        Ok(())
+        Ok(done)
     }
 }
 
@@ -62,10 +68,16 @@ impl JobHandler for PurgeJobs {
         PURGE_JOBS
     }
 
-    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
-        let n = self.0.purge_finished(now() - JOB_RETENTION).await?;
+    async fn run(&self, _job: &Job, completion: Completion) -> anyhow::Result<Done> {
+        let repo = &self.0;
+        let (done, n) = completion
+            .finish(|mut tx| async move {
+                let n = repo.purge_finished(&mut tx, now() - JOB_RETENTION).await?;
+                Ok((tx, n))
+            })
+            .await?;
         tracing::info!(jobs = n, "purged finished jobs past their retention");
-        Ok(())
+        Ok(done)
     }
 }
 
@@ -78,11 +90,11 @@ impl JobHandler for ReleaseExpiredReservations {
         RELEASE_RESERVATIONS
     }
 
-    async fn run(&self, _job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, _job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let n = self.0.release_expired().await?;
         if n > 0 {
             tracing::info!(reservations = n, "released expired stock reservations");
         }
-        Ok(())
+        completion.done().await
     }
 }

@@ -12,10 +12,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::Notify;
 
 pub use model::{Job, JobState, NewJob};
-pub use repo::{JobRepo, SqlJobs, enqueue_in};
+pub use repo::{Attempt, JobRepo};
+
+use crate::store::{Store, StoreError, Tx, now};
 
 /// The queues Keel's own jobs use; a worker serves all of them unless configured otherwise.
 pub const QUEUES: &[&str] = &["default", "mail", "webhooks"];
@@ -35,7 +39,59 @@ pub trait JobHandler: Send + Sync + 'static {
         model::backoff(job.attempts, Duration::from_secs(1), Duration::from_secs(3600), model::jitter_of(job))
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()>;
+    /// Runs one attempt. Success is only reachable through `completion`, which commits the
+    /// job's stored effects and its completion in one transaction: once they commit, the job
+    /// cannot run again; if they do not, neither happened.
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done>;
+}
+
+/// Proof that a job's completion committed (only [`Completion`] makes one).
+#[derive(Debug)]
+pub struct Done(());
+
+/// How a handler finishes its job.
+pub struct Completion {
+    jobs: Jobs,
+    job_id: String,
+    worker: String,
+    attempt: u32,
+}
+
+/// The job's attempt no longer holds it (its lease expired): its effects were rolled back.
+#[derive(Debug, thiserror::Error)]
+#[error("the job's lease expired before it completed; its effects were rolled back")]
+pub struct LostLease;
+
+impl Completion {
+    /// Runs `effects` in one unit of work that also marks the job done, and commits it (retried
+    /// as one on deadlocks). Handlers call the network before this, never inside it.
+    pub async fn finish<T, Fut>(self, mut effects: impl FnMut(Tx) -> Fut) -> anyhow::Result<(Done, T)>
+    where
+        Fut: Future<Output = anyhow::Result<(Tx, T)>>,
+    {
+        let attempt = Attempt { job_id: &self.job_id, worker: &self.worker, number: self.attempt };
+        let repo = &self.jobs.repo;
+        let value = self
+            .jobs
+            .store
+            .transact(|tx| {
+                let effects = effects(tx);
+                async move {
+                    let (mut tx, value) = effects.await?;
+                    if !repo.complete(&mut tx, &attempt, now()).await? {
+                        return Err(anyhow::Error::from(LostLease));
+                    }
+                    Ok((tx, value))
+                }
+            })
+            .await?;
+        Ok((Done(()), value))
+    }
+
+    /// Completes a job that stores nothing else.
+    pub async fn done(self) -> anyhow::Result<Done> {
+        Ok(self.finish(|tx| async { Ok((tx, ())) }).await?.0)
+    }
 }
 
 /// The handlers a worker knows, by kind.
@@ -53,18 +109,20 @@ impl Registry {
     }
 }
 
-/// Enqueueing from outside a transaction, with an in-process wake-up for local workers.
+/// The queue's use cases, each its own unit of work, with an in-process wake-up for local workers.
 #[derive(Clone)]
 pub struct Jobs {
+    store: Store,
     repo: Arc<dyn JobRepo>,
     wake: Arc<Notify>,
 }
 
 impl Jobs {
-    pub fn new(repo: Arc<dyn JobRepo>) -> Self {
-        Self { repo, wake: Arc::new(Notify::new()) }
+    pub fn new(store: Store) -> Self {
+        Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()) }
     }
 
+    /// The queue's reads, and its steps for other use cases' units of work (erasure, the purge job).
     pub fn repo(&self) -> &Arc<dyn JobRepo> {
         &self.repo
     }
@@ -73,18 +131,118 @@ impl Jobs {
         &self.wake
     }
 
-    pub async fn enqueue(&self, job: &NewJob) -> Result<Option<String>, crate::store::StoreError> {
-        let id = self.repo.enqueue(job, crate::store::now()).await?;
+    /// Enqueues `job` on its own; returns its id, or `None` when a live job holds its unique key.
+    pub async fn enqueue(&self, job: &NewJob) -> Result<Option<String>, StoreError> {
+        let repo = &self.repo;
+        let id = self
+            .store
+            .transact(|mut tx| async move {
+                let id = repo.enqueue(&mut tx, job, now()).await?;
+                Ok::<_, StoreError>((tx, id))
+            })
+            .await?;
         self.wake.notify_one();
         Ok(id)
     }
 
     /// Enqueues `job` unless one was ever enqueued under its unique key; true when this call did.
-    pub async fn enqueue_once(&self, job: &NewJob) -> Result<bool, crate::store::StoreError> {
-        let enqueued = self.repo.enqueue_once(job, crate::store::now()).await?;
+    pub async fn enqueue_once(&self, job: &NewJob) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        let enqueued = self
+            .store
+            .transact(|mut tx| async move {
+                let once = repo.enqueue_once(&mut tx, job, now()).await?;
+                Ok::<_, StoreError>((tx, once))
+            })
+            .await?;
         if enqueued {
             self.wake.notify_one();
         }
         Ok(enqueued)
     }
+
+    /// How `worker`'s attempt at `job` finishes.
+    pub fn completion(&self, job: &Job, worker: &str) -> Completion {
+        Completion { jobs: self.clone(), job_id: job.id.clone(), worker: worker.to_owned(), attempt: job.attempts }
+    }
+
+    pub async fn claim(&self, queue: &str, worker: &str, limit: u32, lease_until: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let jobs = repo.claim(&mut tx, queue, worker, limit, lease_until, now()).await?;
+                Ok((tx, jobs))
+            })
+            .await
+    }
+
+    pub async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let held = repo.heartbeat(&mut tx, id, worker, lease_until).await?;
+                Ok((tx, held))
+            })
+            .await
+    }
+
+    pub async fn fail(&self, attempt: &Attempt<'_>, error: &str, after: model::AfterFailure) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let held = repo.fail(&mut tx, attempt, error, after, now()).await?;
+                Ok((tx, held))
+            })
+            .await
+    }
+
+    pub async fn release(&self, id: &str, worker: &str) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let held = repo.release(&mut tx, id, worker, now()).await?;
+                Ok((tx, held))
+            })
+            .await
+    }
+
+    pub async fn requeue_expired(&self) -> Result<u64, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let n = repo.requeue_expired(&mut tx, now()).await?;
+                Ok((tx, n))
+            })
+            .await
+    }
+
+    /// Runs a dead job again (false: no dead job has this id).
+    pub async fn retry(&self, id: &str) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        let retried = self
+            .store
+            .transact(|mut tx| async move {
+                let retried = repo.retry(&mut tx, id, now()).await?;
+                Ok::<_, StoreError>((tx, retried))
+            })
+            .await?;
+        if retried {
+            self.wake.notify_one();
+        }
+        Ok(retried)
+    }
+
+    /// Removes a job that is not running (false: no such job, or it is running).
+    pub async fn discard(&self, id: &str) -> Result<bool, StoreError> {
+        let repo = &self.repo;
+        self.store
+            .transact(|mut tx| async move {
+                let gone = repo.discard(&mut tx, id).await?;
+                Ok((tx, gone))
+            })
+            .await
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use super::model::{AfterFailure, Job, JobState, NewJob};
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use std::sync::Arc;
+
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 macro_rules! job_columns {
     () => {
@@ -33,7 +35,11 @@ fn job_from<R: Columns>(r: &R) -> Result<Job, StoreError> {
 
 /// Enqueues `job` on the caller's connection, so it commits (or not) with the caller's
 /// transaction. Returns the new id, or `None` when a live job holds the same unique key.
-pub async fn enqueue_in<DB: Backend>(conn: &mut DB::Connection, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+pub(crate) async fn enqueue_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    job: &NewJob,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
     let id = crate::ids::new("job");
     let run_at = job.run_at.unwrap_or(now);
     let state = if run_at > now { JobState::Scheduled } else { JobState::Queued };
@@ -68,12 +74,21 @@ pub struct JobFilter {
     pub kind: Option<String>,
 }
 
+/// The queue's SQL. Reads use the reader pool; every write is one step of the caller's unit of
+/// work (a job handler's effects and its completion commit together).
 #[async_trait::async_trait]
 pub trait JobRepo: Send + Sync {
-    async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
+    /// Returns the new id, or `None` when a live job holds the same unique key.
+    async fn enqueue(&self, tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
+    /// Enqueues `job` unless a job was ever enqueued under its unique key, however that job
+    /// ended (the key is kept as long as finished jobs; a unique key alone holds only while
+    /// its job is live). A job without a unique key is simply enqueued. True when this call
+    /// enqueued it.
+    async fn enqueue_once(&self, tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks up to `limit` due jobs of `queue` running for `worker` until `lease_until`.
     async fn claim(
         &self,
+        tx: &mut Tx,
         queue: &str,
         worker: &str,
         limit: u32,
@@ -81,50 +96,87 @@ pub trait JobRepo: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError>;
     /// Extends a running job's lease; false when the job is no longer this worker's.
-    async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn complete(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn fail(&self, id: &str, worker: &str, error: &str, after: AfterFailure, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn heartbeat(&self, tx: &mut Tx, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Marks attempt `attempt` of the job done. False, and nothing changed, when that attempt no
+    /// longer holds the job: its lease expired (it may have been handed to another worker).
+    async fn complete(&self, tx: &mut Tx, attempt: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Records attempt `attempt`'s failure; false when that attempt no longer holds the job.
+    async fn fail(
+        &self,
+        tx: &mut Tx,
+        attempt: &Attempt<'_>,
+        error: &str,
+        after: AfterFailure,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Gives a running job back to the queue without counting the attempt (graceful shutdown).
-    async fn release(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn release(&self, tx: &mut Tx, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Jobs whose worker stopped heart-beating (it died) become due again.
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn requeue_expired(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// A dead job runs again with a fresh attempt count.
+    async fn retry(&self, tx: &mut Tx, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Removes a job that is not running.
+    async fn discard(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError>;
+    /// Deletes done and dead jobs that finished before `before` (and once-keys as old).
+    async fn purge_finished(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes the jobs of `kind` not running whose payload matches `payload_like` (a `LIKE`
+    /// pattern escaped with `\`); a running one finishes.
+    async fn discard_matching(&self, tx: &mut Tx, kind: &str, payload_like: &str) -> Result<u64, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
     async fn list(&self, filter: &JobFilter, after: Option<&str>, limit: u32) -> Result<Vec<Job>, StoreError>;
-    /// A dead job runs again with a fresh attempt count.
-    async fn retry(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Removes a job that is not running.
-    async fn discard(&self, id: &str) -> Result<bool, StoreError>;
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
-    /// Deletes done and dead jobs that finished before `before` (and once-keys as old).
-    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Enqueues `job` unless a job was ever enqueued under its unique key, however that job
-    /// ended (the key is kept as long as finished jobs; a unique key alone holds only while
-    /// its job is live). A job without a unique key is simply enqueued. True when this call
-    /// enqueued it.
-    async fn enqueue_once(&self, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
-pub struct SqlJobs<DB: Backend> {
-    db: Db<DB>,
+/// One claimed attempt of a job: the job, the worker that claimed it and the attempt number
+/// the claim gave it. A worker process may claim the same job again after its lease expired,
+/// so the worker alone does not say which attempt is current.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub job_id: &'a str,
+    pub worker: &'a str,
+    pub number: u32,
 }
 
-impl<DB: Backend> SqlJobs<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+/// The job repository of `store`'s backend.
+pub fn for_store(store: &Store) -> Arc<dyn JobRepo> {
+    struct Jobs;
+    impl Build for Jobs {
+        type Output = Arc<dyn JobRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlJobs { db })
+        }
     }
+    store.build(Jobs)
+}
+
+struct SqlJobs<DB: Backend> {
+    db: Db<DB>,
 }
 
 #[async_trait::async_trait]
 impl<DB: Backend> JobRepo for SqlJobs<DB> {
-    async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let id = enqueue_in::<DB>(&mut tx, job, now).await?;
-        tx.commit().await?;
-        Ok(id)
+    async fn enqueue(&self, tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        enqueue_in::<DB>(tx.conn::<DB>()?, job, now).await
+    }
+
+    async fn enqueue_once(&self, tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let conn = tx.conn::<DB>()?;
+        if let Some(key) = &job.unique_key {
+            let first = Sql::<DB>::new("INSERT INTO enqueued_once (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(key.as_str())
+                .bind(now)
+                .execute(conn)
+                .await?;
+            if first == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(enqueue_in::<DB>(conn, job, now).await?.is_some())
     }
 
     async fn claim(
         &self,
+        tx: &mut Tx,
         queue: &str,
         worker: &str,
         limit: u32,
@@ -138,79 +190,115 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
             DB::SKIP_LOCKED,
             job_columns!()
         );
-        let mut tx = self.db.begin().await?;
         let rows = Sql::<DB>::assembled(sql)
             .bind(queue)
             .bind(worker)
             .bind(lease_until)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&mut tx)
+            .fetch_all(tx.conn::<DB>()?)
             .await?;
-        tx.commit().await?;
         let mut jobs = rows.iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)));
         Ok(jobs)
     }
 
-    async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::new("UPDATE jobs SET lease_until = $3 WHERE id = $1 AND worker_id = $2 AND state = 'running'")
+    async fn heartbeat(&self, tx: &mut Tx, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = Sql::<DB>::new("UPDATE jobs SET lease_until = $3 WHERE id = $1 AND worker_id = $2 AND state = 'running'")
             .bind(id)
             .bind(worker)
             .bind(lease_until);
-        Ok(self.db.execute(sql).await? == 1)
+        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
     }
 
-    async fn complete(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::new(
-            "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, lease_until = NULL, last_error = NULL \
-             WHERE id = $1 AND worker_id = $2 AND state = 'running'",
+    async fn complete(&self, tx: &mut Tx, attempt: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        // A lease that ran out means another worker may be running the job: this attempt's
+        // effects must not commit, whether or not the reaper has requeued it yet.
+        let sql = Sql::<DB>::new(
+            "UPDATE jobs SET state = 'done', finished_at = $4, updated_at = $4, lease_until = NULL, last_error = NULL \
+             WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running' AND lease_until >= $4",
         )
-        .bind(id)
-        .bind(worker)
+        .bind(attempt.job_id)
+        .bind(attempt.worker)
+        .bind(i64::from(attempt.number))
         .bind(now);
-        Ok(self.db.execute(sql).await? == 1)
+        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
     }
 
-    async fn fail(&self, id: &str, worker: &str, error: &str, after: AfterFailure, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn fail(
+        &self,
+        tx: &mut Tx,
+        attempt: &Attempt<'_>,
+        error: &str,
+        after: AfterFailure,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let (state, run_at, finished) = match after {
             AfterFailure::RetryAt(at) => (JobState::Retrying, Some(at), None),
             AfterFailure::Dead => (JobState::Dead, None, Some(now)),
         };
-        let sql = Sql::new(
-            "UPDATE jobs SET state = $3, run_at = COALESCE($4, run_at), finished_at = $5, last_error = $6, lease_until = NULL, updated_at = $7 \
-             WHERE id = $1 AND worker_id = $2 AND state = 'running'",
+        let sql = Sql::<DB>::new(
+            "UPDATE jobs SET state = $4, run_at = COALESCE($5, run_at), finished_at = $6, last_error = $7, lease_until = NULL, updated_at = $8 \
+             WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
         )
-        .bind(id)
-        .bind(worker)
+        .bind(attempt.job_id)
+        .bind(attempt.worker)
+        .bind(i64::from(attempt.number))
         .bind(state.as_str())
         .bind(run_at)
         .bind(finished)
         .bind(error.chars().take(2000).collect::<String>())
         .bind(now);
-        Ok(self.db.execute(sql).await? == 1)
+        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
     }
 
-    async fn release(&self, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::new(
+    async fn release(&self, tx: &mut Tx, id: &str, worker: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = Sql::<DB>::new(
             "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL, worker_id = NULL, updated_at = $3 \
              WHERE id = $1 AND worker_id = $2 AND state = 'running'",
         )
         .bind(id)
         .bind(worker)
         .bind(now);
-        Ok(self.db.execute(sql).await? == 1)
+        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
     }
 
-    async fn requeue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let sql = Sql::new(
+    async fn requeue_expired(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sql = Sql::<DB>::new(
             "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retrying' END, \
              finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
              last_error = 'the worker running this job stopped (lease expired)', lease_until = NULL, worker_id = NULL, updated_at = $1 \
              WHERE state = 'running' AND lease_until < $1",
         )
         .bind(now);
-        self.db.execute(sql).await
+        sql.execute(tx.conn::<DB>()?).await
+    }
+
+    async fn retry(&self, tx: &mut Tx, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = Sql::<DB>::new(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, finished_at = NULL, updated_at = $2 WHERE id = $1 AND state = 'dead'",
+        )
+        .bind(id)
+        .bind(now);
+        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
+    }
+
+    async fn discard(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+        Ok(Sql::<DB>::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id).execute(tx.conn::<DB>()?).await? == 1)
+    }
+
+    async fn discard_matching(&self, tx: &mut Tx, kind: &str, payload_like: &str) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM jobs WHERE kind = $1 AND state <> 'running' AND payload LIKE $2 ESCAPE '\\'")
+            .bind(kind)
+            .bind(payload_like)
+            .execute(tx.conn::<DB>()?)
+            .await
+    }
+
+    async fn purge_finished(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM enqueued_once WHERE created_at < $1").bind(before).execute(conn).await?;
+        Sql::<DB>::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before).execute(conn).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -235,41 +323,6 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
             .fetch_all(&mut conn)
             .await?;
         rows.iter().map(job_from).collect()
-    }
-
-    async fn retry(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::new(
-            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, finished_at = NULL, updated_at = $2 WHERE id = $1 AND state = 'dead'",
-        )
-        .bind(id)
-        .bind(now);
-        Ok(self.db.execute(sql).await? == 1)
-    }
-
-    async fn discard(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.db.execute(Sql::new("DELETE FROM jobs WHERE id = $1 AND state <> 'running'").bind(id)).await? == 1)
-    }
-
-    async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.db.execute(Sql::new("DELETE FROM enqueued_once WHERE created_at < $1").bind(before)).await?;
-        self.db.execute(Sql::new("DELETE FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1").bind(before)).await
-    }
-
-    async fn enqueue_once(&self, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        if let Some(key) = &job.unique_key {
-            let first = Sql::<DB>::new("INSERT INTO enqueued_once (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(key.as_str())
-                .bind(now)
-                .execute(&mut tx)
-                .await?;
-            if first == 0 {
-                return Ok(false);
-            }
-        }
-        let enqueued = enqueue_in::<DB>(&mut tx, job, now).await?.is_some();
-        tx.commit().await?;
-        Ok(enqueued)
     }
 
     async fn depth(&self) -> Result<Vec<(JobState, i64)>, StoreError> {

@@ -15,7 +15,6 @@ use crate::auth::extract::{AdminUser, StaffUser};
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
-use crate::store::now;
 use crate::validation::Invalid;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -57,8 +56,7 @@ pub async fn list_jobs(State(jobs): State<Jobs>, _staff: StaffUser, Query(q): Qu
     params(("id" = String, Path, description = "job id (job_…)")),
     responses((status = 204), (status = 409, description = "`invalid_state`: the job is not dead", body = Problem)))]
 pub async fn retry_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if jobs.repo().retry(&id, now()).await? {
-        jobs.wake().notify_one();
+    if jobs.retry(&id).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
     match jobs.repo().get(&id).await? {
@@ -72,7 +70,7 @@ pub async fn retry_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Pa
     params(("id" = String, Path, description = "job id (job_…)")),
     responses((status = 204), (status = 409, description = "`invalid_state`: the job is running", body = Problem)))]
 pub async fn discard_job(State(jobs): State<Jobs>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if jobs.repo().discard(&id).await? {
+    if jobs.discard(&id).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
     match jobs.repo().get(&id).await? {

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::model::{Job, after_failure, backoff, jitter_of};
-use super::{JobRepo, Registry};
+use super::{Attempt, Jobs, Registry};
 use crate::store::now;
 
 #[derive(Debug, Clone)]
@@ -39,21 +39,20 @@ impl Default for WorkerSettings {
 }
 
 pub struct Worker {
-    repo: Arc<dyn JobRepo>,
+    jobs: Jobs,
     registry: Registry,
     settings: WorkerSettings,
     id: String,
-    wake: Arc<Notify>,
 }
 
 impl Worker {
-    pub fn new(repo: Arc<dyn JobRepo>, registry: Registry, settings: WorkerSettings, wake: Arc<Notify>) -> Self {
+    pub fn new(jobs: Jobs, registry: Registry, settings: WorkerSettings) -> Self {
         let id = format!("{}-{}", std::process::id(), crate::ids::new("wrk"));
-        Self { repo, registry, settings, id, wake }
+        Self { jobs, registry, settings, id }
     }
 
     pub fn wake(&self) -> &Arc<Notify> {
-        &self.wake
+        self.jobs.wake()
     }
 
     /// Runs until `stop` turns true.
@@ -65,7 +64,7 @@ impl Worker {
         tracing::info!(worker.id = %self.id, queues = ?self.settings.queues, concurrency = self.settings.concurrency, "worker started");
         while !*stop.borrow() {
             if last_reap.is_none_or(|t| t.elapsed() >= self.settings.lease / 2) {
-                match self.repo.requeue_expired(now()).await {
+                match self.jobs.requeue_expired().await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(jobs = n, "requeued jobs whose worker stopped"),
                     Err(e) => tracing::warn!(error = %e, "requeueing abandoned jobs failed"),
@@ -79,14 +78,14 @@ impl Worker {
                     break;
                 }
                 let lease_until = now() + self.settings.lease;
-                match self.repo.claim(queue, &self.id, free as u32, lease_until, now()).await {
+                match self.jobs.claim(queue, &self.id, free as u32, lease_until).await {
                     Ok(jobs) => {
                         for job in jobs {
                             claimed += 1;
                             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                             running.lock().expect("running set").insert(job.id.clone());
                             let run = Execution {
-                                repo: self.repo.clone(),
+                                jobs: self.jobs.clone(),
                                 registry: self.registry.clone(),
                                 worker: self.id.clone(),
                                 lease: self.settings.lease,
@@ -112,7 +111,7 @@ impl Worker {
                 }
             } else if claimed == 0 {
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.jobs.wake().notified() => {}
                     () = tokio::time::sleep(self.settings.poll) => {}
                     _ = stop.changed() => {}
                 }
@@ -128,7 +127,7 @@ impl Worker {
             while tasks.join_next().await.is_some() {}
             let left: Vec<String> = running.lock().expect("running set").drain().collect();
             for id in left {
-                if let Err(e) = self.repo.release(&id, &self.id, now()).await {
+                if let Err(e) = self.jobs.release(&id, &self.id).await {
                     tracing::warn!(job.id = %id, error = %e, "could not return a job to the queue; its lease will expire");
                 }
             }
@@ -138,7 +137,7 @@ impl Worker {
 }
 
 struct Execution {
-    repo: Arc<dyn JobRepo>,
+    jobs: Jobs,
     registry: Registry,
     worker: String,
     lease: Duration,
@@ -154,15 +153,17 @@ impl Execution {
             None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),
             Some(handler) => {
                 let heartbeat = self.heartbeat(&job.id);
-                let attempt = tokio::time::timeout(handler.timeout(), handler.run(&job));
+                let completion = self.jobs.completion(&job, &self.worker);
+                let attempt = tokio::time::timeout(handler.timeout(), handler.run(&job, completion));
                 tokio::select! {
-                    result = attempt => result.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {:?}", handler.timeout()))),
+                    result = attempt => result.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {:?}", handler.timeout()))).map(drop),
                     () = heartbeat => Err(anyhow::anyhow!("lost the job's lease")),
                 }
             }
         };
+        // Success already committed the job's completion (with its effects).
         let outcome = match &result {
-            Ok(()) => self.repo.complete(&job.id, &self.worker, now()).await.map(|_| "done"),
+            Ok(()) => Ok("done"),
             Err(e) => {
                 let delay = match &handler {
                     Some(h) => h.retry_delay(&job),
@@ -170,7 +171,8 @@ impl Execution {
                 };
                 let after = after_failure(job.attempts, job.max_attempts, Utc::now(), delay);
                 tracing::warn!(error = format!("{e:#}"), ?after, "job attempt failed");
-                self.repo.fail(&job.id, &self.worker, &format!("{e:#}"), after, now()).await.map(|_| "failed")
+                let attempt = Attempt { job_id: &job.id, worker: &self.worker, number: job.attempts };
+                self.jobs.fail(&attempt, &format!("{e:#}"), after).await.map(|_| "failed")
             }
         };
         match outcome {
@@ -185,7 +187,7 @@ impl Execution {
         tick.tick().await;
         loop {
             tick.tick().await;
-            match self.repo.heartbeat(id, &self.worker, now() + self.lease).await {
+            match self.jobs.heartbeat(id, &self.worker, now() + self.lease).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use super::templates::{Rendered, Template};
-use crate::jobs::{Job, JobHandler, NewJob};
+use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::security::crypto::FieldCipher;
 
 /// A message ready to send.
@@ -144,11 +144,14 @@ impl JobHandler for SendMail {
         MAIL_KIND
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let payload: MailJob = serde_json::from_value(job.payload.clone()).context("mail job payload")?;
         let values: serde_json::Value = serde_json::from_str(&self.cipher.decrypt(SEALED_COLUMN, &payload.sealed)?)?;
         let Rendered { subject, text, html } = payload.template.render(&self.base_url, &values)?;
         let mail = Mail { message_id: job.id.clone(), to: payload.to, subject, text, html };
-        self.mailer.send(&mail).await
+        // Sent before the completion's transaction opens: no transaction waits on SMTP. A crash
+        // in between sends the mail again, under the same Message-ID.
+        self.mailer.send(&mail).await?;
+        completion.done().await
     }
 }

@@ -1,5 +1,7 @@
 //! In-app notifications, created by a subscriber from domain events.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -7,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::events::subscriber::Subscriber;
 use crate::events::{Effects, Event, EventType};
-use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, now};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Notification {
@@ -34,23 +36,21 @@ pub fn describe(event_type: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// The SQL of notifications. Reads use the reader pool; every write is one step of the
+/// caller's unit of work.
 #[async_trait::async_trait]
 pub trait NotificationRepo: Send + Sync {
-    /// Creates the notification of `event` for its user once (again: no effect).
-    async fn create_from(&self, event: &Event, title: &str, body: &str) -> Result<bool, StoreError>;
     async fn list(&self, user_id: &str, unread_only: bool, before: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError>;
-    async fn mark_read(&self, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn mark_all_read(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Stores `n` for `user_id` as the notification of `event_id`, once; false when that event
+    /// already has its notification.
+    async fn insert_once(&self, tx: &mut Tx, user_id: &str, event_id: &str, n: &Notification) -> Result<bool, StoreError>;
+    /// Reading twice is fine; false only for someone else's (or no) notification.
+    async fn mark_read(&self, tx: &mut Tx, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn mark_all_read(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
-pub struct SqlNotifications<DB: Backend> {
+struct SqlNotifications<DB: Backend> {
     db: Db<DB>,
-}
-
-impl<DB: Backend> SqlNotifications<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
-    }
 }
 
 fn notification_from<R: Columns>(r: &R) -> Result<Notification, StoreError> {
@@ -67,33 +67,6 @@ fn notification_from<R: Columns>(r: &R) -> Result<Notification, StoreError> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> NotificationRepo for SqlNotifications<DB> {
-    async fn create_from(&self, event: &Event, title: &str, body: &str) -> Result<bool, StoreError> {
-        let Some(user_id) = event.user_id.as_deref() else { return Ok(false) };
-        let id = crate::ids::new("ntf");
-        let at = now();
-        let mut tx = self.db.begin().await?;
-        let n = Sql::<DB>::new(
-            "INSERT INTO notifications (id, user_id, event_id, kind, title, body, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(user_id)
-        .bind(event.id.as_str())
-        .bind(event.kind.as_str())
-        .bind(title)
-        .bind(body)
-        .bind(event.data.to_string())
-        .bind(at)
-        .execute(&mut tx)
-        .await?;
-        if n == 1 {
-            let created = json!({"id": id, "kind": event.kind, "title": title, "body": body});
-            Effects::default().event(EventType::NotificationCreated, user_id, created).apply_in::<DB>(&mut tx, at).await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
-    }
-
     async fn list(&self, user_id: &str, unread_only: bool, before: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
@@ -109,31 +82,114 @@ impl<DB: Backend> NotificationRepo for SqlNotifications<DB> {
         rows.iter().map(notification_from).collect()
     }
 
-    async fn mark_read(&self, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        // Reading twice is fine; only someone else's (or no) notification is "not found".
-        let n = self
-            .db
-            .execute(
-                Sql::<DB>::new("UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2")
-                    .bind(id)
-                    .bind(user_id)
-                    .bind(now),
-            )
+    async fn insert_once(&self, tx: &mut Tx, user_id: &str, event_id: &str, n: &Notification) -> Result<bool, StoreError> {
+        let inserted = Sql::<DB>::new(
+            "INSERT INTO notifications (id, user_id, event_id, kind, title, body, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(n.id.as_str())
+        .bind(user_id)
+        .bind(event_id)
+        .bind(n.kind.as_str())
+        .bind(n.title.as_str())
+        .bind(n.body.as_str())
+        .bind(n.data.to_string())
+        .bind(n.created_at)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn mark_read(&self, tx: &mut Tx, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
             .await?;
         Ok(n == 1)
     }
 
-    async fn mark_all_read(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = self
-            .db
-            .execute(Sql::<DB>::new("UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL").bind(user_id).bind(now))
-            .await?;
-        Ok(n)
+    async fn mark_all_read(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Sql::<DB>::new("UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL")
+            .bind(user_id)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await
+    }
+}
+
+/// The in-app notification use cases, each its own unit of work.
+pub struct Notifications {
+    store: Store,
+    repo: Arc<dyn NotificationRepo>,
+}
+
+impl Notifications {
+    pub fn new(store: Store) -> Self {
+        struct Repo;
+        impl Build for Repo {
+            type Output = Arc<dyn NotificationRepo>;
+            fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+                Arc::new(SqlNotifications { db })
+            }
+        }
+        Self { repo: store.build(Repo), store }
+    }
+
+    /// A page of `user_id`'s notifications, newest first (`limit + 1` rows, for paging).
+    pub async fn list(&self, user_id: &str, unread_only: bool, before: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        self.repo.list(user_id, unread_only, before, limit).await
+    }
+
+    /// False when `user_id` has no such notification.
+    pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                let read = self.repo.mark_read(&mut tx, user_id, id, now()).await?;
+                Ok((tx, read))
+            })
+            .await
+    }
+
+    pub async fn mark_all_read(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                let n = self.repo.mark_all_read(&mut tx, user_id, now()).await?;
+                Ok((tx, n))
+            })
+            .await
+    }
+
+    /// Creates the notification of a user's `event` once (hearing it again changes nothing),
+    /// announced to the user's live clients in the same unit of work.
+    pub async fn create_from(&self, event: &Event, title: &str, body: &str) -> Result<bool, StoreError> {
+        let Some(user_id) = event.user_id.as_deref() else { return Ok(false) };
+        let notification = Notification {
+            id: crate::ids::new("ntf"),
+            kind: event.kind.clone(),
+            title: title.to_owned(),
+            body: body.to_owned(),
+            data: event.data.clone(),
+            read_at: None,
+            created_at: now(),
+        };
+        let n = &notification;
+        self.store
+            .transact(|mut tx| async move {
+                let created = self.repo.insert_once(&mut tx, user_id, &event.id, n).await?;
+                if created {
+                    let announced = json!({"id": n.id, "kind": n.kind, "title": n.title, "body": n.body});
+                    Effects::default().event(EventType::NotificationCreated, user_id, announced).write(&mut tx, n.created_at).await?;
+                }
+                Ok((tx, created))
+            })
+            .await
     }
 }
 
 /// Turns account events into notifications for their user.
-pub struct NotifyUsers(pub std::sync::Arc<dyn NotificationRepo>);
+pub struct NotifyUsers(pub Arc<Notifications>);
 
 #[async_trait::async_trait]
 impl Subscriber for NotifyUsers {

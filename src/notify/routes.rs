@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::notifications::{Notification, NotificationRepo};
-use super::webhooks::{Delivery, Endpoint, RetryPolicy, WebhookRepo, delivery_job, seal_secret};
+use super::notifications::{Notification, Notifications};
+use super::webhooks::{Delivery, Endpoint, RetryPolicy, Webhooks, delivery_job, seal_secret};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser};
 use crate::events::catalogue::{ALL_EVENTS, EventSubscription};
@@ -49,7 +49,7 @@ pub struct NotificationQuery {
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(NotificationQuery, PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Notification>)))]
 pub async fn list_notifications(
-    State(repo): State<Arc<dyn NotificationRepo>>,
+    State(notifications): State<Arc<Notifications>>,
     AuthUser(me): AuthUser,
     Query(q): Query<NotificationQuery>,
 ) -> ApiResult<Json<Page<Notification>>> {
@@ -65,7 +65,7 @@ pub async fn list_notifications(
     let page = invalid.check(q.page.parse::<String>());
     invalid.clone().finish()?;
     let page = page.ok_or(invalid)?;
-    let rows = repo.list(&me.user_id, unread, page.after.as_deref(), page.limit).await?;
+    let rows = notifications.list(&me.user_id, unread, page.after.as_deref(), page.limit).await?;
     Ok(Json(Page::from_rows(rows, page.limit, |n| n.id.clone())))
 }
 
@@ -74,18 +74,18 @@ pub async fn list_notifications(
     params(("id" = String, Path, description = "notification id (ntf_…)")),
     responses((status = 204)))]
 pub async fn read_notification(
-    State(repo): State<Arc<dyn NotificationRepo>>,
+    State(notifications): State<Arc<Notifications>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if repo.mark_read(&me.user_id, &id, now()).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("notification")) }
+    if notifications.mark_read(&me.user_id, &id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("notification")) }
 }
 
 /// Mark every notification read.
 #[utoipa::path(post, path = "/v1/notifications/read-all", tag = "notifications", security(("bearer" = [])),
     responses((status = 204)))]
-pub async fn read_all_notifications(State(repo): State<Arc<dyn NotificationRepo>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
-    repo.mark_all_read(&me.user_id, now()).await?;
+pub async fn read_all_notifications(State(notifications): State<Arc<Notifications>>, AuthUser(me): AuthUser) -> ApiResult<StatusCode> {
+    notifications.mark_all_read(&me.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,7 +136,7 @@ fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
 #[utoipa::path(post, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = NewEndpoint,
     responses((status = 201, body = CreatedEndpoint)))]
 pub async fn create_endpoint(
-    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(webhooks): State<Arc<Webhooks>>,
     State(cipher): State<Arc<FieldCipher>>,
     _admin: AdminUser,
     Json(req): Json<NewEndpoint>,
@@ -144,7 +144,7 @@ pub async fn create_endpoint(
     let (url, events) = parse_endpoint(req)?;
     let endpoint = Endpoint { id: crate::ids::new("whe"), url, events, created_at: now() };
     let secret = format!("whsec_{}", crate::security::random_token());
-    repo.create(&endpoint, &seal_secret(&cipher, &secret)).await?;
+    webhooks.create(&endpoint, &seal_secret(&cipher, &secret)).await?;
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
 }
 
@@ -152,12 +152,12 @@ pub async fn create_endpoint(
 #[utoipa::path(get, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = Page<Endpoint>)))]
 pub async fn list_endpoints(
-    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(webhooks): State<Arc<Webhooks>>,
     _admin: AdminUser,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Endpoint>>> {
     let page = page.parse::<String>()?;
-    let rows = repo.page(page.after.as_deref(), page.limit).await?;
+    let rows = webhooks.repo().page(page.after.as_deref(), page.limit).await?;
     Ok(Json(Page::from_rows(rows, page.limit, |e| e.id.clone())))
 }
 
@@ -165,8 +165,8 @@ pub async fn list_endpoints(
 #[utoipa::path(delete, path = "/v1/admin/webhook-endpoints/{id}", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path, description = "endpoint id (whe_…)")),
     responses((status = 204)))]
-pub async fn delete_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if repo.delete(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("webhook endpoint")) }
+pub async fn delete_endpoint(State(webhooks): State<Arc<Webhooks>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if webhooks.delete(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("webhook endpoint")) }
 }
 
 /// Every delivery attempt to an endpoint, newest first (admin).
@@ -174,16 +174,16 @@ pub async fn delete_endpoint(State(repo): State<Arc<dyn WebhookRepo>>, _admin: A
     params(("id" = String, Path, description = "endpoint id (whe_…)"), PageQuery),
     responses((status = 200, body = Page<Delivery>)))]
 pub async fn list_deliveries(
-    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(webhooks): State<Arc<Webhooks>>,
     _admin: AdminUser,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Delivery>>> {
     let page = page.parse::<String>()?;
-    if repo.get(&id).await?.is_none() {
+    if webhooks.repo().get(&id).await?.is_none() {
         return Err(ApiError::not_found("webhook endpoint"));
     }
-    let rows = repo.deliveries(&id, page.after.as_deref(), page.limit).await?;
+    let rows = webhooks.repo().deliveries(&id, page.after.as_deref(), page.limit).await?;
     Ok(Json(Page::from_rows(rows, page.limit, |d| d.id.clone())))
 }
 
@@ -192,13 +192,13 @@ pub async fn list_deliveries(
     params(("id" = String, Path, description = "endpoint id (whe_…)")),
     responses((status = 202)))]
 pub async fn ping_endpoint(
-    State(repo): State<Arc<dyn WebhookRepo>>,
+    State(webhooks): State<Arc<Webhooks>>,
     State(jobs): State<Jobs>,
     State(policy): State<RetryPolicy>,
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if repo.get(&id).await?.is_none() {
+    if webhooks.repo().get(&id).await?.is_none() {
         return Err(ApiError::not_found("webhook endpoint"));
     }
     let event = Event {

@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 
 use crate::events::Event;
 use crate::events::subscriber::Subscriber;
-use crate::jobs::{Job, JobHandler, Jobs, NewJob};
+use crate::jobs::{Completion, Done, Job, JobHandler, Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
 use crate::security::signature;
-use crate::store::{Backend, Columns, Db, Sql, StoreError, now};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, now};
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
@@ -77,27 +77,76 @@ pub struct NewDelivery<'a> {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
+/// The SQL of webhook endpoints and their delivery log. Reads use the reader pool; every
+/// write is one step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait WebhookRepo: Send + Sync {
-    async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError>;
+    async fn insert(&self, tx: &mut Tx, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError>;
+    /// False when there is no such endpoint.
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError>;
+    /// Deletes an endpoint's delivery log.
+    async fn delete_deliveries(&self, tx: &mut Tx, endpoint_id: &str) -> Result<(), StoreError>;
     /// Every endpoint (for fan-out).
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError>;
     /// Up to `limit + 1` endpoints after the id `after`, in id (creation) order.
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Endpoint>, StoreError>;
     /// The endpoint and its sealed secret.
     async fn get(&self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError>;
-    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
-    async fn record(&self, delivery: &NewDelivery<'_>) -> Result<(), StoreError>;
+    /// Logs one delivery attempt (nothing, if the endpoint was deleted meanwhile).
+    async fn record(&self, tx: &mut Tx, delivery: &NewDelivery<'_>) -> Result<(), StoreError>;
     async fn deliveries(&self, endpoint_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 }
 
-pub struct SqlWebhooks<DB: Backend> {
+/// The webhook repository of `store`'s backend.
+fn repo_for(store: &Store) -> Arc<dyn WebhookRepo> {
+    struct Repo;
+    impl Build for Repo {
+        type Output = Arc<dyn WebhookRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlWebhooks { db })
+        }
+    }
+    store.build(Repo)
+}
+
+struct SqlWebhooks<DB: Backend> {
     db: Db<DB>,
 }
 
-impl<DB: Backend> SqlWebhooks<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
+/// The webhook endpoint use cases, each its own unit of work.
+pub struct Webhooks {
+    store: Store,
+    repo: Arc<dyn WebhookRepo>,
+}
+
+impl Webhooks {
+    pub fn new(store: Store) -> Self {
+        Self { repo: repo_for(&store), store }
+    }
+
+    /// Endpoints and deliveries as stored (reads, from the reader pool).
+    pub fn repo(&self) -> &Arc<dyn WebhookRepo> {
+        &self.repo
+    }
+
+    pub async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.insert(&mut tx, endpoint, sealed_secret).await?;
+                Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// Removes an endpoint and its delivery log; false when there is no such endpoint.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.delete_deliveries(&mut tx, id).await?;
+                let deleted = self.repo.delete(&mut tx, id).await?;
+                Ok((tx, deleted))
+            })
+            .await
     }
 }
 
@@ -112,17 +161,16 @@ fn endpoint_from<R: Columns>(r: &R) -> Result<Endpoint, StoreError> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
-    async fn create(&self, e: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn insert(&self, tx: &mut Tx, e: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
         Sql::<DB>::new("INSERT INTO webhook_endpoints (id, url, events, secret_enc, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(e.id.as_str())
             .bind(e.url.as_str())
             .bind(serde_json::to_string(&e.events).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             .bind(sealed_secret)
             .bind(e.created_at)
-            .execute(&mut tx)
+            .execute(tx.conn::<DB>()?)
             .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<Endpoint>, StoreError> {
@@ -151,16 +199,16 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
         row.map(|r| Ok((endpoint_from(&r)?, r.text("secret_enc")?))).transpose()
     }
 
-    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        Sql::<DB>::new("DELETE FROM webhook_deliveries WHERE endpoint_id = $1").bind(id).execute(&mut tx).await?;
-        let n = Sql::<DB>::new("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n == 1)
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+        Ok(Sql::<DB>::new("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(tx.conn::<DB>()?).await? == 1)
     }
 
-    async fn record(&self, d: &NewDelivery<'_>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn delete_deliveries(&self, tx: &mut Tx, endpoint_id: &str) -> Result<(), StoreError> {
+        Sql::<DB>::new("DELETE FROM webhook_deliveries WHERE endpoint_id = $1").bind(endpoint_id).execute(tx.conn::<DB>()?).await?;
+        Ok(())
+    }
+
+    async fn record(&self, tx: &mut Tx, d: &NewDelivery<'_>) -> Result<(), StoreError> {
         Sql::<DB>::new(
             "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, attempt, status_code, duration_ms, error, next_retry_at, created_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $2)",
@@ -175,9 +223,9 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
         .bind(d.error.clone())
         .bind(d.next_retry_at)
         .bind(now())
-        .execute(&mut tx)
+        .execute(tx.conn::<DB>()?)
         .await?;
-        Ok(tx.commit().await?)
+        Ok(())
     }
 
     async fn deliveries(&self, endpoint_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
@@ -230,7 +278,7 @@ pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> Ne
 
 /// Fans events out to the endpoints that want them.
 pub struct FanOut {
-    pub repo: Arc<dyn WebhookRepo>,
+    pub webhooks: Arc<Webhooks>,
     pub jobs: Jobs,
     pub policy: RetryPolicy,
 }
@@ -246,7 +294,7 @@ impl Subscriber for FanOut {
     }
 
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
-        for endpoint in self.repo.list().await? {
+        for endpoint in self.webhooks.repo().list().await? {
             if endpoint.events.iter().any(|e| e == "*" || *e == event.kind) {
                 // Once, however often the event is heard (redelivery, several instances).
                 self.jobs.enqueue_once(&delivery_job(&endpoint.id, event, self.policy)).await?;
@@ -257,6 +305,7 @@ impl Subscriber for FanOut {
 }
 
 pub struct Deliver {
+    store: Store,
     repo: Arc<dyn WebhookRepo>,
     cipher: Arc<FieldCipher>,
     client: reqwest::Client,
@@ -264,13 +313,13 @@ pub struct Deliver {
 }
 
 impl Deliver {
-    pub fn new(repo: Arc<dyn WebhookRepo>, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(store: Store, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Keel-Webhooks/1")
             .build()?;
-        Ok(Self { repo, cipher, client, policy })
+        Ok(Self { repo: repo_for(&store), store, cipher, client, policy })
     }
 }
 
@@ -292,10 +341,10 @@ impl JobHandler for Deliver {
         crate::jobs::model::backoff(job.attempts, self.policy.first_delay, Duration::from_secs(3600), crate::jobs::model::jitter_of(job))
     }
 
-    async fn run(&self, job: &Job) -> anyhow::Result<()> {
+    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
         let payload: DeliverPayload = serde_json::from_value(job.payload.clone()).context("webhook job payload")?;
         // A deleted endpoint gets nothing more.
-        let Some((endpoint, sealed)) = self.repo.get(&payload.endpoint_id).await? else { return Ok(()) };
+        let Some((endpoint, sealed)) = self.repo.get(&payload.endpoint_id).await? else { return completion.done().await };
         let secret = self.cipher.decrypt(SECRET_COLUMN, &sealed)?;
         let body = serde_json::to_vec(&payload.event)?;
         let started = Instant::now();
@@ -316,20 +365,37 @@ impl JobHandler for Deliver {
         };
         let last = job.attempts >= job.max_attempts;
         let next_retry_at = (error.is_some() && !last).then(|| now() + self.retry_delay(job));
-        self.repo
-            .record(&NewDelivery {
-                endpoint_id: &endpoint.id,
-                event: &payload.event,
-                attempt: job.attempts,
-                status_code,
-                duration,
-                error: error.clone(),
-                next_retry_at,
-            })
-            .await?;
+        let delivery = NewDelivery {
+            endpoint_id: &endpoint.id,
+            event: &payload.event,
+            attempt: job.attempts,
+            status_code,
+            duration,
+            error: error.clone(),
+            next_retry_at,
+        };
+        // The request went out before any transaction opened; its log line then commits with
+        // the job's completion, or on its own before the failure is recorded.
+        let (repo, delivery) = (&self.repo, &delivery);
         match error {
-            None => Ok(()),
-            Some(e) => Err(anyhow::anyhow!(e)),
+            None => {
+                let (done, ()) = completion
+                    .finish(|mut tx| async move {
+                        repo.record(&mut tx, delivery).await?;
+                        Ok((tx, ()))
+                    })
+                    .await?;
+                Ok(done)
+            }
+            Some(e) => {
+                self.store
+                    .transact(|mut tx| async move {
+                        repo.record(&mut tx, delivery).await?;
+                        Ok::<_, StoreError>((tx, ()))
+                    })
+                    .await?;
+                Err(anyhow::anyhow!(e))
+            }
         }
     }
 }

@@ -8,5 +8,5 @@ pub mod service;
 
 pub use engine::{Adjustment, Priced, QuoteInput, price};
 pub use model::{Conditions, Effect, Rule, RuleKind, RuleSpec};
-pub use repo::{PricingRepo, SqlPricing};
+pub use repo::PricingRepo;
 pub use service::Pricing;

@@ -1,52 +1,44 @@
-//! SQL of pricing rules. Every change bumps the one rules version and announces itself,
-//! in the same transaction.
+//! SQL of pricing rules.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::model::{Rule, RuleSpec};
-use crate::events::{Effects, EventType};
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
+/// The SQL of pricing rules. Reads use the reader pool; every write is one step of the
+/// caller's unit of work.
 #[async_trait::async_trait]
 pub trait PricingRepo: Send + Sync {
     /// Every rule and the current rules version.
     async fn load(&self) -> Result<(i64, Vec<Rule>), StoreError>;
-    async fn create(&self, rule: &Rule, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Replaces a rule's spec; false when there is no such rule.
-    async fn replace(&self, rule: &Rule, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn delete(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Sales (committed reservations) of a product since `since`: the demand signal.
     async fn recent_sales(&self, product_id: &str, since: DateTime<Utc>) -> Result<i64, StoreError>;
+    async fn insert(&self, tx: &mut Tx, rule: &Rule, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Replaces a rule's spec; false when there is no such rule.
+    async fn replace(&self, tx: &mut Tx, rule: &Rule, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// False when there is no such rule.
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError>;
+    /// Moves the one rules version on; returns the new version.
+    async fn bump_version(&self, tx: &mut Tx) -> Result<i64, StoreError>;
 }
 
-pub struct SqlPricing<DB: Backend> {
+/// The pricing repository of `store`'s backend; rules read back show money in `currency`.
+pub fn for_store(store: &Store, currency: &str) -> Arc<dyn PricingRepo> {
+    struct Pricing<'a>(&'a str);
+    impl Build for Pricing<'_> {
+        type Output = Arc<dyn PricingRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlPricing { db, currency: self.0.to_owned() })
+        }
+    }
+    store.build(Pricing(currency))
+}
+
+struct SqlPricing<DB: Backend> {
     db: Db<DB>,
     currency: String,
-}
-
-impl<DB: Backend> SqlPricing<DB> {
-    /// Rules read back show their money in `currency`.
-    pub fn new(db: Db<DB>, currency: &str) -> Self {
-        Self { db, currency: currency.to_owned() }
-    }
-
-    /// Runs `change`, then bumps the version and records the event, all in one transaction.
-    async fn changed(&self, change: Sql<DB>, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
-        if change.execute(&mut tx).await? == 0 {
-            return Ok(false);
-        }
-        let row = Sql::<DB>::new("UPDATE pricing_state SET rules_version = rules_version + 1 WHERE id = 1 RETURNING rules_version")
-            .fetch_one(&mut tx)
-            .await?;
-        let version = row.int("rules_version")?;
-        Effects::default()
-            .public_event(EventType::PricingRulesChanged, serde_json::json!({ "rules_version": version }))
-            .apply_in::<DB>(&mut tx, now)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
 }
 
 /// A spec as stored: JSON with `effect.amount_off` in minor units. Like product prices, the
@@ -83,26 +75,6 @@ impl<DB: Backend> PricingRepo for SqlPricing<DB> {
         Ok((version, rules))
     }
 
-    async fn create(&self, rule: &Rule, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let sql = Sql::new("INSERT INTO pricing_rules (id, spec, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-            .bind(rule.id.as_str())
-            .bind(spec_json(&rule.spec)?)
-            .bind(now);
-        self.changed(sql, now).await.map(|_| ())
-    }
-
-    async fn replace(&self, rule: &Rule, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::new("UPDATE pricing_rules SET spec = $2, updated_at = $3 WHERE id = $1")
-            .bind(rule.id.as_str())
-            .bind(spec_json(&rule.spec)?)
-            .bind(now);
-        self.changed(sql, now).await
-    }
-
-    async fn delete(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.changed(Sql::new("DELETE FROM pricing_rules WHERE id = $1").bind(id), now).await
-    }
-
     async fn recent_sales(&self, product_id: &str, since: DateTime<Utc>) -> Result<i64, StoreError> {
         let mut conn = self.db.reader().await?;
         Sql::<DB>::new("SELECT COUNT(*) AS n FROM stock_reservations WHERE product_id = $1 AND state = 'committed' AND created_at >= $2")
@@ -111,6 +83,37 @@ impl<DB: Backend> PricingRepo for SqlPricing<DB> {
             .fetch_one(&mut conn)
             .await?
             .int("n")
+    }
+
+    async fn insert(&self, tx: &mut Tx, rule: &Rule, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new("INSERT INTO pricing_rules (id, spec, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+            .bind(rule.id.as_str())
+            .bind(spec_json(&rule.spec)?)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn replace(&self, tx: &mut Tx, rule: &Rule, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("UPDATE pricing_rules SET spec = $2, updated_at = $3 WHERE id = $1")
+            .bind(rule.id.as_str())
+            .bind(spec_json(&rule.spec)?)
+            .bind(now)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete(&self, tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+        Ok(Sql::<DB>::new("DELETE FROM pricing_rules WHERE id = $1").bind(id).execute(tx.conn::<DB>()?).await? == 1)
+    }
+
+    async fn bump_version(&self, tx: &mut Tx) -> Result<i64, StoreError> {
+        Sql::<DB>::new("UPDATE pricing_state SET rules_version = rules_version + 1 WHERE id = 1 RETURNING rules_version")
+            .fetch_one(tx.conn::<DB>()?)
+            .await?
+            .int("rules_version")
     }
 }
 

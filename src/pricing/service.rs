@@ -9,12 +9,12 @@ use utoipa::ToSchema;
 use super::engine::{QuoteInput, order_key, price};
 use super::model::{Rule, RuleKind, RuleSpec};
 use super::repo::PricingRepo;
-use crate::catalog::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
+use crate::cache::{Cache, QUOTE_PREFIX, quotes_prefix};
 use crate::catalog::model::Product;
-use crate::events::EventType;
+use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::money::Money;
-use crate::store::{StoreError, now};
+use crate::store::{Store, StoreError, Transient, Tx, now};
 use crate::validation::Invalid;
 
 /// How long a quote's price is promised.
@@ -71,7 +71,14 @@ struct CachedQuote {
     serve_until: DateTime<Utc>,
 }
 
+impl Transient for PricingError {
+    fn is_transient(&self) -> bool {
+        matches!(self, PricingError::Store(e) if e.is_transient())
+    }
+}
+
 pub struct Pricing {
+    store: Store,
     repo: Arc<dyn PricingRepo>,
     current: RwLock<Arc<RuleSet>>,
     /// Shared with the catalog, which drops a product's quotes whenever the product changes.
@@ -81,8 +88,10 @@ pub struct Pricing {
 }
 
 impl Pricing {
-    pub async fn load(repo: Arc<dyn PricingRepo>, cache: Arc<dyn Cache>, currency: &str) -> Result<Pricing, StoreError> {
-        let pricing = Pricing { repo, current: RwLock::default(), cache, currency: currency.to_owned() };
+    /// The rules of `store`, loaded; amounts are in `currency`.
+    pub async fn load(store: Store, cache: Arc<dyn Cache>, currency: &str) -> Result<Pricing, StoreError> {
+        let repo = super::repo::for_store(&store, currency);
+        let pricing = Pricing { store, repo, current: RwLock::default(), cache, currency: currency.to_owned() };
         pricing.reload().await?;
         Ok(pricing)
     }
@@ -108,7 +117,14 @@ impl Pricing {
 
     pub async fn create(&self, spec: RuleSpec) -> Result<Rule, PricingError> {
         let rule = Rule { id: crate::ids::new("rul"), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
-        self.repo.create(&rule, now()).await?;
+        let rule_ref = &rule;
+        self.store
+            .transact(|mut tx| async move {
+                self.repo.insert(&mut tx, rule_ref, now()).await?;
+                self.rules_changed(&mut tx).await?;
+                Ok::<_, PricingError>((tx, ()))
+            })
+            .await?;
         self.reload().await?;
         tracing::info!(rule.id = %rule.id, "pricing rule created");
         Ok(rule)
@@ -127,21 +143,44 @@ impl Pricing {
             PricingError::Invalid(Invalid::one(&field, "invalid", e.into_inner().to_string()))
         })?;
         let rule = Rule { id: id.to_owned(), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
-        if !self.repo.replace(&rule, now()).await? {
-            return Err(PricingError::NotFound);
-        }
+        let rule_ref = &rule;
+        self.store
+            .transact(|mut tx| async move {
+                if !self.repo.replace(&mut tx, rule_ref, now()).await? {
+                    return Err(PricingError::NotFound);
+                }
+                self.rules_changed(&mut tx).await?;
+                Ok((tx, ()))
+            })
+            .await?;
         self.reload().await?;
         tracing::info!(rule.id = %rule.id, "pricing rule changed");
         Ok(rule)
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), PricingError> {
-        if !self.repo.delete(id, now()).await? {
-            return Err(PricingError::NotFound);
-        }
+        self.store
+            .transact(|mut tx| async move {
+                if !self.repo.delete(&mut tx, id).await? {
+                    return Err(PricingError::NotFound);
+                }
+                self.rules_changed(&mut tx).await?;
+                Ok((tx, ()))
+            })
+            .await?;
         self.reload().await?;
         tracing::info!(rule.id = id, "pricing rule deleted");
         Ok(())
+    }
+
+    /// Every rule change moves the one rules version on and announces it, in the change's own
+    /// unit of work: quotes carry the version, and other instances reload on the event.
+    async fn rules_changed(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let version = self.repo.bump_version(tx).await?;
+        Effects::default()
+            .public_event(EventType::PricingRulesChanged, serde_json::json!({ "rules_version": version }))
+            .write(tx, now())
+            .await
     }
 
     /// A page of the rules in id (creation) order, from those in memory.

@@ -32,6 +32,7 @@ use crate::auth::error::AuthError;
 use crate::auth::service::Principal;
 use crate::http::error::ApiError;
 use crate::security::{random_token, sha256_hex};
+use crate::store::{Store, StoreError};
 use hub::{Connection, Hub, Refused, Transport};
 use repo::{RealtimeRepo, TicketGrant};
 
@@ -47,8 +48,11 @@ pub struct Authed {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Real-time's use cases: tickets (each write its own unit of work), resume reads, and the
+/// sessions of open connections.
 pub struct Realtime {
     pub hub: Arc<Hub>,
+    store: Store,
     repo: Arc<dyn RealtimeRepo>,
     accounts: Arc<Accounts>,
     origins: Vec<String>,
@@ -61,8 +65,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Realtime {
-    pub fn new(hub: Arc<Hub>, repo: Arc<dyn RealtimeRepo>, accounts: Arc<Accounts>, origins: Vec<String>) -> Realtime {
-        Realtime { hub, repo, accounts, origins }
+    pub fn new(hub: Arc<Hub>, store: Store, accounts: Arc<Accounts>, origins: Vec<String>) -> Realtime {
+        Realtime { hub, repo: repo::for_store(&store), store, accounts, origins }
     }
 
     /// A browser's handshake may come only from an allowed origin (WebSockets are not
@@ -88,22 +92,37 @@ impl Realtime {
     /// A single-use ticket standing for the caller's token, stored hashed.
     pub async fn issue_ticket(&self, caller: &Authed) -> Result<String, ApiError> {
         let now = crate::store::now();
-        // Expired tickets go as new ones come; nothing else needs to sweep them.
-        self.repo.purge_tickets(now).await?;
         let ticket = random_token();
+        let hash = sha256_hex(ticket.as_bytes());
         let grant = TicketGrant {
             user_id: caller.principal.user_id.clone(),
             session_id: caller.principal.session_id.clone(),
             token_expires_at: caller.expires_at,
         };
-        self.repo.insert_ticket(&sha256_hex(ticket.as_bytes()), &grant, now + TICKET_TTL).await?;
+        let (hash, grant) = (hash.as_str(), &grant);
+        self.store
+            .transact(|mut tx| async move {
+                // Expired tickets go as new ones come; nothing else needs to sweep them.
+                self.repo.purge_tickets(&mut tx, now).await?;
+                self.repo.insert_ticket(&mut tx, hash, grant, now + TICKET_TTL).await?;
+                Ok::<_, StoreError>((tx, ()))
+            })
+            .await?;
         Ok(ticket)
     }
 
     /// Redeems a ticket (once, on any instance) for the session it was issued to, if still live.
     pub async fn redeem(&self, ticket: &str) -> Result<Authed, ApiError> {
-        let grant =
-            self.repo.redeem_ticket(&sha256_hex(ticket.as_bytes()), crate::store::now()).await?.ok_or_else(ApiError::invalid_token)?;
+        let hash = sha256_hex(ticket.as_bytes());
+        let hash = hash.as_str();
+        let grant = self
+            .store
+            .transact(|mut tx| async move {
+                let grant = self.repo.redeem_ticket(&mut tx, hash, crate::store::now()).await?;
+                Ok::<_, StoreError>((tx, grant))
+            })
+            .await?
+            .ok_or_else(ApiError::invalid_token)?;
         let principal = self.accounts.session_principal(&grant.user_id, &grant.session_id).await?;
         Ok(Authed { principal, expires_at: grant.token_expires_at })
     }

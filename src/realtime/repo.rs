@@ -1,10 +1,12 @@
-//! SQL of real-time: tickets, and reading the outbox by publish order for resume. One
-//! statement per method, so each moves onto a unit of work as it is.
+//! SQL of real-time: tickets, and reading the outbox by publish order for resume. Reads use
+//! the reader pool; every write is one step of the caller's unit of work.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::events::Event;
-use crate::store::{Backend, Columns, Db, Sql, StoreError};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 /// What a redeemed ticket stands for.
 #[derive(Debug, Clone)]
@@ -24,50 +26,57 @@ pub struct Position {
 
 #[async_trait::async_trait]
 pub trait RealtimeRepo: Send + Sync {
-    async fn insert_ticket(&self, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn insert_ticket(&self, tx: &mut Tx, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Deletes the ticket and returns what it grants, if it exists and has not expired: a
     /// ticket is redeemed once, whichever instance the client reaches.
-    async fn redeem_ticket(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError>;
-    async fn purge_tickets(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn redeem_ticket(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError>;
+    async fn purge_tickets(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// The outbox position of `event_id`, if the outbox still holds it.
     async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError>;
     /// Published events after `publish_seq` created since `since`, in publish order.
     async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
 }
 
-pub struct SqlRealtime<DB: Backend> {
-    db: Db<DB>,
+/// The real-time repository of `store`'s backend.
+pub fn for_store(store: &Store) -> Arc<dyn RealtimeRepo> {
+    struct Repo;
+    impl Build for Repo {
+        type Output = Arc<dyn RealtimeRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlRealtime { db })
+        }
+    }
+    store.build(Repo)
 }
 
-impl<DB: Backend> SqlRealtime<DB> {
-    pub fn new(db: Db<DB>) -> Self {
-        Self { db }
-    }
+struct SqlRealtime<DB: Backend> {
+    db: Db<DB>,
 }
 
 #[async_trait::async_trait]
 impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
-    async fn insert_ticket(&self, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        let sql =
-            Sql::new("INSERT INTO realtime_tickets (hash, user_id, session_id, token_expires_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(hash)
-                .bind(grant.user_id.as_str())
-                .bind(grant.session_id.as_str())
-                .bind(grant.token_expires_at)
-                .bind(expires_at);
-        self.db.execute(sql).await.map(|_| ())
+    async fn insert_ticket(&self, tx: &mut Tx, hash: &str, grant: &TicketGrant, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "INSERT INTO realtime_tickets (hash, user_id, session_id, token_expires_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash)
+        .bind(grant.user_id.as_str())
+        .bind(grant.session_id.as_str())
+        .bind(grant.token_expires_at)
+        .bind(expires_at)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
     }
 
-    async fn redeem_ticket(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError> {
-        let mut tx = self.db.begin().await?;
+    async fn redeem_ticket(&self, tx: &mut Tx, hash: &str, now: DateTime<Utc>) -> Result<Option<TicketGrant>, StoreError> {
         let row = Sql::<DB>::new(
             "DELETE FROM realtime_tickets WHERE hash = $1 AND expires_at > $2 RETURNING user_id, session_id, token_expires_at",
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&mut tx)
+        .fetch_optional(tx.conn::<DB>()?)
         .await?;
-        tx.commit().await?;
         row.map(|r| {
             Ok(TicketGrant {
                 user_id: r.text("user_id")?,
@@ -78,8 +87,8 @@ impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
         .transpose()
     }
 
-    async fn purge_tickets(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.db.execute(Sql::new("DELETE FROM realtime_tickets WHERE expires_at <= $1").bind(now)).await
+    async fn purge_tickets(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM realtime_tickets WHERE expires_at <= $1").bind(now).execute(tx.conn::<DB>()?).await
     }
 
     async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError> {

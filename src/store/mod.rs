@@ -1,6 +1,7 @@
 //! Storage: pools, migrations per backend, and the SQL seam shared by all repositories.
 
 mod sql;
+mod tx;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -15,32 +16,45 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use sql::{Arg, Backend, Columns, Db, Sql};
-
-use crate::auth::{AccountRepo, SqlAccounts};
-use crate::cart::{CartRepo, SqlCarts};
-use crate::catalog::{CatalogRepo, SqlCatalog};
-use crate::events::{EventRepo, SqlEvents};
-use crate::jobs::{JobRepo, SqlJobs};
-use crate::notify::notifications::{NotificationRepo, SqlNotifications};
-use crate::notify::webhooks::{SqlWebhooks, WebhookRepo};
-use crate::pricing::{PricingRepo, SqlPricing};
-use crate::realtime::repo::{RealtimeRepo, SqlRealtime};
+pub use tx::{Transient, Tx};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unique constraint violated")]
-    Conflict,
+    /// A unique constraint refused the write; `constraint` is one of [`unique`]'s names.
+    #[error("unique constraint {constraint} violated")]
+    Conflict { constraint: &'static str },
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A repository of one backend was handed the other backend's transaction.
+    #[error("a transaction of the other database backend")]
+    OtherBackend,
     #[error(transparent)]
     Database(sqlx::Error),
+}
+
+/// The unique constraints use cases tell apart, named by their columns as SQLite reports them.
+pub mod unique {
+    pub const USER_EMAIL: &str = "users.email";
+    pub const PRODUCT_SKU: &str = "products.sku";
+    /// A unique violation of a constraint not listed here.
+    pub const OTHER: &str = "other";
+
+    /// (PostgreSQL's name for the constraint, its name here).
+    const KNOWN: &[(&str, &str)] = &[("users_email_key", USER_EMAIL), ("products_sku_key", PRODUCT_SKU)];
+
+    /// The constraint a unique violation names: PostgreSQL reports the index name, SQLite
+    /// only the column list in its message (`UNIQUE constraint failed: users.email`).
+    pub(super) fn named(db: &dyn sqlx::error::DatabaseError) -> &'static str {
+        let columns = db.message().strip_prefix("UNIQUE constraint failed: ");
+        KNOWN.iter().find(|(pg, ours)| db.constraint() == Some(*pg) || columns == Some(*ours)).map_or(OTHER, |(_, ours)| ours)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { constraint: unique::named(db.as_ref()) },
             _ => StoreError::Database(e),
         }
     }
@@ -59,18 +73,11 @@ pub struct StoreOptions {
     pub max_connections: u32,
 }
 
-/// One constructor per repository: the same generic implementation over either backend.
-macro_rules! repositories {
-    ($($name:ident: $repo:ident = $sql:ident,)*) => {
-        $(
-            pub fn $name(&self) -> Arc<dyn $repo> {
-                match self {
-                    Store::Sqlite { db, .. } => Arc::new($sql::new(db.clone())),
-                    Store::Postgres(db) => Arc::new($sql::new(db.clone())),
-                }
-            }
-        )*
-    };
+/// A repository constructor for either backend: each capability's `repo::for_store` passes
+/// one to [`Store::build`], so the store needs to know no repository.
+pub trait Build {
+    type Output;
+    fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output;
 }
 
 /// The connected database, whichever backend the URL chose.
@@ -296,29 +303,11 @@ impl Store {
         Ok(())
     }
 
-    repositories! {
-        accounts: AccountRepo = SqlAccounts,
-        carts: CartRepo = SqlCarts,
-        events: EventRepo = SqlEvents,
-        jobs: JobRepo = SqlJobs,
-        notifications: NotificationRepo = SqlNotifications,
-        realtime: RealtimeRepo = SqlRealtime,
-        webhooks: WebhookRepo = SqlWebhooks,
-    }
-
-    /// The catalog repository, showing prices in `currency`.
-    pub fn catalog(&self, currency: &str) -> Arc<dyn CatalogRepo> {
+    /// What `build` makes from this store's pools (a repository of the chosen backend).
+    pub fn build<B: Build>(&self, build: B) -> B::Output {
         match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlCatalog::new(db.clone(), currency)),
-            Store::Postgres(db) => Arc::new(SqlCatalog::new(db.clone(), currency)),
-        }
-    }
-
-    /// The pricing rules repository, showing amounts in `currency`.
-    pub fn pricing(&self, currency: &str) -> Arc<dyn PricingRepo> {
-        match self {
-            Store::Sqlite { db, .. } => Arc::new(SqlPricing::new(db.clone(), currency)),
-            Store::Postgres(db) => Arc::new(SqlPricing::new(db.clone(), currency)),
+            Store::Sqlite { db, .. } => build.build(db.clone()),
+            Store::Postgres(db) => build.build(db.clone()),
         }
     }
 

@@ -17,6 +17,7 @@ use sqlx::{
 use tokio::sync::Notify;
 
 use super::StoreError;
+use super::tx::Tx;
 
 /// A value bound to a query. Nulls are typed because PostgreSQL checks parameter types.
 #[derive(Debug, Clone)]
@@ -184,16 +185,17 @@ pub trait Backend: sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoA
     const NOTIFY_JOBS: Option<&'static str>;
     /// Statement that wakes event relays when the transaction commits.
     const NOTIFY_EVENTS: Option<&'static str>;
-    /// Query (one boolean column `locked`) that makes a relay the only one for the
-    /// rest of its transaction, so events leave in order; `None` where the write
-    /// transaction is already exclusive.
-    const RELAY_LOCK: Option<&'static str>;
+    /// Statement that makes transactions numbering the publish order (`events.publish_seq`)
+    /// take turns until commit; `None` where write transactions already do (SQLite's one writer).
+    const LOCK_PUBLISH_ORDER: Option<&'static str>;
     /// Predicate (on `products`, parameter `$4`) matching the words of a search query.
     const PRODUCT_SEARCH: &'static str;
     /// The value of `$4` for `PRODUCT_SEARCH`: every word, as a prefix, all required.
     /// Words are letters and digits only, so they cannot carry query syntax.
     fn search_query(words: &[String]) -> String;
     fn rows_affected(done: &Self::QueryResult) -> u64;
+    /// This backend's transaction inside a [`Tx`], if the unit of work runs on it.
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>>;
 }
 
 impl Backend for Sqlite {
@@ -202,13 +204,19 @@ impl Backend for Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const NOTIFY_JOBS: Option<&'static str> = None;
     const NOTIFY_EVENTS: Option<&'static str> = None;
-    const RELAY_LOCK: Option<&'static str> = None;
+    const LOCK_PUBLISH_ORDER: Option<&'static str> = None;
     const PRODUCT_SEARCH: &'static str = "rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH $4)";
     fn search_query(words: &[String]) -> String {
         words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ")
     }
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
+    }
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>> {
+        match tx {
+            Tx::Sqlite(tx) => Some(tx),
+            Tx::Postgres(_) => None,
+        }
     }
 }
 
@@ -218,13 +226,20 @@ impl Backend for Postgres {
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const NOTIFY_JOBS: Option<&'static str> = Some("SELECT pg_notify('keel_jobs', $1)");
     const NOTIFY_EVENTS: Option<&'static str> = Some("SELECT pg_notify('keel_events', '')");
-    const RELAY_LOCK: Option<&'static str> = Some("SELECT pg_try_advisory_xact_lock(7318201) AS locked");
+    // A transaction-level advisory lock, released at commit or rollback; the key is b"keel/pub".
+    const LOCK_PUBLISH_ORDER: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7738703050032837986)");
     const PRODUCT_SEARCH: &'static str = "to_tsvector('simple', name || ' ' || description) @@ to_tsquery('simple', $4)";
     fn search_query(words: &[String]) -> String {
         words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ")
     }
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
+    }
+    fn write_tx(tx: &mut Tx) -> Option<&mut WriteTx<Self>> {
+        match tx {
+            Tx::Postgres(tx) => Some(tx),
+            Tx::Sqlite(_) => None,
+        }
     }
 }
 
@@ -298,17 +313,10 @@ impl<DB: Backend> Db<DB> {
         Self { write, read, committed: Arc::new(Notify::new()) }
     }
 
-    /// Opens a write transaction (one use case = one transaction).
-    pub async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
+    /// Opens a write transaction. Only the store's unit of work (`Store::begin`) does: a
+    /// repository writes inside the transaction its caller hands it, never one of its own.
+    pub(super) async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
         Ok(WriteTx { tx: self.write.begin_with(DB::BEGIN_WRITE).await?, committed: self.committed.clone() })
-    }
-
-    /// Runs one statement in a write transaction of its own; returns the rows it touched.
-    pub async fn execute(&self, sql: Sql<DB>) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
-        let n = sql.execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n)
     }
 
     /// A connection for reads outside a transaction.
@@ -338,7 +346,7 @@ pub struct WriteTx<DB: Backend> {
 }
 
 impl<DB: Backend> WriteTx<DB> {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await?;
         self.committed.notify_one();
         Ok(())

@@ -184,3 +184,31 @@ async fn bad_bodies_are_clear_client_errors() {
     let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
     assert!(cart["items"].as_array().unwrap().is_empty() && cart["coupon_code"].is_null());
 }
+
+#[tokio::test]
+async fn one_users_concurrent_line_writes_and_clears_never_fail_and_leave_a_consistent_cart() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let a = product(&app, &admin, "A-1", 1000).await;
+    // Two tabs: one sets a line while the other empties the cart, over and over. Both lock the
+    // cart row before its lines, so neither deadlocks the other (a deadlock would answer 500).
+    let rounds = (1..=40).map(|n| {
+        let (app, ada, a) = (&app, &ada, &a);
+        async move {
+            let (set, cleared) = tokio::join!(put(app, ada, a, json!(n)), app.delete_authed("/v1/cart", &ada.access));
+            (set.status.as_u16(), cleared.status.as_u16())
+        }
+    });
+    for (set, cleared) in futures::future::join_all(rounds).await {
+        assert_eq!((set, cleared), (200, 204));
+    }
+    assert_eq!(
+        app.execute_sql("DELETE FROM cart_items WHERE user_id NOT IN (SELECT user_id FROM carts)").await,
+        0,
+        "no line outlives its cart"
+    );
+    let cart = put(&app, &ada, &a, json!(3)).await.expect(200).json();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 1);
+    assert_eq!(cart["items"][0]["quantity"], 3);
+}

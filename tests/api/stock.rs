@@ -21,8 +21,7 @@ async fn open_store(app: &TestApp) -> Store {
 /// from another process's connection, so the app hears of it through the bus.
 pub async fn sell(app: &TestApp, product_id: &str, units: usize) {
     let store = open_store(app).await;
-    let catalog =
-        keel::catalog::Catalog::new(store.catalog("USD"), Arc::new(keel::catalog::cache::LocalCache::new(100, Duration::from_secs(60))));
+    let catalog = keel::catalog::Catalog::new(store.clone(), "USD", Arc::new(keel::cache::LocalCache::new(100, Duration::from_secs(60))));
     for _ in 0..units {
         let held = catalog.reserve(product_id, 1, Duration::from_secs(60)).await.unwrap().expect("stock to sell");
         assert!(catalog.settle(&held, Settle::Commit).await.unwrap());
@@ -40,8 +39,8 @@ async fn two_hundred_parallel_reservations_of_fifty_in_stock_win_exactly_fifty_t
     let id: Arc<str> = product["id"].as_str().unwrap().into();
 
     let store = open_store(&app).await;
-    let cache = Arc::new(keel::catalog::cache::LocalCache::new(100, Duration::from_secs(60)));
-    let catalog = Arc::new(keel::catalog::Catalog::new(store.catalog("USD"), cache));
+    let cache = Arc::new(keel::cache::LocalCache::new(100, Duration::from_secs(60)));
+    let catalog = Arc::new(keel::catalog::Catalog::new(store.clone(), "USD", cache));
     let attempts = (0..200).map(|_| {
         let (catalog, id) = (catalog.clone(), id.clone());
         tokio::spawn(async move { catalog.reserve(&id, 1, Duration::from_secs(2)).await.expect("the reservation runs") })
