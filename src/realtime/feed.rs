@@ -4,7 +4,10 @@
 //! Resume goes by publish order (`publish_seq`), not time or `seq`: a client has seen exactly
 //! the events published before the one it names. The connection is registered with the hub
 //! before the replay reads the outbox, so nothing published meanwhile is missed; what the
-//! replay sent is dropped when its live copy arrives, so nothing is sent twice.
+//! replay sent is dropped when its live copy arrives, so nothing is sent twice. The relay
+//! publishes an event a moment before it numbers it, so an event the hub had before this
+//! connection registered may not be numbered yet when the replay reads: the replay ends only
+//! once every event committed before it began is numbered (or after `POSITION_WAIT`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -36,6 +39,10 @@ pub enum Next {
 struct Replay {
     after: i64,
     since: DateTime<Utc>,
+    /// The last event committed when the replay began; the replay waits until it and every
+    /// one before it are numbered, until `settle_by`.
+    horizon: i64,
+    settle_by: Instant,
     backlog: VecDeque<Frame>,
     exhausted: bool,
 }
@@ -86,7 +93,9 @@ impl Feed {
         match position {
             Some(p) if p.created_at >= since => {
                 let Some(after) = p.publish_seq else { return Ok(false) };
-                self.replay = Some(Replay { after, since, backlog: VecDeque::new(), exhausted: false });
+                let horizon = self.repo.last_seq().await?;
+                let settle_by = Instant::now() + POSITION_WAIT;
+                self.replay = Some(Replay { after, since, horizon, settle_by, backlog: VecDeque::new(), exhausted: false });
                 Ok(true)
             }
             _ => Ok(false),
@@ -106,14 +115,22 @@ impl Feed {
                 if !replay.exhausted {
                     let page = self.repo.published_after(replay.after, replay.since, PAGE).await?;
                     let replay = self.replay.as_mut().expect("replaying");
-                    replay.exhausted = page.len() < PAGE as usize;
                     if let Some((last, _)) = page.last() {
                         replay.after = *last;
                     }
+                    let (horizon, settle_by) = (replay.horizon, replay.settle_by);
                     let wanted: Vec<Frame> = page.iter().filter(|(_, e)| self.wants(e)).map(|(_, e)| Frame::of(e, true)).collect();
                     crate::telemetry::record_realtime_replayed(wanted.len());
                     self.replayed.extend(wanted.iter().map(|f| f.id.clone()));
                     self.replay.as_mut().expect("replaying").backlog.extend(wanted);
+                    if page.len() < PAGE as usize {
+                        let unnumbered = Instant::now() < settle_by && self.repo.unmarked_through(horizon).await?;
+                        if !unnumbered {
+                            self.replay.as_mut().expect("replaying").exhausted = true;
+                        } else if self.replay.as_ref().is_some_and(|r| r.backlog.is_empty()) {
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                    }
                     continue;
                 }
                 self.replay = None;

@@ -33,6 +33,11 @@ pub trait RealtimeRepo: Send + Sync {
     async fn purge_tickets(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// The outbox position of `event_id`, if the outbox still holds it.
     async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError>;
+    /// The highest `seq` committed so far (0: none).
+    async fn last_seq(&self) -> Result<i64, StoreError>;
+    /// Whether an event with `seq` up to `seq` is not marked published yet (the relay may have
+    /// sent it to the bus already and not yet numbered it).
+    async fn unmarked_through(&self, seq: i64) -> Result<bool, StoreError>;
     /// Published events after `publish_seq` created since `since`, in publish order.
     async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
 }
@@ -96,6 +101,20 @@ impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
         let row =
             Sql::<DB>::new("SELECT publish_seq, created_at FROM events WHERE id = $1").bind(event_id).fetch_optional(&mut conn).await?;
         row.map(|r| Ok(Position { publish_seq: r.opt_int("publish_seq")?, created_at: r.time("created_at")? })).transpose()
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        let mut conn = self.db.reader().await?;
+        Sql::<DB>::new("SELECT COALESCE(MAX(seq), 0) AS n FROM events").fetch_one(&mut conn).await?.int("n")
+    }
+
+    async fn unmarked_through(&self, seq: i64) -> Result<bool, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let row = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL AND seq <= $1 LIMIT 1")
+            .bind(seq)
+            .fetch_optional(&mut conn)
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
