@@ -38,6 +38,8 @@ use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
 use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
+use crate::realtime::Realtime;
+use crate::realtime::hub::{Close, Hub, Limits};
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
@@ -45,6 +47,9 @@ use crate::store::{Store, StoreOptions};
 
 /// Longest time a committed event waits for the relay when no NOTIFY wakes it.
 const RELAY_POLL: Duration = Duration::from_millis(50);
+
+/// Frames a real-time connection may have waiting before it counts as too slow (1013).
+const REALTIME_QUEUE: usize = 512;
 
 /// How often the scheduler looks for recurring jobs due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
@@ -74,6 +79,7 @@ pub struct AppState {
     pub idempotency: Arc<IdempotencyKeys>,
     /// The one configured provider (with its breaker) that every use case that charges shares.
     pub payments: Arc<dyn PaymentProvider>,
+    pub realtime: Arc<Realtime>,
 }
 
 pub struct Application {
@@ -88,6 +94,7 @@ pub struct Application {
     nats: Option<(Arc<NatsBus>, String)>,
     jobs: Jobs,
     relay: bool,
+    realtime: Arc<Realtime>,
 }
 
 impl Application {
@@ -117,6 +124,12 @@ impl Application {
         let instance =
             String::from_utf8(secrets::load_or_create(&config.data_dir, "instance-id", || crate::ids::new("ins").into_bytes())?)?;
         let worker = config.run_workers.then(|| services.worker(&config));
+        let hub = Arc::new(Hub::new(Limits {
+            max_connections: config.realtime_max_connections,
+            max_per_user: config.realtime_max_per_user,
+            queue: REALTIME_QUEUE,
+        }));
+        let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
         let state = AppState {
             carts: Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
             catalog: services.catalog.clone(),
@@ -148,6 +161,7 @@ impl Application {
             ledger: services.ledger.clone(),
             idempotency: services.idempotency.clone(),
             payments: services.payments.clone(),
+            realtime: realtime.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,
@@ -169,6 +183,7 @@ impl Application {
             nats: nats.map(|n| (n, instance)),
             jobs: services.jobs,
             relay: config.run_relay,
+            realtime,
         })
     }
 
@@ -205,6 +220,17 @@ impl Application {
             .into_iter()
             .map(|sub| tokio::spawn(crate::events::subscriber::run(sub, self.bus.clone(), self.outbox.clone(), stopping_rx.clone())))
             .collect();
+        // The hub hears the bus like any subscriber; open streams end when stopping begins,
+        // so they do not hold the graceful shutdown open (clients reconnect and resume).
+        let hub = tokio::spawn(self.realtime.hub.clone().run(self.bus.clone(), stopping_rx.clone()));
+        let sessions = tokio::spawn(self.realtime.clone().watch_sessions(stopping_rx.clone()));
+        let realtime = self.realtime.clone();
+        let mut stopping = stopping_rx.clone();
+        let close_streams = tokio::spawn(async move {
+            if stopping.wait_for(|stopping| *stopping).await.is_ok() {
+                realtime.hub.close_all(Close::Restart);
+            }
+        });
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
@@ -220,6 +246,9 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
+        for task in [hub, sessions, close_streams] {
+            let _ = task.await;
+        }
         if let Some(relay) = relay {
             let _ = relay.await;
         }

@@ -62,6 +62,8 @@ const KEYS: &[&str] = &[
     "payment_breaker_cooldown_secs",
     "sqlite_synchronous",
     "idempotency_lease_secs",
+    "realtime_max_connections",
+    "realtime_max_per_user",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -134,6 +136,9 @@ pub struct Config {
     pub sqlite_synchronous: crate::store::SqliteDurability,
     /// How long a request holds its idempotency key before a retry may take it over.
     pub idempotency_lease: Duration,
+    /// Open real-time connections (WebSocket and SSE) this instance accepts in all, and per user.
+    pub realtime_max_connections: usize,
+    pub realtime_max_per_user: usize,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -359,6 +364,14 @@ impl Config {
             idempotency_lease: s
                 .parse("idempotency_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?
                 .unwrap_or(crate::http::idempotency::LEASE),
+            realtime_max_connections: s
+                .parse("realtime_max_connections", "an integer from 1 to 1000000", |v| {
+                    v.parse().ok().filter(|n| (1..=1_000_000).contains(n))
+                })?
+                .unwrap_or(10_000),
+            realtime_max_per_user: s
+                .parse("realtime_max_per_user", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?
+                .unwrap_or(16),
         })
     }
 }
@@ -563,6 +576,8 @@ mod tests {
             ("payment_breaker_failures", "0"),
             ("payment_breaker_cooldown_secs", "0"),
             ("payment_webhook_secret", "short-hunter2"),
+            ("realtime_max_connections", "0"),
+            ("realtime_max_per_user", "many"),
         ] {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");

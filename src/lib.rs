@@ -18,6 +18,7 @@ pub mod notify;
 pub mod orders;
 pub mod payments;
 pub mod pricing;
+pub mod realtime;
 pub mod security;
 pub mod store;
 pub mod telemetry;

@@ -162,11 +162,16 @@ impl Accounts {
     /// account as it is now, not from the token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let claims = self.signer.verify(token).map_err(|_| AuthError::InvalidToken)?;
-        let state = self.repo.session_state(&claims.sid, &claims.sub, now()).await?;
-        match state {
+        self.session_principal(&claims.sub, &claims.sid).await
+    }
+
+    /// The principal of a session that is still live, its roles as they are now. Open
+    /// real-time connections are checked with it, their token having been verified once.
+    pub async fn session_principal(&self, user_id: &str, session_id: &str) -> Result<Principal, AuthError> {
+        match self.repo.session_state(session_id, user_id, now()).await? {
             Some(s) if s.usable => Ok(Principal {
-                user_id: claims.sub,
-                session_id: claims.sid,
+                user_id: user_id.to_owned(),
+                session_id: session_id.to_owned(),
                 roles: Roles::from_bits(s.user.roles),
                 account: Arc::new(s.user),
             }),

@@ -62,7 +62,9 @@ pub trait EventRepo: Send + Sync {
     async fn lag(&self) -> Result<i64, StoreError>;
     /// The last event a durable subscriber recorded as handled (`""`: none yet).
     async fn offset(&self, subscriber: &str) -> Result<String, StoreError>;
-    /// Marks the events with `seq` in `first..=last` published (those not marked yet).
+    /// Marks the events with `seq` in `first..=last` published (those not marked yet) and gives
+    /// each its place in the publish order (`publish_seq`, after every one marked before),
+    /// which real-time resume goes by.
     async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Deletes published events older than `before`.
     async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -125,12 +127,22 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     }
 
     async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        Sql::<DB>::new("UPDATE events SET published_at = $3 WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL")
-            .bind(first)
-            .bind(last)
-            .bind(at)
-            .execute(tx.conn::<DB>()?)
-            .await?;
+        let conn = tx.conn::<DB>()?;
+        // Relays of several instances may mark at once: the lock (held to commit) makes them
+        // number in turn, so each reads the highest `publish_seq` the previous one committed.
+        if let Some(lock) = DB::LOCK_PUBLISH_ORDER {
+            Sql::<DB>::new(lock).execute(conn).await?;
+        }
+        let next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(conn).await?.int("n")?;
+        Sql::<DB>::new(
+            "UPDATE events SET published_at = $3, publish_seq = $4 + (seq - $1) WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(at)
+        .bind(next)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
@@ -186,6 +198,8 @@ impl Outbox {
         }
         // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
         // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
+        // Each row also gets its place in the publish order (`publish_seq`), which real-time
+        // resume goes by: unlike `seq`, it never puts a late-published event behind a resume point.
         let sent = runs(events.iter().map(|(seq, _)| *seq));
         let sent = sent.as_slice();
         let at = crate::store::now();

@@ -31,7 +31,8 @@ use error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keel API", description = "Commerce backend: accounts and sessions, catalog and stock, pricing rules and quotes, \
-        the cart, the wallet on a double-entry ledger, notifications, outgoing webhooks and the job queue.\n\n\
+        the cart, the wallet on a double-entry ledger, notifications, real-time events (SSE and WebSocket), outgoing \
+        webhooks and the job queue.\n\n\
         Errors are RFC 9457 `application/problem+json` documents with a stable `code`. Lists page with `limit` and `cursor` \
         and answer `{data, next_cursor}`. Every response carries `X-Request-Id`. Routes that move money need an \
         `Idempotency-Key`: a retry with the same key and body replays the first response with `Idempotent-Replayed: true`."),
@@ -44,6 +45,7 @@ use error::ApiError;
         (name = "wallet", description = "The caller's wallet on the double-entry ledger: balance, history, top-ups, transfers"),
         (name = "pricing", description = "Pricing rules (support: read, admin: write)"),
         (name = "notifications", description = "The caller's in-app notifications"),
+        (name = "realtime", description = "Committed events as they happen, over Server-Sent Events or WebSocket, resumable without loss"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
         (name = "operations", description = "Health, readiness, keys")
     )
@@ -59,6 +61,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::pricing::routes::router())
         .merge(crate::cart::routes::router())
         .merge(crate::ledger::routes::router())
+        .merge(crate::realtime::routes::router())
         .merge(ops::documented())
 }
 

@@ -185,6 +185,9 @@ pub trait Backend: sqlx::Database<Connection: AsExecutor<Self>, Arguments: IntoA
     const NOTIFY_JOBS: Option<&'static str>;
     /// Statement that wakes event relays when the transaction commits.
     const NOTIFY_EVENTS: Option<&'static str>;
+    /// Statement that makes transactions numbering the publish order (`events.publish_seq`)
+    /// take turns until commit; `None` where write transactions already do (SQLite's one writer).
+    const LOCK_PUBLISH_ORDER: Option<&'static str>;
     /// Predicate (on `products`, parameter `$4`) matching the words of a search query.
     const PRODUCT_SEARCH: &'static str;
     /// The value of `$4` for `PRODUCT_SEARCH`: every word, as a prefix, all required.
@@ -201,6 +204,7 @@ impl Backend for Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const NOTIFY_JOBS: Option<&'static str> = None;
     const NOTIFY_EVENTS: Option<&'static str> = None;
+    const LOCK_PUBLISH_ORDER: Option<&'static str> = None;
     const PRODUCT_SEARCH: &'static str = "rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH $4)";
     fn search_query(words: &[String]) -> String {
         words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ")
@@ -222,6 +226,8 @@ impl Backend for Postgres {
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const NOTIFY_JOBS: Option<&'static str> = Some("SELECT pg_notify('keel_jobs', $1)");
     const NOTIFY_EVENTS: Option<&'static str> = Some("SELECT pg_notify('keel_events', '')");
+    // A transaction-level advisory lock, released at commit or rollback; the key is b"keel/pub".
+    const LOCK_PUBLISH_ORDER: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7738703050032837986)");
     const PRODUCT_SEARCH: &'static str = "to_tsvector('simple', name || ' ' || description) @@ to_tsquery('simple', $4)";
     fn search_query(words: &[String]) -> String {
         words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ")

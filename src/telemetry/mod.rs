@@ -41,6 +41,11 @@ const JOB_DURATION: &str = "keel_job_duration_seconds";
 const OUTBOX_LAG: &str = "keel_outbox_lag_events";
 const CACHE_REQUESTS: &str = "keel_cache_requests_total";
 const BUILD_INFO: &str = "keel_build_info";
+const RT_CONNECTIONS: &str = "keel_realtime_connections";
+const RT_SENT: &str = "keel_realtime_messages_sent_total";
+const RT_SLOW: &str = "keel_realtime_slow_consumers_total";
+const RT_REPLAYED: &str = "keel_realtime_replayed_events_total";
+const RT_FANOUT: &str = "keel_realtime_fanout_seconds";
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
@@ -52,6 +57,15 @@ fn describe() {
     describe_gauge!(OUTBOX_LAG, "Committed events not yet published to the bus.");
     describe_counter!(CACHE_REQUESTS, "Cache lookups by cache (product, list, quote) and result (hit, miss).");
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the running build.");
+    describe_gauge!(RT_CONNECTIONS, "Open real-time connections, by transport (websocket, sse).");
+    describe_counter!(RT_SENT, "Events written to real-time connections, by transport.");
+    describe_counter!(RT_SLOW, "Real-time connections closed because they read too slowly (1013).");
+    describe_counter!(RT_REPLAYED, "Missed events replayed from the outbox to resuming real-time clients.");
+    describe_histogram!(
+        RT_FANOUT,
+        Unit::Seconds,
+        "Time from an event's commit until it was written to a real-time connection (live events)."
+    );
     process::describe();
 }
 
@@ -69,6 +83,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Prefix("keel_job_".into()),
                     &[0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0],
+                )
+                .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(RT_FANOUT.into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0],
                 )
                 .expect("static bucket list is valid")
                 .build_recorder();
@@ -124,4 +143,25 @@ pub fn record_job_depth(depth: &[(crate::jobs::JobState, i64)]) {
         let n = depth.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
         metrics::gauge!(JOBS, "state" => state.as_str()).set(n as f64);
     }
+}
+
+pub fn record_realtime_connections(transport: &'static str, open: usize) {
+    metrics::gauge!(RT_CONNECTIONS, "transport" => transport).set(open as f64);
+}
+
+/// One frame written: counted, and for live events the time since commit.
+pub fn record_realtime_sent(transport: &'static str, frame: &crate::realtime::hub::Frame) {
+    metrics::counter!(RT_SENT, "transport" => transport).increment(1);
+    if !frame.replayed {
+        let since_commit = (chrono::Utc::now() - frame.created_at).to_std().unwrap_or_default();
+        metrics::histogram!(RT_FANOUT).record(since_commit.as_secs_f64());
+    }
+}
+
+pub fn record_realtime_slow_consumer() {
+    metrics::counter!(RT_SLOW).increment(1);
+}
+
+pub fn record_realtime_replayed(events: usize) {
+    metrics::counter!(RT_REPLAYED).increment(events as u64);
 }

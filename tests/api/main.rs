@@ -25,6 +25,7 @@ mod outbox;
 mod password;
 mod pricing;
 mod rate_limit;
+mod realtime;
 mod refresh;
 mod register;
 mod route_guards;

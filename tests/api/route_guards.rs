@@ -187,6 +187,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v1/products"),
     ("GET", "/v1/products/{id}"),
     ("GET", "/v1/products/{id}/quote"),
+    // Authenticated by a ticket or the first message, not a header (browsers cannot send one).
+    ("GET", "/v1/ws"),
 ];
 
 /// Back-office reads open to `support`; every other `/v1/admin` operation is admin only.
@@ -365,6 +367,9 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/admin/webhook-endpoints",
         "/v1/wallet",
         "/v1/admin/ledger",
+        "/v1/realtime",
+        "/v1/events",
+        "/v1/ws",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -423,4 +428,9 @@ async fn wallet_and_ledger_routes_guard_their_input() {
 #[tokio::test]
 async fn webhook_endpoint_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/admin/webhook-endpoints"]).await;
+}
+
+#[tokio::test]
+async fn realtime_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/realtime", "/v1/events", "/v1/ws"]).await;
 }

@@ -1,0 +1,44 @@
+//! The Server-Sent Events stream: one frame per event, its `id` the event id (so the browser
+//! resends it as `Last-Event-ID`), a comment heartbeat, and the end of the stream where a
+//! WebSocket would get a close code.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+
+use super::feed::{Feed, Next};
+use super::hub::Transport;
+
+/// A comment line this often keeps proxies from timing the stream out.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Frames as SSE events until the feed closes or the token expires.
+pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let deadline = tokio::time::Instant::now() + (expires_at - Utc::now()).to_std().unwrap_or_default();
+    let frames = futures_util::stream::unfold((feed, resync), move |(mut feed, resync)| async move {
+        if resync {
+            return Some((Ok(SseEvent::default().data(r#"{"type":"resync"}"#)), (feed, false)));
+        }
+        let next = tokio::select! {
+            next = feed.next() => next,
+            // SSE cannot take a fresh token: the client reconnects with one and resumes.
+            () = tokio::time::sleep_until(deadline) => return None,
+        };
+        match next {
+            Ok(Next::Frame(frame)) => {
+                crate::telemetry::record_realtime_sent(Transport::Sse.label(), &frame);
+                let event = SseEvent::default().id(&*frame.id).data(frame.json.as_str());
+                Some((Ok(event), (feed, false)))
+            }
+            Ok(Next::Closed(_)) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "reading missed events failed; ending the stream");
+                None
+            }
+        }
+    });
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+}
