@@ -59,6 +59,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::pricing::routes::router())
         .merge(crate::cart::routes::router())
         .merge(crate::ledger::routes::router())
+        .merge(crate::orders::routes::router())
         .merge(ops::documented())
 }
 
