@@ -195,6 +195,17 @@ impl Catalog {
         Ok(Some(id))
     }
 
+    /// Puts sold units back on hand as one step of the caller's unit of work (a cancelled paid
+    /// order), with the stock movement and `product.updated`; the caller calls `forget` once it commits.
+    pub async fn restock_in(&self, tx: &mut Tx, id: &str, quantity: i64, reason: &str, actor: &str) -> Result<(), CatalogError> {
+        if !self.repo.add_on_hand(tx, id, quantity, now()).await? {
+            return Err(CatalogError::NotFound);
+        }
+        self.repo.record_movement(tx, id, quantity, reason, actor, now()).await?;
+        self.announced(tx, id).await?;
+        Ok(())
+    }
+
     /// Ends a held reservation; false when it was not held (already settled or expired).
     pub async fn settle(&self, reservation_id: &str, outcome: Settle) -> Result<bool, CatalogError> {
         let product = self

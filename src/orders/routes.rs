@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::model::{OrderError as StateError, OrderEvent, OrderStatus};
 use super::repo::OrderFilter;
-use super::service::{CheckoutRequest, OrderError, OrderView, Orders, Placed};
+use super::service::{CheckoutRequest, OrderError, OrderView, Orders, Placed, RefundRequest};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser, StaffUser};
 use crate::http::error::{ApiError, ApiResult, Problem};
@@ -27,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(checkout))
         .routes(routes!(list_orders))
         .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(refund_order))
         .routes(routes!(admin_list_orders))
         .routes(routes!(ship_order))
         .routes(routes!(deliver_order))
@@ -184,4 +186,36 @@ pub async fn ship_order(State(orders): State<Arc<Orders>>, _admin: AdminUser, Pa
         (status = 409, description = "`invalid_state`: only a `shipped` order is delivered", body = Problem)))]
 pub async fn deliver_order(State(orders): State<Arc<Orders>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
     Ok(Json(orders.advance(&id, OrderEvent::Deliver).await?))
+}
+
+/// Cancel one of the caller's orders.
+///
+/// From `pending_payment` (its stock is released) or `paid` (the money goes back to the wallet or
+/// the card, and the units return to stock).
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "order id (ord_…)")),
+    responses((status = 200, description = "The order, `cancelled`", body = OrderView), (status = 404, description = "`not_found`", body = Problem),
+        (status = 409, description = "`invalid_state`: only a `pending_payment` or `paid` order can be cancelled", body = Problem),
+        (status = 503, description = "`payment_provider_unavailable`: the card refund was not accepted; the order is unchanged", body = Problem)))]
+pub async fn cancel_order(State(orders): State<Arc<Orders>>, AuthUser(me): AuthUser, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
+    Ok(Json(orders.cancel(&me.user_id, &id).await?))
+}
+
+/// Refund an order, fully (no `amount`) or partly, to the original payment method.
+///
+/// The sum of an order's refunds never exceeds its total, concurrent refunds included.
+#[utoipa::path(post, path = "/v1/admin/orders/{id}/refunds", tag = "admin", security(("bearer" = [])), request_body = RefundRequest,
+    params(("id" = String, Path, description = "order id (ord_…)")),
+    responses((status = 201, description = "The order after the refund", body = OrderView), (status = 404, description = "`not_found`", body = Problem),
+        (status = 409, description = "`invalid_state`: only a `paid`, `shipped`, `delivered` or `partially_refunded` order is refunded", body = Problem),
+        (status = 422, description = "`validation_failed`: the amount is not positive, more than what is left (`amount.amount`), or not in the deployment's currency; no reason", body = Problem),
+        (status = 503, description = "`payment_provider_unavailable`: the card refund was not accepted; nothing changed", body = Problem)))]
+pub async fn refund_order(
+    State(orders): State<Arc<Orders>>,
+    _admin: AdminUser,
+    Extension(claim): Extension<Claim>,
+    Path(id): Path<String>,
+    Json(req): Json<RefundRequest>,
+) -> ApiResult<Response> {
+    Ok(placed(orders.refund(&id, req, &claim).await?))
 }

@@ -492,3 +492,131 @@ impl Orders {
         Ok(self.view(&order))
     }
 }
+
+/// Largest refund one request may ask for (minor units), as for wallet amounts.
+const MAX_REFUND: i64 = crate::ledger::wallet::MAX_AMOUNT;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// What to refund; everything not yet refunded when absent.
+    pub amount: Option<Money>,
+    /// Why (kept in the stock and support trail; 1–500 characters).
+    pub reason: String,
+}
+
+impl Orders {
+    /// Gives the money of a paid order back to where it came from, through the provider for a
+    /// card (no transaction open) and then the ledger, in the unit of work that locks the order.
+    async fn give_back(&self, order: &OrderRow, amount: i64, provider_key: String) -> Result<(), OrderError> {
+        if order.payment_method != PaymentMethod::Card.as_str() || amount == 0 {
+            return Ok(());
+        }
+        let Some(provider_ref) = order.provider_ref.clone() else { return Err(OrderError::ProviderUnavailable) };
+        let request = crate::payments::RefundRequest { provider_ref, amount, idempotency_key: provider_key };
+        match self.provider.refund(&request).await {
+            Ok(refund) if refund.status != crate::payments::RefundStatus::Failed => Ok(()),
+            other => {
+                tracing::warn!(order_id = %order.id, answer = ?other, "a card refund was not accepted by the payment provider");
+                Err(OrderError::ProviderUnavailable)
+            }
+        }
+    }
+
+    /// The ledger side of money given back: to the wallet, or out through the provider's clearing.
+    async fn post_refund(&self, tx: &mut Tx, order: &OrderRow, amount: i64, mut effects: Effects) -> Result<Effects, OrderError> {
+        // A free order took no money, so none goes back.
+        if amount == 0 {
+            return Ok(effects);
+        }
+        if order.payment_method == PaymentMethod::Wallet.as_str() {
+            let refund = Transaction::refund_to_wallet(&order.user_id, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let posted = self.ledger.post(tx, &refund, Some(&order.id)).await?;
+            let balance = posted.balance_of(&Account::Wallet(order.user_id.clone())).unwrap_or_default();
+            let data = serde_json::json!({ "balance": self.money(balance), "transaction_id": posted.id });
+            effects = effects.event(EventType::WalletUpdated, &order.user_id, data);
+        } else {
+            let refund = Transaction::refund_to_card(amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.ledger.post(tx, &refund, order.provider_ref.as_deref()).await?;
+        }
+        Ok(effects)
+    }
+
+    /// The customer's cancel: a `pending_payment` order releases its stock; a `paid` one also
+    /// gets its money back (wallet or card) and its sold units return to stock.
+    pub async fn cancel(&self, user_id: &str, id: &str) -> Result<OrderView, OrderError> {
+        let seen = match self.repo.get(id).await? {
+            Some(order) if order.user_id == user_id => order,
+            _ => return Err(OrderError::NotFound),
+        };
+        // Refused before any money moves; checked again on the locked row below.
+        seen.status.apply(OrderEvent::Cancel)?;
+        let paid = seen.status == OrderStatus::Paid;
+        if paid {
+            self.give_back(&seen, seen.total, format!("keel_cancel_{}", seen.id)).await?;
+        }
+        let order = self
+            .store
+            .transact(|mut tx| async move {
+                let mut order = self.repo.lock(&mut tx, id).await?.ok_or(OrderError::NotFound)?;
+                let was = order.status;
+                order.status = order.status.apply(OrderEvent::Cancel)?;
+                order.updated_at = now();
+                // Money went back before this transaction only if the order was paid then; a
+                // settlement in between (pending → paid) is refused here rather than kept unpaid-for.
+                if (was == OrderStatus::Paid) != paid {
+                    return Err(StateError::InvalidState { from: was, event: super::model::EventKind::Cancel }.into());
+                }
+                let effects = if paid {
+                    order.refunded = order.total;
+                    order.payment_status = "refunded".to_owned();
+                    for line in &order.lines {
+                        self.catalog.restock_in(&mut tx, &line.product_id, line.quantity, "order_cancelled", user_id).await?;
+                    }
+                    self.post_refund(&mut tx, &order, order.total, self.announce(&order)).await?
+                } else {
+                    order.payment_status = "cancelled".to_owned();
+                    self.settle_lines(&mut tx, &order, Settle::Release).await?;
+                    self.announce(&order)
+                };
+                self.repo.update(&mut tx, &order).await?;
+                order.version += 1;
+                effects.write(&mut tx, order.updated_at).await?;
+                Ok::<_, OrderError>((tx, order))
+            })
+            .await?;
+        self.forget_products(&order).await;
+        Ok(self.view(&order))
+    }
+
+    /// A back-office refund, full or partial, to the original method. The order's row is locked
+    /// while the state machine checks the sum, so concurrent refunds never pass the total.
+    pub async fn refund(&self, id: &str, req: RefundRequest, claim: &Claim) -> Result<Placed, OrderError> {
+        let reason = req.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(Invalid::one("reason", "invalid", "must be 1 to 500 characters").into());
+        }
+        let seen = self.repo.get(id).await?.ok_or(OrderError::NotFound)?;
+        let amount = match req.amount {
+            Some(money) => money.parse("amount", &self.currency, MAX_REFUND)?,
+            None => super::model::refundable(seen.total, seen.refunded),
+        };
+        // Refused before the provider is asked; checked again on the locked row below.
+        seen.status.apply(OrderEvent::Refund { amount, refunded_so_far: seen.refunded, total: seen.total })?;
+        self.give_back(&seen, amount, claim.derived_key()).await?;
+        self.store
+            .transact(|mut tx| async move {
+                let mut order = self.repo.lock(&mut tx, id).await?.ok_or(OrderError::NotFound)?;
+                order.status = order.status.apply(OrderEvent::Refund { amount, refunded_so_far: order.refunded, total: order.total })?;
+                order.refunded += amount;
+                order.payment_status = if order.status == OrderStatus::Refunded { "refunded" } else { "partially_refunded" }.to_owned();
+                order.updated_at = now();
+                let effects = self.post_refund(&mut tx, &order, amount, self.announce(&order)).await?;
+                self.repo.update(&mut tx, &order).await?;
+                order.version += 1;
+                effects.write(&mut tx, order.updated_at).await?;
+                self.answer(&mut tx, &order, StatusCode::CREATED, claim).await.map(|placed| (tx, placed))
+            })
+            .await
+    }
+}

@@ -2,9 +2,17 @@
 
 use serde_json::json;
 
-use crate::checkout::{add, checkout, product};
-use crate::helpers::{PASSWORD, spawn_app};
-use crate::wallet::top_up;
+use crate::checkout::{add, available, checkout, product};
+use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
+use crate::wallet::{balance, idem_post, top_up, usd, verify};
+
+async fn refund(app: &TestApp, admin: &Tokens, id: &str, body: &serde_json::Value) -> crate::helpers::Reply {
+    idem_post(app, &format!("/v1/admin/orders/{id}/refunds"), admin, &uuid::Uuid::new_v4().to_string(), body).await
+}
+
+async fn cancel(app: &TestApp, who: &Tokens, id: &str) -> crate::helpers::Reply {
+    app.post_json_authed(&format!("/v1/orders/{id}/cancel"), &who.access, &json!({})).await
+}
 
 #[tokio::test]
 async fn a_user_sees_only_their_own_orders_newest_first_and_filtered_by_state() {
@@ -58,4 +66,72 @@ async fn orders_ship_then_deliver_and_other_moves_are_invalid_state() {
     assert_eq!(all["data"][0]["status"], "delivered");
     let none = app.get_query_authed("/v1/admin/orders", &support.access, &[("status", "paid")]).await.expect(200).json();
     assert_eq!(none["data"], json!([]));
+}
+
+#[tokio::test]
+async fn cancelling_a_paid_order_returns_the_money_and_the_stock() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(&app, &admin, "MUG-1", 300, 10).await;
+    let ada = app.customer("ada@example.com").await;
+    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
+    add(&app, &ada, &mug, 2).await;
+    let by_wallet = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json();
+    add(&app, &ada, &mug, 1).await;
+    let by_card = checkout(&app, &ada, &json!({ "payment_method": "card", "card_token": "tok_visa" })).await.expect(201).json();
+    assert_eq!((balance(&app, &ada).await, available(&app, &mug).await), (400, 7));
+
+    let cancelled = cancel(&app, &ada, by_wallet["id"].as_str().unwrap()).await.expect(200).json();
+    assert_eq!((cancelled["status"].clone(), cancelled["refunded"].clone()), (json!("cancelled"), usd(600)));
+    assert_eq!((balance(&app, &ada).await, available(&app, &mug).await), (1000, 9));
+    let cancelled = cancel(&app, &ada, by_card["id"].as_str().unwrap()).await.expect(200).json();
+    assert_eq!(cancelled["payment"]["status"], "refunded");
+    assert_eq!(available(&app, &mug).await, 10);
+
+    cancel(&app, &ada, by_wallet["id"].as_str().unwrap()).await.problem(409, "invalid_state");
+    let bob = app.customer("bob@example.com").await;
+    cancel(&app, &bob, by_card["id"].as_str().unwrap()).await.problem(404, "not_found");
+    assert_eq!(verify(&app, &admin).await["balanced"], true);
+}
+
+#[tokio::test]
+async fn partial_refunds_add_up_to_the_total_and_no_further() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
+    let ada = app.customer("ada@example.com").await;
+    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
+    add(&app, &ada, &mug, 1).await;
+    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    let first = refund(&app, &admin, &id, &json!({ "amount": usd(400), "reason": "scratched" })).await.expect(201).json();
+    assert_eq!((first["status"].clone(), first["refunded"].clone()), (json!("partially_refunded"), usd(400)));
+    refund(&app, &admin, &id, &json!({ "amount": usd(601), "reason": "more" })).await.field_error_code("amount.amount", "out_of_range");
+    let rest = refund(&app, &admin, &id, &json!({ "reason": "the rest" })).await.expect(201).json();
+    assert_eq!((rest["status"].clone(), rest["refunded"].clone()), (json!("refunded"), usd(1000)));
+    refund(&app, &admin, &id, &json!({ "amount": usd(1), "reason": "again" })).await.problem(409, "invalid_state");
+    assert_eq!(balance(&app, &ada).await, 1000);
+    assert_eq!(verify(&app, &admin).await["balanced"], true);
+}
+
+#[tokio::test]
+async fn concurrent_partial_refunds_never_exceed_the_total() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
+    let ada = app.customer("ada@example.com").await;
+    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
+    add(&app, &ada, &mug, 1).await;
+    // A wallet order: no provider caps the refunds, only the locked order row does.
+    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    let body = json!({ "amount": usd(300), "reason": "goodwill" });
+    let replies = futures::future::join_all((0..10).map(|_| refund(&app, &admin, &id, &body))).await;
+    let accepted = replies.iter().filter(|r| r.status == 201).count();
+    for reply in replies.iter().filter(|r| r.status != 201) {
+        reply.field_error_code("amount.amount", "out_of_range");
+    }
+    assert_eq!(accepted, 3, "3 × 300 fit in 1000, a fourth does not");
+    let order = app.get_authed(&format!("/v1/orders/{id}"), &ada.access).await.expect(200).json();
+    assert_eq!((order["status"].clone(), order["refunded"].clone()), (json!("partially_refunded"), usd(900)));
+    assert_eq!(balance(&app, &ada).await, 900);
+    assert_eq!(verify(&app, &admin).await["balanced"], true);
 }

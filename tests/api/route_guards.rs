@@ -146,6 +146,7 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/wallet/top-ups") => json!({ "amount": usd(100), "card_token": "tok_visa" }),
         ("POST", "/v1/wallet/transfers") => json!({ "to_email": "nobody@example.com", "amount": usd(100) }),
         ("POST", "/v1/checkout") => json!({ "payment_method": "wallet" }),
+        ("POST", "/v1/admin/orders/{id}/refunds") => json!({ "amount": usd(100), "reason": "damaged" }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
