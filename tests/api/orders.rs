@@ -135,3 +135,24 @@ async fn concurrent_partial_refunds_never_exceed_the_total() {
     assert_eq!(balance(&app, &ada).await, 900);
     assert_eq!(verify(&app, &admin).await["balanced"], true);
 }
+
+#[tokio::test]
+async fn the_customer_is_notified_when_the_order_is_paid_shipped_and_refunded() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
+    let ada = app.customer("ada@example.com").await;
+    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
+    add(&app, &ada, &mug, 1).await;
+    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    app.post_json_authed(&format!("/v1/admin/orders/{id}/ship"), &admin.access, &json!({})).await.expect(200);
+    refund(&app, &admin, &id, &json!({ "amount": usd(100), "reason": "late" })).await.expect(201);
+    let titles = crate::support::eventually(20, "three order notifications", || async {
+        let list = app.get_authed("/v1/notifications", &ada.access).await.expect(200).json()["data"].as_array().unwrap().clone();
+        let titles: Vec<String> =
+            list.iter().filter(|n| n["kind"] == "order.updated").map(|n| n["title"].as_str().unwrap().to_owned()).collect();
+        (titles.len() == 3).then_some(titles)
+    })
+    .await;
+    assert_eq!(titles, ["Refund issued", "Order shipped", "Order paid"], "newest first");
+}
