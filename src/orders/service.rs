@@ -398,7 +398,20 @@ impl Orders {
             metadata: BTreeMap::from([("order_id".to_owned(), order.id.clone()), ("user_id".to_owned(), order.user_id.clone())]),
         };
         let outcome = self.charge(&charge).await;
-        self.settle_card(&order.id, outcome, claim).await
+        let placed = self.settle_card(&order.id, &outcome, claim).await;
+        if let (Outcome::Paid(Some(provider_ref)), Err(OrderError::State(StateError::InvalidState { .. }))) = (&outcome, &placed) {
+            // Cancelled while its card was charged: nothing was posted for the charge, so it is
+            // given back whole (a key of its own, so a retry refunds once).
+            let void = crate::payments::RefundRequest {
+                provider_ref: provider_ref.clone(),
+                amount: order.total,
+                idempotency_key: format!("keel_void_{}", order.id),
+            };
+            if let Err(e) = self.provider.refund(&void).await {
+                tracing::error!(order_id = %order.id, error = %e, "a charge for a cancelled order could not be refunded");
+            }
+        }
+        placed
     }
 
     /// Asks the provider, with no transaction open. A lost answer is asked for once more by the
@@ -425,8 +438,7 @@ impl Orders {
 
     /// Tx2 of a card checkout: `paid` (money posted, stock committed, cart emptied), `failed`
     /// (stock released), or still `pending_payment` (`202`, stored under the key).
-    async fn settle_card(&self, order_id: &str, outcome: Outcome, claim: &Claim) -> Result<Placed, OrderError> {
-        let outcome = &outcome;
+    async fn settle_card(&self, order_id: &str, outcome: &Outcome, claim: &Claim) -> Result<Placed, OrderError> {
         let (order, result) = self
             .store
             .transact(|mut tx| async move {
