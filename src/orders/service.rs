@@ -205,7 +205,7 @@ impl Orders {
         Money::new(amount, &self.currency)
     }
 
-    pub fn view(&self, o: &OrderRow) -> OrderView {
+    fn view(&self, o: &OrderRow) -> OrderView {
         OrderView {
             id: o.id.clone(),
             status: o.status,

@@ -103,12 +103,18 @@ async fn partial_refunds_add_up_to_the_total_and_no_further() {
     top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
     add(&app, &ada, &mug, 1).await;
     let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
-    let first = refund(&app, &admin, &id, &json!({ "amount": usd(400), "reason": "scratched" })).await.expect(201).json();
+    let path = format!("/v1/admin/orders/{id}/refunds");
+    let scratched = json!({ "amount": usd(400), "reason": "scratched" });
+    let first = idem_post(&app, &path, &admin, "refund-1", &scratched).await.expect(201);
+    let again = idem_post(&app, &path, &admin, "refund-1", &scratched).await.expect(201);
+    assert_eq!((again.header("idempotent-replayed"), again.text.as_str()), (Some("true"), first.text.as_str()), "one refund, replayed");
+    let first = first.json();
     assert_eq!((first["status"].clone(), first["refunded"].clone()), (json!("partially_refunded"), usd(400)));
     refund(&app, &admin, &id, &json!({ "amount": usd(601), "reason": "more" })).await.field_error_code("amount.amount", "out_of_range");
     let rest = refund(&app, &admin, &id, &json!({ "reason": "the rest" })).await.expect(201).json();
     assert_eq!((rest["status"].clone(), rest["refunded"].clone()), (json!("refunded"), usd(1000)));
     refund(&app, &admin, &id, &json!({ "amount": usd(1), "reason": "again" })).await.problem(409, "invalid_state");
+    cancel(&app, &ada, &id).await.problem(409, "invalid_state");
     assert_eq!(balance(&app, &ada).await, 1000);
     assert_eq!(verify(&app, &admin).await["balanced"], true);
 }
