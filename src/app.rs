@@ -35,6 +35,7 @@ use crate::ledger::{Ledger, Wallet};
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
+use crate::orders::Orders;
 use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
@@ -75,6 +76,7 @@ pub struct AppState {
     pub store: Store,
     pub proxies: TrustedProxies,
     pub wallet: Arc<Wallet>,
+    pub orders: Arc<Orders>,
     pub ledger: Arc<Ledger>,
     pub idempotency: Arc<IdempotencyKeys>,
     /// The one configured provider (with its breaker) that every use case that charges shares.
@@ -130,8 +132,18 @@ impl Application {
             queue: REALTIME_QUEUE,
         }));
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
+        let carts = Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency));
         let state = AppState {
-            carts: Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency)),
+            orders: Arc::new(Orders::new(
+                services.store.clone(),
+                services.catalog.clone(),
+                carts.clone(),
+                services.ledger.clone(),
+                services.idempotency.clone(),
+                services.payments.clone(),
+                &config.currency,
+            )),
+            carts,
             catalog: services.catalog.clone(),
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),

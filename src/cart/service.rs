@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::money::Money;
 use crate::pricing::Pricing;
 use crate::pricing::service::QuoteAdjustment;
-use crate::store::{Store, StoreError, Transient, now};
+use crate::store::{Store, StoreError, Transient, Tx, now};
 use crate::validation::Invalid;
 
 pub const MAX_QUANTITY: u32 = 999;
@@ -144,11 +144,16 @@ impl Carts {
         let user_id = who.user_id.as_str();
         self.store
             .transact(|mut tx| async move {
-                self.repo.lock(&mut tx, user_id, now()).await?;
-                self.repo.delete(&mut tx, user_id).await?;
+                self.clear_in(&mut tx, user_id).await?;
                 Ok((tx, ()))
             })
             .await
+    }
+
+    /// Empties the cart as one step of the caller's unit of work (checkout, when the order is paid).
+    pub async fn clear_in(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
+        self.repo.lock(tx, user_id, now()).await?;
+        self.repo.delete(tx, user_id).await
     }
 
     /// Applies a coupon that an active promotion carries; unknown or expired codes are refused.

@@ -169,22 +169,41 @@ impl Catalog {
     /// Holds stock for `ttl`; checkout then commits or releases it (or it expires).
     /// `None` when fewer units are available.
     pub async fn reserve(&self, product_id: &str, quantity: i64, ttl: Duration) -> Result<Option<String>, CatalogError> {
-        let at = now();
-        let until = at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?;
         let id = self
             .store
             .transact(|mut tx| async move {
-                if !self.repo.hold(&mut tx, product_id, quantity).await? {
-                    return Ok((tx, None));
-                }
-                let id = crate::ids::new("rsv");
-                self.repo.insert_reservation(&mut tx, &id, product_id, quantity, until, at).await?;
-                self.announced(&mut tx, product_id).await?;
-                Ok::<_, CatalogError>((tx, Some(id)))
+                let id = self.hold_in(&mut tx, product_id, quantity, ttl).await?;
+                Ok::<_, CatalogError>((tx, id))
             })
             .await?;
         self.forget(product_id).await;
         Ok(id)
+    }
+
+    /// `reserve` as one step of the caller's unit of work (checkout holds every line in one), with
+    /// its `product.updated`; the caller calls `forget` once it commits. `None` when fewer units
+    /// are available: nothing was written.
+    pub async fn hold_in(&self, tx: &mut Tx, product_id: &str, quantity: i64, ttl: Duration) -> Result<Option<String>, CatalogError> {
+        let at = now();
+        let until = at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?;
+        if !self.repo.hold(tx, product_id, quantity).await? {
+            return Ok(None);
+        }
+        let id = crate::ids::new("rsv");
+        self.repo.insert_reservation(tx, &id, product_id, quantity, until, at).await?;
+        self.announced(tx, product_id).await?;
+        Ok(Some(id))
+    }
+
+    /// Puts sold units back on hand as one step of the caller's unit of work (a cancelled paid
+    /// order), with the stock movement and `product.updated`; the caller calls `forget` once it commits.
+    pub async fn restock_in(&self, tx: &mut Tx, id: &str, quantity: i64, reason: &str, actor: &str) -> Result<(), CatalogError> {
+        if !self.repo.add_on_hand(tx, id, quantity, now()).await? {
+            return Err(CatalogError::NotFound);
+        }
+        self.repo.record_movement(tx, id, quantity, reason, actor, now()).await?;
+        self.announced(tx, id).await?;
+        Ok(())
     }
 
     /// Ends a held reservation; false when it was not held (already settled or expired).
@@ -192,20 +211,27 @@ impl Catalog {
         let product = self
             .store
             .transact(|mut tx| async move {
-                let Some((product_id, quantity)) = self.repo.end_reservation(&mut tx, reservation_id, outcome).await? else {
-                    return Ok((tx, None));
-                };
-                // Committed units are sold and leave on hand; released ones are available again.
-                let sold = if outcome == Settle::Commit { quantity } else { 0 };
-                self.repo.unhold(&mut tx, &product_id, quantity, sold).await?;
-                let product = self.announced(&mut tx, &product_id).await?;
-                Ok::<_, CatalogError>((tx, Some(product)))
+                let product = self.settle_in(&mut tx, reservation_id, outcome).await?;
+                Ok::<_, CatalogError>((tx, product))
             })
             .await?;
-        if let Some(p) = &product {
-            self.forget(&p.id).await;
+        if let Some(id) = &product {
+            self.forget(id).await;
         }
         Ok(product.is_some())
+    }
+
+    /// `settle` as one step of the caller's unit of work: the product's id when the reservation
+    /// was held (the caller calls `forget` with it once it commits), `None` when it was not.
+    pub async fn settle_in(&self, tx: &mut Tx, reservation_id: &str, outcome: Settle) -> Result<Option<String>, CatalogError> {
+        let Some((product_id, quantity)) = self.repo.end_reservation(tx, reservation_id, outcome).await? else {
+            return Ok(None);
+        };
+        // Committed units are sold and leave on hand; released ones are available again.
+        let sold = if outcome == Settle::Commit { quantity } else { 0 };
+        self.repo.unhold(tx, &product_id, quantity, sold).await?;
+        self.announced(tx, &product_id).await?;
+        Ok(Some(product_id))
     }
 
     /// Releases every held reservation whose time is up; returns how many.

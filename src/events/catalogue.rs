@@ -26,12 +26,14 @@ pub enum EventType {
     AccountMfaDisabled,
     /// A user's wallet balance changed (top-up, transfer sent or received). Data: `{balance, transaction_id}`.
     WalletUpdated,
+    /// A user's order was placed or changed state (paid, failed, cancelled, shipped, delivered, refunded). Data: `{id, status, total, refunded}`.
+    OrderUpdated,
     /// An admin pinged one webhook endpoint (sent to that endpoint only). Data: `{endpoint_id}`.
     Ping,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::ProductUpdated,
         EventType::PricingRulesChanged,
         EventType::NotificationCreated,
@@ -41,6 +43,7 @@ impl EventType {
         EventType::AccountMfaEnabled,
         EventType::AccountMfaDisabled,
         EventType::WalletUpdated,
+        EventType::OrderUpdated,
         EventType::Ping,
     ];
 
@@ -56,6 +59,7 @@ impl EventType {
             EventType::AccountMfaEnabled => "account.mfa_enabled",
             EventType::AccountMfaDisabled => "account.mfa_disabled",
             EventType::WalletUpdated => "wallet.updated",
+            EventType::OrderUpdated => "order.updated",
             EventType::Ping => "ping",
         }
     }
@@ -110,7 +114,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), EventType::ALL.len());
-        assert_eq!(EventType::from_name("order.updated"), None);
+        assert_eq!(EventType::from_name("order.shipped"), None, "one type per aggregate: `order.updated` carries the state");
         assert_eq!(EventType::from_name(ALL_EVENTS), None, "`*` is a subscription, not a type");
     }
 

@@ -68,6 +68,12 @@ impl ApiError {
         Self { errors: invalid.0, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
     }
 
+    /// Names what was wrong, item by item (`409 insufficient_stock` names each short line).
+    pub fn with_errors(mut self, invalid: Invalid) -> Self {
+        self.errors = invalid.0;
+        self
+    }
+
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self { cause: Some(cause.into()), ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred") }
     }

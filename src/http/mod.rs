@@ -62,6 +62,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::cart::routes::router())
         .merge(crate::ledger::routes::router())
         .merge(crate::realtime::routes::router())
+        .merge(crate::orders::routes::router())
         .merge(ops::documented())
 }
 

@@ -24,9 +24,16 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
 }
 
-/// The notification an event becomes, if any: (title, body).
-pub fn describe(event_type: &str) -> Option<(&'static str, &'static str)> {
+/// The notification an event becomes, if any: (title, body). An order tells its customer when
+/// it is paid, shipped and refunded; its other moves answer a request the customer just made.
+pub fn describe(event_type: &str, data: &serde_json::Value) -> Option<(&'static str, &'static str)> {
     Some(match EventType::from_name(event_type)? {
+        EventType::OrderUpdated => match data["status"].as_str()? {
+            "paid" => ("Order paid", "Your order is paid and being prepared."),
+            "shipped" => ("Order shipped", "Your order is on its way."),
+            "partially_refunded" | "refunded" => ("Refund issued", "Money from your order is on its way back to you."),
+            _ => return None,
+        },
         EventType::AccountEmailVerified => ("Email confirmed", "Your email address is confirmed."),
         EventType::AccountPasswordChanged => ("Password changed", "Your password was changed. If it was not you, reset it now."),
         EventType::AccountPasswordReset => ("Password reset", "Your password was reset and every session was signed out."),
@@ -188,7 +195,7 @@ impl Notifications {
     }
 }
 
-/// Turns account events into notifications for their user.
+/// Turns account and order events into notifications for their user.
 pub struct NotifyUsers(pub Arc<Notifications>);
 
 #[async_trait::async_trait]
@@ -202,7 +209,7 @@ impl Subscriber for NotifyUsers {
     }
 
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
-        if let Some((title, body)) = describe(&event.kind) {
+        if let Some((title, body)) = describe(&event.kind, &event.data) {
             self.0.create_from(event, title, body).await?;
         }
         Ok(())

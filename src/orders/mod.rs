@@ -1,4 +1,9 @@
-//! Orders: the state machine (`model`). Checkout, storage and routes join it when the unit of
-//! work lands.
+//! Orders: the state machine (`model`), their storage (`repo`), checkout and the order use
+//! cases (`service`), and the routes.
 
 pub mod model;
+pub mod repo;
+pub mod routes;
+pub mod service;
+
+pub use service::Orders;

@@ -15,9 +15,8 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::service::Principal;
 use crate::events::{Bus, Event, EventType};
 
-/// Per-user event types that reach their owner in real time (the contract's list; `order.updated`
-/// arrives with orders).
-const USER_TYPES: [&str; 3] = [EventType::NotificationCreated.name(), EventType::WalletUpdated.name(), "order.updated"];
+/// Per-user event types that reach their owner in real time (the contract's list).
+const USER_TYPES: [EventType; 3] = [EventType::NotificationCreated, EventType::WalletUpdated, EventType::OrderUpdated];
 
 /// Channels one WebSocket connection may follow at once.
 pub const MAX_CHANNELS: usize = 100;
@@ -103,7 +102,7 @@ pub fn route(event: &Event) -> Option<Route<'_>> {
         return event.data.get("id").and_then(|id| id.as_str()).map(|id| Route::Channel(format!("product:{id}")));
     }
     match &event.user_id {
-        Some(user) if USER_TYPES.contains(&event.kind.as_str()) => Some(Route::User(user)),
+        Some(user) if USER_TYPES.iter().any(|t| t.name() == event.kind) => Some(Route::User(user)),
         _ => None,
     }
 }

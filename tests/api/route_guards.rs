@@ -90,6 +90,7 @@ fn unknown_id(collection: &str) -> String {
         "notifications" => "ntf",
         "jobs" => "job",
         "webhook-endpoints" => "whe",
+        "orders" => "ord",
         other => panic!("no id prefix for the collection `{other}`: add it here"),
     };
     format!("{prefix}_01900000000070008000000000000000")
@@ -144,6 +145,8 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/admin/webhook-endpoints") => json!({ "url": "https://hooks.example.com/keel", "events": ["*"] }),
         ("POST", "/v1/wallet/top-ups") => json!({ "amount": usd(100), "card_token": "tok_visa" }),
         ("POST", "/v1/wallet/transfers") => json!({ "to_email": "nobody@example.com", "amount": usd(100) }),
+        ("POST", "/v1/checkout") => json!({ "payment_method": "wallet" }),
+        ("POST", "/v1/admin/orders/{id}/refunds") => json!({ "amount": usd(100), "reason": "damaged" }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
@@ -192,8 +195,13 @@ const PUBLIC: &[(&str, &str)] = &[
 ];
 
 /// Back-office reads open to `support`; every other `/v1/admin` operation is admin only.
-const STAFF_READS: &[(&str, &str)] =
-    &[("GET", "/v1/admin/users"), ("GET", "/v1/admin/jobs"), ("GET", "/v1/admin/pricing/rules"), ("GET", "/v1/admin/ledger/verify")];
+const STAFF_READS: &[(&str, &str)] = &[
+    ("GET", "/v1/admin/users"),
+    ("GET", "/v1/admin/jobs"),
+    ("GET", "/v1/admin/pricing/rules"),
+    ("GET", "/v1/admin/ledger/verify"),
+    ("GET", "/v1/admin/orders"),
+];
 
 /// What an unknown id answers where it is not `404 not_found`.
 fn unknown_id_answer(op: &Operation) -> Option<(u16, &'static str)> {
@@ -370,6 +378,9 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/realtime",
         "/v1/events",
         "/v1/ws",
+        "/v1/checkout",
+        "/v1/orders",
+        "/v1/admin/orders",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -423,6 +434,11 @@ async fn job_routes_guard_their_input() {
 #[tokio::test]
 async fn wallet_and_ledger_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/wallet", "/v1/admin/ledger"]).await;
+}
+
+#[tokio::test]
+async fn checkout_and_order_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/checkout", "/v1/orders", "/v1/admin/orders"]).await;
 }
 
 #[tokio::test]

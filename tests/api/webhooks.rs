@@ -97,7 +97,7 @@ async fn endpoints_are_managed_by_admins_only_and_validated() {
 }
 
 /// Every event type Keel emits, as the README's catalogue lists them.
-const CATALOGUE: [&str; 10] = [
+const CATALOGUE: [&str; 11] = [
     "product.updated",
     "pricing.rules_changed",
     "notification.created",
@@ -107,6 +107,7 @@ const CATALOGUE: [&str; 10] = [
     "account.mfa_enabled",
     "account.mfa_disabled",
     "wallet.updated",
+    "order.updated",
     "ping",
 ];
 

@@ -26,7 +26,12 @@ use crate::store::{Store, StoreError, Tx, now};
 use crate::validation::Invalid;
 
 /// The routes that need an `Idempotency-Key` (method, path as routed).
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/wallet/top-ups"), ("POST", "/v1/wallet/transfers")];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/wallet/top-ups"),
+    ("POST", "/v1/wallet/transfers"),
+    ("POST", "/v1/checkout"),
+    ("POST", "/v1/admin/orders/{id}/refunds"),
+];
 
 pub const KEY_HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
