@@ -14,6 +14,19 @@ async fn cancel(app: &TestApp, who: &Tokens, id: &str) -> crate::helpers::Reply 
     app.post_json_authed(&format!("/v1/orders/{id}/cancel"), &who.access, &json!({})).await
 }
 
+/// A shop with an admin and Ada, who tops up 1000 and pays one product of `price` from her wallet:
+/// `(app, admin, ada, order id)`.
+async fn paid_wallet_order(price: i64) -> (TestApp, Tokens, Tokens, String) {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(&app, &admin, "MUG-1", price, 10).await;
+    let ada = app.customer("ada@example.com").await;
+    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
+    add(&app, &ada, &mug, 1).await;
+    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    (app, admin, ada, id)
+}
+
 #[tokio::test]
 async fn a_user_sees_only_their_own_orders_newest_first_and_filtered_by_state() {
     let app = spawn_app().await;
@@ -45,14 +58,8 @@ async fn a_user_sees_only_their_own_orders_newest_first_and_filtered_by_state() 
 
 #[tokio::test]
 async fn orders_ship_then_deliver_and_other_moves_are_invalid_state() {
-    let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let (app, admin, ada, id) = paid_wallet_order(100).await;
     let support = app.create_staff("help@example.com", PASSWORD, "support").await;
-    let mug = product(&app, &admin, "MUG-1", 100, 10).await;
-    let ada = app.customer("ada@example.com").await;
-    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
-    add(&app, &ada, &mug, 1).await;
-    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
 
     let deliver = format!("/v1/admin/orders/{id}/deliver");
     let ship = format!("/v1/admin/orders/{id}/ship");
@@ -96,13 +103,7 @@ async fn cancelling_a_paid_order_returns_the_money_and_the_stock() {
 
 #[tokio::test]
 async fn partial_refunds_add_up_to_the_total_and_no_further() {
-    let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
-    let ada = app.customer("ada@example.com").await;
-    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
-    add(&app, &ada, &mug, 1).await;
-    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    let (app, admin, ada, id) = paid_wallet_order(1000).await;
     let path = format!("/v1/admin/orders/{id}/refunds");
     let scratched = json!({ "amount": usd(400), "reason": "scratched" });
     let first = idem_post(&app, &path, &admin, "refund-1", &scratched).await.expect(201);
@@ -121,14 +122,8 @@ async fn partial_refunds_add_up_to_the_total_and_no_further() {
 
 #[tokio::test]
 async fn concurrent_partial_refunds_never_exceed_the_total() {
-    let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
-    let ada = app.customer("ada@example.com").await;
-    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
-    add(&app, &ada, &mug, 1).await;
     // A wallet order: no provider caps the refunds, only the locked order row does.
-    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    let (app, admin, ada, id) = paid_wallet_order(1000).await;
     let body = json!({ "amount": usd(300), "reason": "goodwill" });
     let replies = futures::future::join_all((0..10).map(|_| refund(&app, &admin, &id, &body))).await;
     let accepted = replies.iter().filter(|r| r.status == 201).count();
@@ -144,13 +139,7 @@ async fn concurrent_partial_refunds_never_exceed_the_total() {
 
 #[tokio::test]
 async fn the_customer_is_notified_when_the_order_is_paid_shipped_and_refunded() {
-    let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1000, 10).await;
-    let ada = app.customer("ada@example.com").await;
-    top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
-    add(&app, &ada, &mug, 1).await;
-    let id = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json()["id"].as_str().unwrap().to_owned();
+    let (app, admin, ada, id) = paid_wallet_order(1000).await;
     app.post_json_authed(&format!("/v1/admin/orders/{id}/ship"), &admin.access, &json!({})).await.expect(200);
     refund(&app, &admin, &id, &json!({ "amount": usd(100), "reason": "late" })).await.expect(201);
     let titles = crate::support::eventually(20, "three order notifications", || async {
