@@ -35,9 +35,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // A middleware that authenticated already (the idempotency guard) leaves the caller here,
+        // so the handler's extractor does not look the session up a second time.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(AuthUser(principal.clone()));
+        }
         let token = bearer(parts)?;
         let principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
         tracing::Span::current().record("user.id", principal.user_id.as_str());
+        parts.extensions.insert(principal.clone());
         Ok(AuthUser(principal))
     }
 }
