@@ -1,6 +1,10 @@
 //! Black-box tests of the HTTP API: each test spawns the real server on port 0 with a fresh
 //! database (SQLite, or PostgreSQL when `KEEL_TEST_DATABASE_URL` is set) and talks HTTP to it.
 
+// Shared with the payments tests; each binary uses a part of it.
+#[allow(dead_code)]
+#[path = "../common/fake_provider.rs"]
+mod fake_provider;
 mod helpers;
 mod support;
 
