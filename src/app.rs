@@ -36,6 +36,8 @@ use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
 use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
 use crate::orders::Orders;
+use crate::orders::card::{CardPayments, Reconcile};
+use crate::orders::receipt::SendReceipt;
 use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
@@ -132,18 +134,9 @@ impl Application {
             queue: REALTIME_QUEUE,
         }));
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
-        let carts = Arc::new(Carts::new(services.store.clone(), services.catalog.clone(), services.pricing.clone(), &config.currency));
         let state = AppState {
-            orders: Arc::new(Orders::new(
-                services.store.clone(),
-                services.catalog.clone(),
-                carts.clone(),
-                services.ledger.clone(),
-                services.idempotency.clone(),
-                services.payments.clone(),
-                &config.currency,
-            )),
-            carts,
+            orders: services.orders.clone(),
+            carts: services.carts.clone(),
             catalog: services.catalog.clone(),
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),
@@ -309,6 +302,8 @@ pub struct Services {
     pub idempotency: Arc<IdempotencyKeys>,
     /// The configured payment provider, behind retries and a circuit breaker.
     pub payments: Arc<dyn PaymentProvider>,
+    pub carts: Arc<Carts>,
+    pub orders: Arc<Orders>,
     /// Every job kind and its handler.
     pub registry: Registry,
 }
@@ -354,8 +349,32 @@ impl Services {
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
+        let carts = Arc::new(Carts::new(store.clone(), catalog.clone(), pricing.clone(), &config.currency));
+        let ledger = Arc::new(Ledger::new(&store));
+        let card = CardPayments {
+            provider: payments.clone(),
+            cipher: cipher.clone(),
+            reconcile_delay: config.payment.reconcile_delay,
+            webhook_secret: config.payment.webhook_secret.clone(),
+        };
+        let orders = Arc::new(Orders::new(
+            store.clone(),
+            catalog.clone(),
+            carts.clone(),
+            ledger.clone(),
+            idempotency.clone(),
+            card,
+            &config.currency,
+        ));
+        let registry = registry.with(Reconcile(orders.clone())).with(SendReceipt {
+            orders: orders.clone(),
+            accounts: accounts.clone(),
+            cipher: cipher.clone(),
+        });
         Ok(Services {
-            ledger: Arc::new(Ledger::new(&store)),
+            ledger,
+            carts,
+            orders,
             idempotency,
             payments,
             notifications: Arc::new(Notifications::new(store.clone())),

@@ -60,6 +60,7 @@ const KEYS: &[&str] = &[
     "payment_max_retries",
     "payment_breaker_failures",
     "payment_breaker_cooldown_secs",
+    "payment_reconcile_delay_secs",
     "sqlite_synchronous",
     "idempotency_lease_secs",
     "realtime_max_connections",
@@ -438,6 +439,9 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
     }
     if let Some(cooldown) = s.parse("payment_breaker_cooldown_secs", "seconds from 1 to 3600", secs(1, 3600))? {
         config.breaker.cooldown = cooldown;
+    }
+    if let Some(delay) = s.parse("payment_reconcile_delay_secs", "seconds from 1 to 3600", secs(1, 3600))? {
+        config.reconcile_delay = delay;
     }
     Ok(config)
 }

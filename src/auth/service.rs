@@ -331,6 +331,11 @@ impl Accounts {
         Ok(self.repo.user_by_email(email.as_str()).await?.filter(|row| !row.disabled).map(|row| row.id))
     }
 
+    /// Where to mail a user: `(email, name)`; `None` for an unknown or disabled account (erasing disables).
+    pub async fn mail_address(&self, user_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self.repo.user_by_id(user_id).await?.filter(|row| !row.disabled).map(|row| (row.email, row.name)))
+    }
+
     /// Creates an account with extra roles (the command line's `admin create`).
     pub async fn create_with_roles(&self, account: NewAccount, roles: Roles) -> Result<String, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;

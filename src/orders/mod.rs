@@ -1,7 +1,10 @@
 //! Orders: the state machine (`model`), their storage (`repo`), checkout and the order use
-//! cases (`service`), and the routes.
+//! cases (`service`), card payments and their later settlement (`card`), the receipt mail
+//! (`receipt`), and the routes.
 
+pub mod card;
 pub mod model;
+pub mod receipt;
 pub mod repo;
 pub mod routes;
 pub mod service;

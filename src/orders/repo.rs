@@ -60,6 +60,8 @@ pub trait OrderRepo: Send + Sync {
     async fn lock(&self, tx: &mut Tx, id: &str) -> Result<Option<OrderRow>, StoreError>;
     /// Writes the state the service computed for a locked order.
     async fn update(&self, tx: &mut Tx, order: &OrderRow) -> Result<(), StoreError>;
+    /// Records a provider webhook event as applied; false when it already was.
+    async fn record_provider_event(&self, tx: &mut Tx, id: &str, kind: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// The order repository of `store`'s backend.
@@ -226,5 +228,15 @@ impl<DB: Backend> OrderRepo for SqlOrders<DB> {
         .execute(tx.conn::<DB>()?)
         .await?;
         if n == 1 { Ok(()) } else { Err(StoreError::Corrupt(format!("order {} changed while locked", o.id))) }
+    }
+
+    async fn record_provider_event(&self, tx: &mut Tx, id: &str, kind: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = Sql::<DB>::new("INSERT INTO provider_events (id, type, received_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(kind)
+            .bind(at)
+            .execute(tx.conn::<DB>()?)
+            .await?;
+        Ok(n == 1)
     }
 }

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +21,7 @@ use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::idempotency::repo::Claim;
 use crate::http::pagination::{Page, PageQuery};
+use crate::payments::webhook::WebhookError;
 use crate::validation::Invalid;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_list_orders))
         .routes(routes!(ship_order))
         .routes(routes!(deliver_order))
+        .routes(routes!(payment_webhook))
 }
 
 impl From<OrderError> for ApiError {
@@ -75,6 +78,8 @@ impl From<OrderError> for ApiError {
                 ApiError::validation(Invalid::one("amount.amount", "out_of_range", e.to_string()))
             }
             OrderError::KeyLost(e) => e.into(),
+            OrderError::Webhook(e @ WebhookError::Malformed(_)) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()),
+            OrderError::Webhook(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()),
             OrderError::Store(e) => ApiError::internal(e),
             OrderError::Catalog(e) => ApiError::internal(e),
             OrderError::Cart(e) => e.into(),
@@ -96,7 +101,7 @@ fn placed(Placed { status, body }: Placed) -> Response {
 /// with no transaction open, then settles. On any failure no stock stays held and no money moves.
 #[utoipa::path(post, path = "/v1/checkout", tag = "orders", security(("bearer" = [])), request_body = CheckoutRequest,
     responses((status = 201, description = "The order, `paid`; the cart is emptied", body = OrderView),
-        (status = 202, description = "The order, `pending_payment`: the provider's answer was lost; its stock stays held", body = OrderView),
+        (status = 202, description = "The order, `pending_payment`: the provider's answer was lost. Its stock stays held and the cart is emptied; reconciliation (or the provider's webhook) settles it `paid` or `failed` and `order.updated` tells the customer", body = OrderView),
         (status = 402, description = "`insufficient_funds` (wallet) or `payment_declined` (card); nothing held, nothing paid", body = Problem),
         (status = 409, description = "`insufficient_stock`: `errors[]` names each short line (`items[i]`); nothing held", body = Problem),
         (status = 422, description = "`validation_failed`: the cart is empty (`items`), or the card token is missing or given for a wallet payment", body = Problem),
@@ -218,4 +223,31 @@ pub async fn refund_order(
     Json(req): Json<RefundRequest>,
 ) -> ApiResult<Response> {
     Ok(placed(orders.refund(&id, req, &claim).await?))
+}
+
+/// The answer to a provider webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookReceived {
+    /// Always true: the event is applied, or was before, or changes nothing here.
+    pub received: bool,
+}
+
+/// Receive the payment provider's events.
+///
+/// Signed with `Keel-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` using
+/// `payment_webhook_secret`, within 5 minutes. `payment_intent.succeeded` and
+/// `payment_intent.payment_failed` settle the `pending_payment` card order named by
+/// `metadata[order_id]`, once: the same event again, or an order already settled (by
+/// reconciliation), changes nothing. An event whose amount or currency differs from its order
+/// never marks it paid; like a `charge.refunded` for more than Keel refunded, it is logged as an
+/// alert and counted in `keel_payment_alerts_total`. Other types are acknowledged and ignored.
+#[utoipa::path(post, path = "/v1/webhooks/payments", tag = "payments",
+    request_body(content = Object, content_type = "application/json", description = "A Stripe-shaped event `{id, type, data: {object}}`"),
+    responses((status = 200, description = "Received", body = WebhookReceived),
+        (status = 400, description = "`invalid_signature`: no, a wrong or a stale (over 5 minutes) `Keel-Signature`, or webhooks not configured; `malformed_json`: a signed body that is not an event", body = Problem)))]
+pub async fn payment_webhook(State(orders): State<Arc<Orders>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WebhookReceived>> {
+    let signature = headers.get("keel-signature").and_then(|v| v.to_str().ok());
+    let event = orders.verify_provider_event(signature, &body).map_err(OrderError::from)?;
+    orders.provider_event(&event).await?;
+    Ok(Json(WebhookReceived { received: true }))
 }

@@ -1,12 +1,10 @@
-//! Checkout and orders: the saga from a priced cart to a paid order, and the reads.
+//! Checkout and orders: the saga from a priced cart to a paid order, the reads, the customer's
+//! cancel and the back office's moves and refunds.
 //!
 //! A wallet checkout is one unit of work: stock held and committed, the order `paid`, the
-//! wallet debited, the cart emptied, the event and the stored response. A card checkout cannot
-//! be: the provider is a network call, and no transaction is held across one. So it holds the
-//! stock and writes the order `pending_payment` (Tx1), charges with no transaction open, then
-//! settles (Tx2): `paid` with the stock committed, or `failed` with it released.
+//! wallet debited, the cart emptied, the events, the receipt job and the stored response. A
+//! card checkout is two, around the provider's call (`card`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::card::CardPayments;
 use super::model::{OrderError as StateError, OrderEvent, OrderStatus};
 use super::repo::{LineRow, OrderFilter, OrderRepo, OrderRow};
 use crate::auth::service::Principal;
@@ -31,14 +30,13 @@ use crate::ledger::Ledger;
 use crate::ledger::model::{Account, Transaction};
 use crate::ledger::service::PostError;
 use crate::money::Money;
-use crate::payments::{Charge, ChargeLookup, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError};
 use crate::pricing::service::QuoteAdjustment;
 use crate::store::{Store, StoreError, Transient, Tx, now};
 use crate::validation::Invalid;
 
 /// How long checkout holds stock for a card payment whose answer is late; the hourly release
 /// of expired reservations frees it if the order is never settled.
-const HOLD: Duration = Duration::from_secs(15 * 60);
+pub(super) const HOLD: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -48,7 +46,7 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             PaymentMethod::Wallet => "wallet",
             PaymentMethod::Card => "card",
@@ -81,7 +79,8 @@ pub struct OrderItem {
 pub struct PaymentView {
     /// `wallet` or `card`.
     pub method: String,
-    /// `pending`, `succeeded`, `declined` or `failed`.
+    /// `pending`, `succeeded`, `declined`, `failed` (nothing taken), `voided` (taken and given back whole: the stock ran
+    /// out while the answer was late), `cancelled`, `partially_refunded` or `refunded`.
     pub status: String,
     /// The provider's payment id for a card; `null` for a wallet.
     #[schema(required = true)]
@@ -102,6 +101,12 @@ pub struct OrderView {
     pub refunded: Money,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An order and its owner.
+pub struct OwnedOrder {
+    pub user_id: String,
+    pub view: OrderView,
 }
 
 /// A line checkout could not hold.
@@ -129,6 +134,8 @@ pub enum OrderError {
     State(#[from] StateError),
     #[error(transparent)]
     KeyLost(#[from] KeyLost),
+    #[error(transparent)]
+    Webhook(#[from] crate::payments::webhook::WebhookError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -169,22 +176,14 @@ pub struct Placed {
     pub body: Vec<u8>,
 }
 
-/// What the provider said about a card charge.
-enum Outcome {
-    Paid(Option<String>),
-    Declined(Option<String>, String),
-    Unknown,
-    Unavailable,
-}
-
 pub struct Orders {
-    store: Store,
-    repo: Arc<dyn OrderRepo>,
-    catalog: Arc<Catalog>,
-    carts: Arc<Carts>,
-    ledger: Arc<Ledger>,
+    pub(super) store: Store,
+    pub(super) repo: Arc<dyn OrderRepo>,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) carts: Arc<Carts>,
+    pub(super) ledger: Arc<Ledger>,
     keys: Arc<IdempotencyKeys>,
-    provider: Arc<dyn PaymentProvider>,
+    pub(super) card: CardPayments,
     currency: String,
 }
 
@@ -195,10 +194,10 @@ impl Orders {
         carts: Arc<Carts>,
         ledger: Arc<Ledger>,
         keys: Arc<IdempotencyKeys>,
-        provider: Arc<dyn PaymentProvider>,
+        card: CardPayments,
         currency: &str,
     ) -> Self {
-        Self { repo: super::repo::for_store(&store), store, catalog, carts, ledger, keys, provider, currency: currency.to_owned() }
+        Self { repo: super::repo::for_store(&store), store, catalog, carts, ledger, keys, card, currency: currency.to_owned() }
     }
 
     fn money(&self, amount: i64) -> Money {
@@ -233,6 +232,11 @@ impl Orders {
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
+    }
+
+    /// Any order with its owner, for jobs (`None` when there is no such order).
+    pub async fn find(&self, id: &str) -> Result<Option<OwnedOrder>, OrderError> {
+        Ok(self.repo.get(id).await?.map(|o| OwnedOrder { view: self.view(&o), user_id: o.user_id }))
     }
 
     /// The caller's own order; another user's is `NotFound` (its existence is not revealed).
@@ -303,7 +307,7 @@ impl Orders {
 
     /// Holds every line's stock, all or nothing: a short line is named, and the caller's
     /// transaction rolls back so nothing stays held.
-    async fn hold_lines(&self, tx: &mut Tx, order: &mut OrderRow) -> Result<(), OrderError> {
+    pub(super) async fn hold_lines(&self, tx: &mut Tx, order: &mut OrderRow) -> Result<(), OrderError> {
         let mut short = Vec::new();
         for (index, line) in order.lines.iter_mut().enumerate() {
             match self.catalog.hold_in(tx, &line.product_id, line.quantity, HOLD).await? {
@@ -314,7 +318,7 @@ impl Orders {
         if short.is_empty() { Ok(()) } else { Err(OrderError::InsufficientStock(short)) }
     }
 
-    async fn settle_lines(&self, tx: &mut Tx, order: &OrderRow, outcome: Settle) -> Result<(), OrderError> {
+    pub(super) async fn settle_lines(&self, tx: &mut Tx, order: &OrderRow, outcome: Settle) -> Result<(), OrderError> {
         for line in &order.lines {
             self.catalog.settle_in(tx, &line.reservation_id, outcome).await?;
         }
@@ -322,21 +326,26 @@ impl Orders {
     }
 
     /// The committed unit of work changed these products' stock: drop what the cache holds.
-    async fn forget_products(&self, order: &OrderRow) {
+    pub(super) async fn forget_products(&self, order: &OrderRow) {
         for line in &order.lines {
             self.catalog.forget(&line.product_id).await;
         }
     }
 
-    fn announce(&self, order: &OrderRow) -> Effects {
+    pub(super) fn announce(&self, order: &OrderRow) -> Effects {
         let data = serde_json::json!({
             "id": order.id, "status": order.status, "total": self.money(order.total), "refunded": self.money(order.refunded),
         });
         Effects::default().event(EventType::OrderUpdated, &order.user_id, data)
     }
 
+    /// A paid order tells its customer, in real time and with a receipt by mail.
+    pub(super) fn paid_effects(&self, order: &OrderRow) -> Effects {
+        self.announce(order).job(super::receipt::job(&order.id))
+    }
+
     /// The order's view as the response body, stored under the idempotency key in `tx`.
-    async fn answer(&self, tx: &mut Tx, order: &OrderRow, status: StatusCode, claim: &Claim) -> Result<Placed, OrderError> {
+    pub(super) async fn answer(&self, tx: &mut Tx, order: &OrderRow, status: StatusCode, claim: &Claim) -> Result<Placed, OrderError> {
         let body = serde_json::to_vec(&self.view(order)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.keys.complete(tx, claim, status, &body).await?;
         Ok(Placed { status, body })
@@ -353,7 +362,7 @@ impl Orders {
                     order.status = order.status.apply(OrderEvent::Pay)?;
                     order.payment_status = "succeeded".to_owned();
                     self.repo.insert(&mut tx, &order).await?;
-                    let mut effects = self.announce(&order);
+                    let mut effects = self.paid_effects(&order);
                     // A free order (discounts covering everything) moves no money.
                     if order.total > 0 {
                         let payment =
@@ -373,115 +382,6 @@ impl Orders {
             .await?;
         self.forget_products(&order).await;
         Ok(placed)
-    }
-
-    async fn pay_by_card(&self, order: OrderRow, card_token: String, claim: &Claim) -> Result<Placed, OrderError> {
-        let order = self
-            .store
-            .transact(|mut tx| {
-                let mut order = order.clone();
-                async move {
-                    self.hold_lines(&mut tx, &mut order).await?;
-                    self.repo.insert(&mut tx, &order).await?;
-                    self.announce(&order).write(&mut tx, order.created_at).await?;
-                    Ok::<_, OrderError>((tx, order))
-                }
-            })
-            .await?;
-        self.forget_products(&order).await;
-        let charge = ChargeRequest {
-            amount: order.total,
-            currency: self.currency.clone(),
-            card_token,
-            // From the order: every attempt for this order, and a later lookup, name one charge.
-            idempotency_key: format!("keel_charge_{}", order.id),
-            metadata: BTreeMap::from([("order_id".to_owned(), order.id.clone()), ("user_id".to_owned(), order.user_id.clone())]),
-        };
-        let outcome = self.charge(&charge).await;
-        let placed = self.settle_card(&order.id, &outcome, claim).await;
-        if let (Outcome::Paid(Some(provider_ref)), Err(OrderError::State(StateError::InvalidState { .. }))) = (&outcome, &placed) {
-            // Cancelled while its card was charged: nothing was posted for the charge, so it is
-            // given back whole (a key of its own, so a retry refunds once).
-            let void = crate::payments::RefundRequest {
-                provider_ref: provider_ref.clone(),
-                amount: order.total,
-                idempotency_key: format!("keel_void_{}", order.id),
-            };
-            if let Err(e) = self.provider.refund(&void).await {
-                tracing::error!(order_id = %order.id, error = %e, "a charge for a cancelled order could not be refunded");
-            }
-        }
-        placed
-    }
-
-    /// Asks the provider, with no transaction open. A lost answer is asked for once more by the
-    /// charge's key (the provider answers the original result, never charges twice); a second
-    /// lost answer leaves the outcome unknown, any other failure says nothing was taken.
-    async fn charge(&self, request: &ChargeRequest) -> Outcome {
-        let answer = match self.provider.charge(request).await {
-            Err(e) if e.outcome_unknown() => self.provider.retrieve(&ChargeLookup::IdempotencyKey(request.clone())).await,
-            other => other,
-        };
-        match answer {
-            Ok(Charge { status: ChargeStatus::Succeeded, provider_ref, .. }) => Outcome::Paid(provider_ref),
-            Ok(Charge { status: ChargeStatus::Declined { code }, provider_ref, .. }) => Outcome::Declined(provider_ref, code),
-            Ok(Charge { status: ChargeStatus::Pending, .. }) | Err(ProviderError::Timeout | ProviderError::Network(_)) => Outcome::Unknown,
-            Err(ProviderError::Rejected { code, .. }) if code == "resource_missing" => {
-                Outcome::Declined(None, "unknown_card_token".to_owned())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "a card checkout got no usable answer from the payment provider");
-                Outcome::Unavailable
-            }
-        }
-    }
-
-    /// Tx2 of a card checkout: `paid` (money posted, stock committed, cart emptied), `failed`
-    /// (stock released), or still `pending_payment` (`202`, stored under the key).
-    async fn settle_card(&self, order_id: &str, outcome: &Outcome, claim: &Claim) -> Result<Placed, OrderError> {
-        let (order, result) = self
-            .store
-            .transact(|mut tx| async move {
-                let mut order = self.repo.lock(&mut tx, order_id).await?.ok_or(OrderError::NotFound)?;
-                order.updated_at = now();
-                let result = match outcome {
-                    Outcome::Paid(provider_ref) => {
-                        order.status = order.status.apply(OrderEvent::Pay)?;
-                        order.payment_status = "succeeded".to_owned();
-                        order.provider_ref.clone_from(provider_ref);
-                        self.repo.update(&mut tx, &order).await?;
-                        let payment = Transaction::card_payment(order.total).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        self.ledger.post(&mut tx, &payment, provider_ref.as_deref().or(Some(&order.id))).await?;
-                        self.settle_lines(&mut tx, &order, Settle::Commit).await?;
-                        self.carts.clear_in(&mut tx, &order.user_id).await?;
-                        self.announce(&order).write(&mut tx, order.updated_at).await?;
-                        Ok(self.answer(&mut tx, &order, StatusCode::CREATED, claim).await?)
-                    }
-                    Outcome::Unknown => Ok(self.answer(&mut tx, &order, StatusCode::ACCEPTED, claim).await?),
-                    Outcome::Declined(provider_ref, code) => {
-                        order.status = order.status.apply(OrderEvent::Fail)?;
-                        order.payment_status = "declined".to_owned();
-                        order.provider_ref.clone_from(provider_ref);
-                        self.repo.update(&mut tx, &order).await?;
-                        self.settle_lines(&mut tx, &order, Settle::Release).await?;
-                        self.announce(&order).write(&mut tx, order.updated_at).await?;
-                        Err(OrderError::Declined(code.clone()))
-                    }
-                    Outcome::Unavailable => {
-                        order.status = order.status.apply(OrderEvent::Fail)?;
-                        order.payment_status = "failed".to_owned();
-                        self.repo.update(&mut tx, &order).await?;
-                        self.settle_lines(&mut tx, &order, Settle::Release).await?;
-                        self.announce(&order).write(&mut tx, order.updated_at).await?;
-                        Err(OrderError::ProviderUnavailable)
-                    }
-                };
-                // A refusal is an answer too: the order's failure commits with it.
-                Ok::<_, OrderError>((tx, (order, result)))
-            })
-            .await?;
-        self.forget_products(&order).await;
-        result
     }
 }
 
@@ -526,7 +426,7 @@ impl Orders {
         }
         let Some(provider_ref) = order.provider_ref.clone() else { return Err(OrderError::ProviderUnavailable) };
         let request = crate::payments::RefundRequest { provider_ref, amount, idempotency_key: provider_key };
-        match self.provider.refund(&request).await {
+        match self.card.provider.refund(&request).await {
             Ok(refund) if refund.status != crate::payments::RefundStatus::Failed => Ok(()),
             other => {
                 tracing::warn!(order_id = %order.id, answer = ?other, "a card refund was not accepted by the payment provider");

@@ -30,6 +30,8 @@ pub struct PaymentConfig {
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
+    /// How long after a lost answer reconciliation first asks the provider again (default 30 s).
+    pub reconcile_delay: Duration,
 }
 
 /// Default per-attempt timeout.
@@ -54,6 +56,7 @@ impl Default for PaymentConfig {
             connect_timeout: MAX_CONNECT_TIMEOUT,
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
+            reconcile_delay: Duration::from_secs(30),
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum ProviderEventKind {
 /// Every reason maps to `400`; the variants are for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
+    #[error("payment webhooks are not configured (payment_webhook_secret)")]
+    NotConfigured,
     #[error("no Keel-Signature header")]
     Unsigned,
     #[error(transparent)]
@@ -90,8 +92,9 @@ struct DataJson {
 #[derive(Deserialize)]
 struct ObjectJson {
     id: String,
-    amount: i64,
-    currency: String,
+    /// Present on intents and charges; other objects may have none.
+    amount: Option<i64>,
+    currency: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
     /// On a charge: its intent.
@@ -122,14 +125,13 @@ fn parse_event(body: &[u8]) -> Result<ProviderEvent, WebhookError> {
         }
         other => (ProviderEventKind::Other(other.to_owned()), object.id),
     };
-    Ok(ProviderEvent {
-        id: event.id,
-        kind,
-        provider_ref,
-        amount: object.amount,
-        currency: object.currency.to_uppercase(),
-        metadata: object.metadata,
-    })
+    let (amount, currency) = match (object.amount, object.currency, &kind) {
+        (Some(amount), Some(currency), _) => (amount, currency.to_uppercase()),
+        (_, _, ProviderEventKind::Other(_)) => (0, String::new()),
+        (None, _, _) => return Err(missing("amount")),
+        (_, None, _) => return Err(missing("currency")),
+    };
+    Ok(ProviderEvent { id: event.id, kind, provider_ref, amount, currency, metadata: object.metadata })
 }
 
 #[cfg(test)]
@@ -186,14 +188,18 @@ mod tests {
         assert_eq!(event.kind, ProviderEventKind::Refunded { amount_refunded: 400 });
         assert_eq!(event.provider_ref, "pi_3", "a refund is about the intent, not the charge");
 
-        let other = r#"{"id":"evt_4","type":"customer.created","data":{"object":{"id":"cus_4","amount":0,"currency":"usd"}}}"#;
+        let other = r#"{"id":"evt_4","type":"customer.created","data":{"object":{"id":"cus_4","email":"a@example.com"}}}"#;
         let event = verify_event(SECRET, Some(&signed(other)), other.as_bytes(), NOW).unwrap();
         assert_eq!(event.kind, ProviderEventKind::Other("customer.created".into()));
     }
 
     #[test]
     fn signed_garbage_is_malformed() {
-        for body in ["not json", r#"{"id":"evt_5","type":"charge.refunded","data":{"object":{"id":"ch_5","amount":1,"currency":"usd"}}}"#] {
+        for body in [
+            "not json",
+            r#"{"id":"evt_5","type":"charge.refunded","data":{"object":{"id":"ch_5","amount":1,"currency":"usd"}}}"#,
+            r#"{"id":"evt_6","type":"payment_intent.succeeded","data":{"object":{"id":"pi_6","currency":"usd"}}}"#,
+        ] {
             assert!(matches!(verify_event(SECRET, Some(&signed(body)), body.as_bytes(), NOW), Err(WebhookError::Malformed(_))), "{body}");
         }
     }

@@ -41,6 +41,7 @@ const JOB_DURATION: &str = "keel_job_duration_seconds";
 const OUTBOX_LAG: &str = "keel_outbox_lag_events";
 const CACHE_REQUESTS: &str = "keel_cache_requests_total";
 const BUILD_INFO: &str = "keel_build_info";
+const PAYMENT_ALERTS: &str = "keel_payment_alerts_total";
 const RT_CONNECTIONS: &str = "keel_realtime_connections";
 const RT_SENT: &str = "keel_realtime_messages_sent_total";
 const RT_SLOW: &str = "keel_realtime_slow_consumers_total";
@@ -57,6 +58,7 @@ fn describe() {
     describe_gauge!(OUTBOX_LAG, "Committed events not yet published to the bus.");
     describe_counter!(CACHE_REQUESTS, "Cache lookups by cache (product, list, quote) and result (hit, miss).");
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the running build.");
+    describe_counter!(PAYMENT_ALERTS, "Payment provider events staff must look at, by reason (mismatch, unknown_order, refund_elsewhere).");
     describe_gauge!(RT_CONNECTIONS, "Open real-time connections, by transport (websocket, sse).");
     describe_counter!(RT_SENT, "Events written to real-time connections, by transport.");
     describe_counter!(RT_SLOW, "Real-time connections closed because they read too slowly (1013).");
@@ -129,6 +131,11 @@ pub fn record_cache_lookup(cache: &'static str, hit: bool) {
 }
 
 /// Queue latency: from when the job was due to when a worker took it.
+/// A payment provider event that did not add up (see `orders::card`).
+pub fn record_payment_alert(reason: &'static str) {
+    metrics::counter!(PAYMENT_ALERTS, "reason" => reason).increment(1);
+}
+
 pub fn record_job_wait(kind: &str, waited: Duration) {
     metrics::histogram!(JOB_WAIT, "kind" => kind.to_owned()).record(waited.as_secs_f64());
 }

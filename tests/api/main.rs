@@ -36,6 +36,7 @@ mod refresh;
 mod register;
 mod route_guards;
 mod sessions;
+mod settlement;
 mod stock;
 mod tokens;
 mod wallet;
