@@ -103,7 +103,13 @@ impl Orders {
         self.forget_products(&order).await;
         let request = self.charge_request(&order, card_token);
         let outcome = match self.card.provider.charge(&request).await {
-            Err(e) if e.outcome_unknown() => self.look_up(&request).await,
+            Err(first) if first.outcome_unknown() => match self.look_up(&request).await {
+                Ok(outcome) => outcome,
+                // Both asks were answered with errors (a 5xx replays as a 5xx): the provider keeps
+                // no result under the key, so nothing was taken.
+                Err(again) if answered(&first) && answered(&again) => Outcome::Unavailable,
+                Err(_) => Outcome::Unknown,
+            },
             answer => Self::outcome(answer),
         };
         let settler = Settler::Checkout { claim, token: &request.card_token };
@@ -122,14 +128,14 @@ impl Orders {
     }
 
     /// Asks again for a charge whose answer was lost, by its key: the provider answers the
-    /// original result and never charges twice. Any failure leaves the outcome unknown.
-    async fn look_up(&self, request: &ChargeRequest) -> Outcome {
+    /// original result and never charges twice. `Err` when no result came back.
+    async fn look_up(&self, request: &ChargeRequest) -> Result<Outcome, ProviderError> {
         match self.card.provider.retrieve(&ChargeLookup::IdempotencyKey(request.clone())).await {
             Err(e) if !unknown_token(&e) => {
-                tracing::warn!(error = %e, "a lost card answer could not be looked up yet");
-                Outcome::Unknown
+                tracing::warn!(error = %e, "a lost card answer could not be looked up");
+                Err(e)
             }
-            answer => Self::outcome(answer),
+            answer => Ok(Self::outcome(answer)),
         }
     }
 
@@ -310,8 +316,8 @@ impl Orders {
         }
         let request = self.charge_request(&order, card_token);
         match self.look_up(&request).await {
-            Outcome::Unknown => anyhow::bail!("the payment provider has not answered for order {order_id} yet"),
-            outcome => {
+            Err(_) | Ok(Outcome::Unknown) => anyhow::bail!("the payment provider has not answered for order {order_id} yet"),
+            Ok(outcome) => {
                 // A decline or "sold out" is the settlement's answer, not the job's failure.
                 match self.settle(order_id, outcome, Settler::Later { event: None }).await {
                     Ok(_) | Err(OrderError::Declined(_) | OrderError::InsufficientStock(_)) => Ok(()),
@@ -379,6 +385,11 @@ impl Orders {
         }
         Ok(())
     }
+}
+
+/// The provider answered (with an error), as opposed to the answer being lost on the way.
+fn answered(e: &ProviderError) -> bool {
+    !matches!(e, ProviderError::Timeout | ProviderError::Network(_) | ProviderError::Malformed(_))
 }
 
 /// The provider does not know the card token: a decline, not an outage.

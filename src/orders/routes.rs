@@ -242,7 +242,7 @@ pub struct WebhookReceived {
 /// never marks it paid; like a `charge.refunded` for more than Keel refunded, it is logged as an
 /// alert and counted in `keel_payment_alerts_total`. Other types are acknowledged and ignored.
 #[utoipa::path(post, path = "/v1/webhooks/payments", tag = "payments",
-    request_body(content = Object, content_type = "application/json", description = "A Stripe-shaped event `{id, type, data: {object}}`"),
+    request_body(content = crate::payments::webhook::EventJson, content_type = "application/json", description = "A Stripe-shaped event"),
     responses((status = 200, description = "Received", body = WebhookReceived),
         (status = 400, description = "`invalid_signature`: no, a wrong or a stale (over 5 minutes) `Keel-Signature`, or webhooks not configured; `malformed_json`: a signed body that is not an event", body = Problem)))]
 pub async fn payment_webhook(State(orders): State<Arc<Orders>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WebhookReceived>> {

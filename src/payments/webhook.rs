@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::security::signature::{self, SignatureError};
 
@@ -75,22 +76,29 @@ pub fn verify_event(secret: &[u8], header: Option<&str>, body: &[u8], now: i64) 
     parse_event(body)
 }
 
-#[derive(Deserialize)]
-struct EventJson {
+/// A provider event as sent (what `POST /v1/webhooks/payments` documents and reads).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PaymentProviderEvent)]
+pub struct EventJson {
+    /// `evt_…`
     id: String,
+    /// `payment_intent.succeeded`, `payment_intent.payment_failed`, `charge.refunded`; others are ignored.
     #[serde(rename = "type")]
     kind: String,
     data: DataJson,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PaymentProviderEventData)]
 struct DataJson {
     object: ObjectJson,
 }
 
 /// A payment intent or, for `charge.refunded`, a charge.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PaymentProviderObject)]
 struct ObjectJson {
+    /// `pi_…` (or `ch_…` for a charge)
     id: String,
     /// Present on intents and charges; other objects may have none.
     amount: Option<i64>,
@@ -103,7 +111,8 @@ struct ObjectJson {
     last_payment_error: Option<PaymentErrorJson>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PaymentProviderError)]
 struct PaymentErrorJson {
     code: Option<String>,
     decline_code: Option<String>,

@@ -280,8 +280,10 @@ async fn every_money_field_is_money() {
     assert_eq!(money["required"], serde_json::json!(["amount", "currency"]), "{money}");
     assert_eq!(money["properties"]["amount"]["type"], "integer", "minor units: {money}");
     let (mut found, mut wrong) = (0, Vec::new());
+    // The payment provider's own (Stripe-shaped) event, which Keel reads but does not define.
+    let foreign = ["PaymentProviderObject"];
     for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
-        if name != "Money" {
+        if name != "Money" && !foreign.contains(&name.as_str()) {
             money_outside_money(schema, &format!("#/components/schemas/{name}"), &mut found, &mut wrong);
         }
     }

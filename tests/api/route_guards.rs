@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app};
+use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app, spawn_app_with};
 
 /// One documented operation.
 #[derive(Debug, Clone)]
@@ -192,6 +192,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v1/products/{id}/quote"),
     // Authenticated by a ticket or the first message, not a header (browsers cannot send one).
     ("GET", "/v1/ws"),
+    // Signed by the payment provider (`Keel-Signature`), not a user's token.
+    ("POST", "/v1/webhooks/payments"),
 ];
 
 /// Back-office reads open to `support`; every other `/v1/admin` operation is admin only.
@@ -381,6 +383,7 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/checkout",
         "/v1/orders",
         "/v1/admin/orders",
+        "/v1/webhooks",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -388,6 +391,21 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
             "{} is in no family of route_guards.rs: add a test for it",
             op.name()
         );
+    }
+}
+
+/// Incoming webhooks are public but signed: no body is read, well-formed or not, before its
+/// signature is checked (the settlement tests cover signed ones).
+#[tokio::test]
+async fn incoming_webhooks_read_nothing_before_the_signature() {
+    let app = spawn_app_with(&[("payment_webhook_secret", "whsec_route_guards_0123")]).await;
+    let ops: Vec<_> = v1_operations(&openapi(&app).await).into_iter().filter(|op| op.path.starts_with("/v1/webhooks/")).collect();
+    assert!(!ops.is_empty(), "no webhook operations");
+    for op in ops {
+        assert!(!op.secured && listed(PUBLIC, &op), "{}: public, signed instead", op.name());
+        for body in [json!([]), json!({ "id": 1 }), json!({ "id": "evt_1", "type": "payment_intent.succeeded", "data": {} })] {
+            call(&app, op.method.clone(), &op.path, None, Some(&body)).await.problem(400, "invalid_signature");
+        }
     }
 }
 
