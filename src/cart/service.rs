@@ -25,6 +25,10 @@ pub struct CartItem {
     pub unit_price: Money,
     /// Unit price × quantity, before adjustments.
     pub line_total: Money,
+    /// Units for sale now (on hand minus what checkouts hold).
+    pub available: i64,
+    /// `quantity` is more than `available`: checkout would answer `409 insufficient_stock` naming this line.
+    pub insufficient_stock: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -118,6 +122,8 @@ impl Carts {
                 quantity,
                 unit_price: quote.unit_price,
                 line_total: quote.subtotal,
+                available: product.stock_available,
+                insufficient_stock: i64::from(quantity) > product.stock_available,
             });
         }
         // Lines may each see only some of the rules; the sums are shown in engine order.

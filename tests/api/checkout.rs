@@ -125,7 +125,7 @@ async fn a_lost_card_answer_is_found_by_its_key_and_paid_once() {
 }
 
 #[tokio::test]
-async fn short_lines_are_named_and_nothing_is_held() {
+async fn short_lines_are_flagged_in_the_cart_named_by_checkout_and_nothing_is_held() {
     let app = spawn_app().await;
     let admin = app.create_admin("root@example.com", PASSWORD).await;
     let plenty = product(&app, &admin, "PLENTY", 100, 10).await;
@@ -134,6 +134,10 @@ async fn short_lines_are_named_and_nothing_is_held() {
     top_up(&app, &ada, 5000, "tok_visa").await.expect(201);
     add(&app, &ada, &plenty, 2).await;
     add(&app, &ada, &scarce, 3).await;
+    let cart = app.get_authed("/v1/cart", &ada.access).await.expect(200).json();
+    let flags: Vec<_> =
+        cart["items"].as_array().unwrap().iter().map(|i| (i["available"].clone(), i["insufficient_stock"].clone())).collect();
+    assert_eq!(flags, [(json!(10), json!(false)), (json!(1), json!(true))], "{cart}");
     let reply = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await;
     let problem = reply.problem(409, "insufficient_stock");
     assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "{problem}");
