@@ -28,6 +28,13 @@ pub async fn orders_of(app: &TestApp, who: &Tokens) -> Vec<Value> {
     app.get_authed("/v1/orders?limit=100", &who.access).await.expect(200).json()["data"].as_array().unwrap().clone()
 }
 
+/// The usual cast: an admin, a product `MUG-1` at 12.50 with 10 in stock, and a customer.
+pub async fn shop(app: &TestApp) -> (Tokens, String, Tokens) {
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let mug = product(app, &admin, "MUG-1", 1250, 10).await;
+    (admin, mug, app.customer("ada@example.com").await)
+}
+
 async fn cart_total(app: &TestApp, who: &Tokens) -> usize {
     app.get_authed("/v1/cart", &who.access).await.expect(200).json()["items"].as_array().unwrap().len()
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::checkout::{add, available, checkout, product};
+use crate::checkout::{add, available, checkout, shop};
 use crate::fake_provider::{API_KEY, FakeProvider, Fault};
-use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, TestApp, Tokens, spawn_app, spawn_app_with};
 use crate::support::{eventually, mail_files};
 use crate::wallet::{top_up, verify};
 
@@ -38,9 +38,7 @@ struct Pending {
 
 /// A card checkout whose charge and lookup both lose their answers: `202`, `pending_payment`.
 async fn pending_order(app: &TestApp, fake: &FakeProvider) -> Pending {
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(app).await;
     add(app, &ada, &mug, 2).await;
     let lost = Fault::LoseAnswer(Duration::from_secs(1));
     fake.script([lost.clone(), lost]);
@@ -131,9 +129,7 @@ async fn a_lost_answer_is_202_then_reconciliation_pays_it_once_and_tells_the_cus
 async fn reconciliation_keeps_asking_while_the_provider_is_down_then_settles_a_decline_as_failed() {
     let fake = FakeProvider::start().await;
     let app = app_on(&fake, "1").await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     add(&app, &ada, &mug, 1).await;
     let lost = Fault::LoseAnswer(Duration::from_secs(1));
     // Charge and lookup lost; the first reconciliation meets a 503; the next one gets the decline.
@@ -256,9 +252,7 @@ async fn unsigned_forged_stale_and_unconfigured_webhooks_are_400_invalid_signatu
 #[tokio::test]
 async fn a_paid_order_is_mailed_one_receipt() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     top_up(&app, &ada, 5000, "tok_visa").await.expect(201);
     add(&app, &ada, &mug, 2).await;
     let paid = checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.expect(201).json();
