@@ -186,29 +186,54 @@ async fn the_same_key_twice_places_one_order_and_replays_it() {
     assert_eq!(available(&app, &mug).await, 9);
 }
 
-#[tokio::test]
-async fn fifty_concurrent_checkouts_for_ten_units_sell_exactly_ten() {
+/// `n` customers, each with `funds` in the wallet and one `product_id` in the cart, set up 16 at
+/// a time: registering hashes a password (Argon2), which the server spreads over every core.
+async fn buyers(app: &TestApp, n: usize, funds: i64, product_id: &str) -> Vec<Tokens> {
+    use futures::StreamExt as _;
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let who = app.customer(&format!("buyer{i}@example.com")).await;
+            top_up(app, &who, funds, "tok_visa").await.expect(201);
+            add(app, &who, product_id, 1).await;
+            who
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_checkouts_for_ten_units_sell_exactly_ten() {
     let app = spawn_app().await;
     let admin = app.create_admin("root@example.com", PASSWORD).await;
     let mug = product(&app, &admin, "MUG-1", 100, 10).await;
-    let mut buyers = Vec::new();
-    for i in 0..50 {
-        let who = app.customer(&format!("buyer{i}@example.com")).await;
-        top_up(&app, &who, 100, "tok_visa").await.expect(201);
-        add(&app, &who, &mug, 1).await;
-        buyers.push(who);
-    }
+    let buyers = buyers(&app, 200, 100, &mug).await;
+
     let wallet = json!({ "payment_method": "wallet" });
     let replies = futures::future::join_all(buyers.iter().map(|who| checkout(&app, who, &wallet))).await;
-    let mut paid = 0;
+    let mut paid = Vec::new();
     for reply in replies {
         if reply.status == 201 {
-            paid += 1;
+            let order = reply.json();
+            assert_eq!(order["status"], "paid", "{order}");
+            paid.push(order["id"].as_str().unwrap().to_owned());
         } else {
             reply.problem(409, "insufficient_stock");
         }
     }
-    assert_eq!(paid, 10);
+    assert_eq!(paid.len(), 10, "exactly the stock is sold; the other 190 are 409 insufficient_stock");
     assert_eq!(available(&app, &mug).await, 0);
-    assert_eq!(verify(&app, &admin).await["balanced"], true);
+
+    let orders = app.all_pages("/v1/admin/orders", &admin.access, &[], 100).await.concat();
+    let mut listed: Vec<String> = orders.iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+    assert!(orders.iter().all(|o| o["status"] == "paid"), "a refused checkout leaves no order: {orders:#?}");
+    listed.sort();
+    paid.sort();
+    assert_eq!(listed, paid);
+    // Only the ten buyers paid: every other wallet still holds its top-up.
+    let balances = futures::future::join_all(buyers.iter().map(|who| balance(&app, who))).await;
+    assert_eq!(balances.iter().filter(|b| **b == 0).count(), 10, "{balances:?}");
+    assert_eq!(balances.iter().filter(|b| **b == 100).count(), 190, "{balances:?}");
+    let report = verify(&app, &admin).await;
+    assert_eq!(report["balanced"], true, "{report}");
 }

@@ -34,7 +34,12 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// tests of what is process-wide (metrics): `cargo test` runs tests as threads of one process,
 /// where every in-process server records into the same global metrics recorder.
 pub async fn spawn_app_process() -> TestApp {
-    let (settings, data_dir, database_url) = test_settings(&[]).await;
+    spawn_app_process_with(&[]).await
+}
+
+/// Like `spawn_app_process`, with some configuration keys set or replaced.
+pub async fn spawn_app_process_with(overrides: &[(&str, &str)]) -> TestApp {
+    let (settings, data_dir, database_url) = test_settings(overrides).await;
     TestApp::start_process(settings, data_dir, database_url).await
 }
 
@@ -181,7 +186,9 @@ impl TestApp {
         }
     }
 
-    /// Stops the server (draining requests) and starts a new one on the same data dir and database.
+    /// Stops the server (draining requests) and starts a new one on the same data dir and database,
+    /// on another port. A `keel serve` process must have been ended by `kill` first; its
+    /// successor is a process too.
     pub async fn restart(self) -> TestApp {
         self.restart_with(&[]).await
     }
@@ -194,14 +201,31 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("the server task ends").expect("the server stops cleanly");
         }
-        assert!(self.process.is_none(), "restart works on in-process apps (spawn_app)");
+        let was_process = match self.process.as_mut() {
+            Some(child) => {
+                assert!(child.try_wait().expect("the process's state").is_some(), "a keel serve process is restarted after `kill`");
+                true
+            }
+            None => false,
+        };
         self.owns_data_dir = false;
         let mut settings = self.settings.clone();
         for (key, value) in overrides.iter().copied().chain([("listen", "127.0.0.1:0")]) {
             settings.retain(|(k, _)| k != key);
             settings.push((key.to_owned(), value.to_owned()));
         }
-        TestApp::start(settings, self.data_dir.clone(), self.database_url.clone()).await
+        if was_process {
+            TestApp::start_process(settings, self.data_dir.clone(), self.database_url.clone()).await
+        } else {
+            TestApp::start(settings, self.data_dir.clone(), self.database_url.clone()).await
+        }
+    }
+
+    /// Ends the `keel serve` process of `spawn_app_process` with SIGKILL, as a crash or the OOM
+    /// killer would: nothing is drained, whatever was in flight is cut off.
+    pub async fn kill(&mut self) {
+        let child = self.process.as_mut().expect("kill works on process apps (spawn_app_process)");
+        child.kill().await.expect("killing keel serve");
     }
 
     /// Starts a second instance on the same database and bus, with a data dir (instance id,

@@ -29,6 +29,7 @@ mod ops;
 mod orders;
 mod outbox;
 mod password;
+mod payments_faults;
 mod pricing;
 mod rate_limit;
 mod realtime;

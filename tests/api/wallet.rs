@@ -1,10 +1,14 @@
 //! The wallet: top-ups through the sandbox provider, transfers, history, the ledger check, and
-//! the bank test (concurrent transfers conserve money and never overdraw).
+//! the bank test (concurrent transfers conserve money and never overdraw), also across SIGKILLs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app};
+use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app, spawn_app_process_with};
+use crate::support::eventually;
 
 pub fn usd(amount: i64) -> Value {
     json!({ "amount": amount, "currency": "USD" })
@@ -130,21 +134,28 @@ async fn an_overdraft_is_402_and_bad_recipients_are_422() {
     assert_eq!(balance(&app, &ada).await, 100);
 }
 
+/// The bank tests' customers, each topped up with 1000.
+const BANK: [&str; 4] = ["w0@example.com", "w1@example.com", "w2@example.com", "w3@example.com"];
+
+async fn bank_wallets(app: &TestApp) -> Vec<Tokens> {
+    let mut users = Vec::new();
+    for email in BANK {
+        let user = app.customer(email).await;
+        top_up(app, &user, 1000, "tok_visa").await.expect(201);
+        users.push(user);
+    }
+    users
+}
+
 #[tokio::test]
 async fn the_bank_test_concurrent_transfers_conserve_money_and_never_overdraw() {
     let app = spawn_app().await;
-    let emails = ["w0@example.com", "w1@example.com", "w2@example.com", "w3@example.com"];
-    let mut users = Vec::new();
-    for email in emails {
-        let user = app.customer(email).await;
-        top_up(&app, &user, 1000, "tok_visa").await.expect(201);
-        users.push(user);
-    }
+    let users = bank_wallets(&app).await;
     let requests = (0..200).map(|i| {
         let (from, to) = (i % 4, (i * 7 + 1) % 4);
         let to = if to == from { (to + 1) % 4 } else { to };
         let amount = 50 + (i as i64 * 37) % 400;
-        transfer(&app, &users[from], emails[to], amount)
+        transfer(&app, &users[from], BANK[to], amount)
     });
     let replies = futures::future::join_all(requests).await;
     let mut moved = 0;
@@ -156,17 +167,24 @@ async fn the_bank_test_concurrent_transfers_conserve_money_and_never_overdraw() 
         }
     }
     assert!(moved > 0, "some transfers went through");
-    let mut total = 0;
-    for user in &users {
-        let b = balance(&app, user).await;
-        assert!(b >= 0, "no wallet goes negative");
-        total += b;
+    assert_books(&app, &users, 4000).await;
+}
+
+/// What the bank test promises of the books: no wallet is negative, the wallets hold `total`
+/// between them, and the ledger verifies. Returns the balances.
+async fn assert_books(app: &TestApp, users: &[Tokens], total: i64) -> Vec<i64> {
+    let mut balances = Vec::new();
+    for user in users {
+        let b = balance(app, user).await;
+        assert!(b >= 0, "no wallet goes negative: {b}");
+        balances.push(b);
     }
-    assert_eq!(total, 4000, "money is conserved");
+    assert_eq!(balances.iter().sum::<i64>(), total, "money is conserved: {balances:?}");
     let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let report = verify(&app, &admin).await;
+    let report = verify(app, &admin).await;
     assert_eq!(report["balanced"], true, "{report}");
     assert_eq!(report["discrepancies"], json!([]));
+    balances
 }
 
 #[tokio::test]
@@ -218,4 +236,145 @@ async fn the_ledger_check_is_for_staff_and_keel_ledger_verify_fails_on_a_corrupt
     assert_eq!(report["balanced"], false);
     assert_eq!(report["discrepancies"][0]["kind"], "balance_mismatch");
     assert_eq!((report["discrepancies"][0]["expected"].clone(), report["discrepancies"][0]["actual"].clone()), (json!(700), json!(701)));
+}
+
+/// A transfer a bank-test client made, with the answer it finally got.
+struct Sent {
+    from: usize,
+    to: usize,
+    amount: i64,
+    status: u16,
+    body: String,
+    /// Answered by a server started after the first kill.
+    after_kill: bool,
+}
+
+/// Sends one transfer until it has an answer, as a careful client does: on a failed connection
+/// it waits for the server to be back and sends the very same request (same key) again; a key
+/// still held by the killed server (`409 idempotency_key_in_use`) is asked again after a pause.
+async fn send_until_answered(
+    client: &reqwest::Client,
+    address: &mut tokio::sync::watch::Receiver<String>,
+    who: &Tokens,
+    key: &str,
+    body: &Value,
+    cut_off: &AtomicUsize,
+) -> (u16, String, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no answer for transfer {key}");
+        let base = address.borrow_and_update().clone();
+        let request = client.post(format!("{base}/v1/wallet/transfers")).bearer_auth(&who.access).header("Idempotency-Key", key).json(body);
+        let answer = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                response.text().await.map(|text| (status, text))
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok((409, text)) if serde_json::from_str::<Value>(&text).is_ok_and(|b| b["code"] == "idempotency_key_in_use") => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Ok((status, text)) => return (status, text, base),
+            Err(_) => {
+                cut_off.fetch_add(1, Ordering::Relaxed);
+                // The server is gone: wait for its successor (or try the same one again).
+                let _ = tokio::time::timeout(Duration::from_secs(2), address.changed()).await;
+            }
+        }
+    }
+}
+
+/// The bank test with `keel serve` SIGKILLed three times while transfers are in flight, each time
+/// restarted on the same database; clients retry with the same key and go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bank_test_with_the_server_killed_mid_run_acknowledges_each_transfer_once_and_conserves_money() {
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 25;
+    const KILLS: usize = 3;
+    // A key the killed server held is taken over by the client's retry after this long.
+    let app = spawn_app_process_with(&[("idempotency_lease_secs", "2")]).await;
+    let users = bank_wallets(&app).await;
+    let first_address = app.address.clone();
+    let (publish, address) = tokio::sync::watch::channel(app.address.clone());
+    let (answered, in_flight, cut_off) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+
+    let client = app.client.clone();
+    let clients = (0..CLIENTS).map(|c| {
+        let (client, mut address, users, answered, in_flight, cut_off) =
+            (&client, address.clone(), &users, &answered, &in_flight, &cut_off);
+        let first_address = &first_address;
+        async move {
+            let from = c % 4;
+            let mut sent = Vec::new();
+            for i in 0..PER_CLIENT {
+                let to = (from + 1 + (c + i) % 3) % 4;
+                let amount = 50 + ((c * PER_CLIENT + i) as i64 * 37) % 400;
+                let body = json!({ "to_email": BANK[to], "amount": usd(amount) });
+                let key = uuid::Uuid::new_v4().to_string();
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let (status, body, base) = send_until_answered(client, &mut address, &users[from], &key, &body, cut_off).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                answered.fetch_add(1, Ordering::SeqCst);
+                sent.push(Sent { from, to, amount, status, body, after_kill: base != *first_address });
+            }
+            sent
+        }
+    });
+    let killer = async {
+        let mut app = app;
+        let mut in_flight_at_kills = Vec::new();
+        for round in 1..=KILLS {
+            // All kills in the first half of the run: after each, clients still have work to send.
+            let mark = round * CLIENTS * PER_CLIENT / (2 * KILLS);
+            eventually(120, &format!("{mark} transfers answered"), || async { (answered.load(Ordering::SeqCst) >= mark).then_some(()) })
+                .await;
+            in_flight_at_kills.push(in_flight.load(Ordering::SeqCst));
+            app.kill().await;
+            app = app.restart().await;
+            publish.send(app.address.clone()).expect("clients are listening");
+        }
+        (app, in_flight_at_kills)
+    };
+    let (sent, (app, in_flight_at_kills)) = tokio::join!(futures::future::join_all(clients), killer);
+    let sent: Vec<Sent> = sent.into_iter().flatten().collect();
+
+    assert!(in_flight_at_kills.iter().all(|n| *n > 0), "transfers were in flight at each kill: {in_flight_at_kills:?}");
+    assert!(cut_off.load(Ordering::Relaxed) > 0, "some requests were cut off by a kill and sent again");
+    let acknowledged: Vec<&Sent> = sent.iter().filter(|s| s.status == 201).collect();
+    for s in &sent {
+        match s.status {
+            201 => {}
+            402 => assert_eq!(serde_json::from_str::<Value>(&s.body).unwrap()["code"], "insufficient_funds", "{}", s.body),
+            other => panic!("unexpected {other}: {}", s.body),
+        }
+    }
+    assert!(acknowledged.iter().any(|s| !s.after_kill), "transfers acknowledged before the first kill");
+    assert!(acknowledged.iter().any(|s| s.after_kill), "transfers acknowledged after it");
+
+    // Each acknowledged transfer is in both histories exactly once, and no other transfer is.
+    let mut expected: Vec<(usize, String, i64)> = Vec::new();
+    let mut balances = vec![1000i64; 4];
+    for s in &acknowledged {
+        let id = serde_json::from_str::<Value>(&s.body).unwrap()["id"].as_str().expect("a transaction id").to_owned();
+        expected.push((s.from, id.clone(), -s.amount));
+        expected.push((s.to, id, s.amount));
+        balances[s.from] -= s.amount;
+        balances[s.to] += s.amount;
+    }
+    let mut found: Vec<(usize, String, i64)> = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        let history = app.all_pages("/v1/wallet/transactions", &user.access, &[], 100).await.concat();
+        let transfers = history.iter().filter(|e| e["kind"] == "transfer");
+        found.extend(transfers.map(|e| (n, e["id"].as_str().unwrap().to_owned(), e["amount"]["amount"].as_i64().unwrap())));
+    }
+    expected.sort();
+    found.sort();
+    assert_eq!(found.len(), expected.len(), "{} transfers in the histories, {} acknowledged", found.len() / 2, acknowledged.len());
+    assert_eq!(found, expected);
+
+    assert_eq!(assert_books(&app, &users, 4000).await, balances, "each wallet moved by exactly its acknowledged transfers");
+    let out = app.keel(&["ledger", "verify"], "").await;
+    assert!(out.status.success(), "keel ledger verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
