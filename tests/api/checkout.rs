@@ -42,9 +42,7 @@ async fn cart_total(app: &TestApp, who: &Tokens) -> usize {
 #[tokio::test]
 async fn a_wallet_checkout_pays_from_the_wallet_sells_the_stock_and_empties_the_cart() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     top_up(&app, &ada, 5000, "tok_visa").await.expect(201);
     add(&app, &ada, &mug, 2).await;
 
@@ -67,9 +65,7 @@ async fn a_wallet_checkout_pays_from_the_wallet_sells_the_stock_and_empties_the_
 #[tokio::test]
 async fn insufficient_funds_is_402_and_holds_nothing() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (_admin, mug, ada) = shop(&app).await;
     top_up(&app, &ada, 1000, "tok_visa").await.expect(201);
     add(&app, &ada, &mug, 1).await;
     checkout(&app, &ada, &json!({ "payment_method": "wallet" })).await.problem(402, "insufficient_funds");
@@ -82,9 +78,7 @@ async fn insufficient_funds_is_402_and_holds_nothing() {
 #[tokio::test]
 async fn a_card_checkout_with_tok_visa_is_paid_and_posted_from_clearing() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     add(&app, &ada, &mug, 3).await;
     let order = checkout(&app, &ada, &json!({ "payment_method": "card", "card_token": "tok_visa" })).await.expect(201).json();
     assert_eq!(order["status"], "paid");
@@ -99,9 +93,7 @@ async fn a_card_checkout_with_tok_visa_is_paid_and_posted_from_clearing() {
 #[tokio::test]
 async fn a_declined_or_failing_card_fails_the_order_and_holds_nothing() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     add(&app, &ada, &mug, 4).await;
     checkout(&app, &ada, &json!({ "payment_method": "card", "card_token": "tok_chargeDeclined" })).await.problem(402, "payment_declined");
     assert_eq!(available(&app, &mug).await, 10);
@@ -121,9 +113,7 @@ async fn a_declined_or_failing_card_fails_the_order_and_holds_nothing() {
 #[tokio::test]
 async fn a_lost_card_answer_is_found_by_its_key_and_paid_once() {
     let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    let (admin, mug, ada) = shop(&app).await;
     add(&app, &ada, &mug, 1).await;
     let order = checkout(&app, &ada, &json!({ "payment_method": "card", "card_token": "tok_timeout" })).await.expect(201).json();
     assert_eq!(order["status"], "paid");

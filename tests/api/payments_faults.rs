@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::checkout::{add, available, checkout, orders_of, product};
+use crate::checkout::{add, available, checkout, orders_of};
 use crate::fake_provider::{API_KEY, FakeProvider, Fault};
-use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app_with};
+use crate::helpers::{TestApp, Tokens, spawn_app_with};
 use crate::support::eventually;
 use crate::wallet::{balance, idem_post, top_up, verify};
 
@@ -18,13 +18,16 @@ struct Shop {
     mug: String,
 }
 
-async fn shop(fake: &FakeProvider, overrides: &[(&str, &str)]) -> Shop {
+/// Keel with the fake as its payment provider, and `overrides`.
+pub async fn app_on_fake(fake: &FakeProvider, overrides: &[(&str, &str)]) -> TestApp {
     let mut settings = vec![("payment_provider", "http"), ("payment_api_base", fake.base.as_str()), ("payment_api_key", API_KEY)];
     settings.extend_from_slice(overrides);
-    let app = spawn_app_with(&settings).await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let mug = product(&app, &admin, "MUG-1", 1250, 10).await;
-    let ada = app.customer("ada@example.com").await;
+    spawn_app_with(&settings).await
+}
+
+async fn shop(fake: &FakeProvider, overrides: &[(&str, &str)]) -> Shop {
+    let app = app_on_fake(fake, overrides).await;
+    let (admin, mug, ada) = crate::checkout::shop(&app).await;
     Shop { app, admin, ada, mug }
 }
 

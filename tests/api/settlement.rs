@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::checkout::{add, available, checkout, shop};
-use crate::fake_provider::{API_KEY, FakeProvider, Fault};
-use crate::helpers::{Reply, TestApp, Tokens, spawn_app, spawn_app_with};
+use crate::fake_provider::{FakeProvider, Fault};
+use crate::helpers::{Reply, TestApp, Tokens, spawn_app};
+use crate::payments_faults::app_on_fake;
 use crate::support::{eventually, mail_files};
 use crate::wallet::{top_up, verify};
 
@@ -17,15 +18,15 @@ const SECRET: &str = "whsec_settlement_tests_0123";
 /// Keel on the fake provider: one attempt per call (no retries) with a short timeout, so a
 /// scripted lost answer is a timeout at once; reconciliation after `reconcile_secs`.
 async fn app_on(fake: &FakeProvider, reconcile_secs: &str) -> TestApp {
-    spawn_app_with(&[
-        ("payment_provider", "http"),
-        ("payment_api_base", &fake.base),
-        ("payment_api_key", API_KEY),
-        ("payment_max_retries", "0"),
-        ("payment_timeout_ms", "300"),
-        ("payment_reconcile_delay_secs", reconcile_secs),
-        ("payment_webhook_secret", SECRET),
-    ])
+    app_on_fake(
+        fake,
+        &[
+            ("payment_max_retries", "0"),
+            ("payment_timeout_ms", "300"),
+            ("payment_reconcile_delay_secs", reconcile_secs),
+            ("payment_webhook_secret", SECRET),
+        ],
+    )
     .await
 }
 
