@@ -86,7 +86,7 @@ pub async fn events(State(rt): State<Arc<Realtime>>, headers: HeaderMap, Query(q
         Some(last) => !feed.resume(last).await?,
         None => false,
     };
-    Ok(super::sse::stream(feed, resync, who.expires_at).into_response())
+    Ok(super::sse::stream(feed, resync, who.expires_at, rt.settings.heartbeat).into_response())
 }
 
 /// The WebSocket: authenticate by `?ticket=` or a first message `{"type":"auth","token":…}`

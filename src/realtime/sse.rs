@@ -12,11 +12,14 @@ use futures_util::Stream;
 use super::feed::{Feed, Next};
 use super::hub::Transport;
 
-/// A comment line this often keeps proxies from timing the stream out.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// Frames as SSE events until the feed closes or the token expires.
-pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// Frames as SSE events until the feed closes or the token expires, with a comment line every
+/// `heartbeat` so proxies do not time the stream out.
+pub fn stream(
+    feed: Feed,
+    resync: bool,
+    expires_at: DateTime<Utc>,
+    heartbeat: Duration,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let deadline = tokio::time::Instant::now() + (expires_at - Utc::now()).to_std().unwrap_or_default();
     let frames = futures_util::stream::unfold((feed, resync), move |(mut feed, resync)| async move {
         if resync {
@@ -40,5 +43,5 @@ pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl S
             }
         }
     });
-    Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(heartbeat))
 }

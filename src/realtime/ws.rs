@@ -18,8 +18,6 @@ use super::{Authed, Realtime};
 
 /// A client that has not authenticated by then is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server pings this often; a peer silent for two periods is dropped.
-pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long a close frame may wait behind unread data before the connection is just dropped
 /// (a slow reader that starts reading again still learns why it was closed).
 const CLOSE_FLUSH: Duration = Duration::from_secs(15);
@@ -115,7 +113,9 @@ where
     let mut feed = Feed::new(conn, rt.repo.clone());
     let expiry = tokio::time::sleep_until(deadline_of(who.expires_at));
     tokio::pin!(expiry);
-    let mut pings = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    // A peer silent for two pings is gone.
+    let ping_every = rt.settings.ping;
+    let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     loop {
         let (outgoing, frame) = tokio::select! {
@@ -173,7 +173,7 @@ where
                 }
             },
             _ = pings.tick() => {
-                if last_heard.elapsed() >= 2 * PING_EVERY {
+                if last_heard.elapsed() >= 2 * ping_every {
                     // A dead peer: no close handshake to wait for.
                     return;
                 }

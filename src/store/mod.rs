@@ -1,5 +1,6 @@
 //! Storage: pools, migrations per backend, and the SQL seam shared by all repositories.
 
+mod lease;
 mod sql;
 mod tx;
 
@@ -15,6 +16,7 @@ use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use lease::{Lease, LeaseName};
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 
