@@ -13,6 +13,8 @@ pub mod nats;
 pub mod relay;
 pub mod repo;
 pub mod subscriber;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,8 @@
 
 mod lease;
 mod sql;
+#[cfg(test)]
+pub mod testing;
 mod tx;
 
 use std::collections::HashSet;
