@@ -70,7 +70,7 @@ async fn caller(rt: &Realtime, headers: &HeaderMap, q: &StreamQuery) -> ApiResul
 /// The caller's events as Server-Sent Events (`text/event-stream`). Each event's SSE `id` is
 /// the event id; reconnecting with `Last-Event-ID` (or `?last_event_id=`) replays what was missed (24 h) once, in order,
 /// then continues live; a point past that gets `data: {"type":"resync"}`. A comment line every
-/// 15 s keeps the stream alive. The stream ends when the session ends, the token expires or the
+/// 15 s (`realtime_heartbeat_secs`) keeps the stream alive. The stream ends when the session ends, the token expires or the
 /// server restarts: reconnect with `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/events", tag = "realtime", security(("bearer" = []), ()), params(StreamQuery,
     ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received, to resume after it")),
