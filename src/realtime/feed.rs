@@ -70,15 +70,14 @@ impl Feed {
     /// than the replay window (purged, or never an event), and the client must resync.
     pub async fn resume(&mut self, last_event_id: &str) -> Result<bool, StoreError> {
         let since = Utc::now() - REPLAY_WINDOW;
+        let position = self.repo.position(last_event_id).await?;
         // A client only ever hears numbered events, so an unnumbered point is not one it was sent.
-        match self.repo.position(last_event_id).await? {
-            Some(p) if p.created_at >= since && p.publish_seq.is_some() => {
-                let after = p.publish_seq.unwrap_or_default();
-                self.replay = Some(Replay { after, since, backlog: VecDeque::new(), exhausted: false });
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some((after, created_at)) = position.and_then(|p| Some((p.publish_seq?, p.created_at))) else { return Ok(false) };
+        if created_at < since {
+            return Ok(false);
         }
+        self.replay = Some(Replay { after, since, backlog: VecDeque::new(), exhausted: false });
+        Ok(true)
     }
 
     /// The next frame to send, or why to close. Cancel-safe: state changes only after each await.
@@ -115,13 +114,35 @@ impl Feed {
                 }
                 frame = self.conn.frames.recv() => {
                     let Some(frame) = frame else { return Ok(Next::Closed(Close::Restart)) };
-                    if frame.publish_seq.zip(self.replayed_through).is_some_and(|(place, through)| place <= through) {
+                    if self.covered(&frame) {
                         continue;
                     }
                     return Ok(Next::Frame(frame));
                 }
             }
         }
+    }
+
+    /// A frame that is ready now, without waiting, if any: the caller writes it with the one
+    /// it has (one system call for several frames when they queue up).
+    pub fn ready(&mut self) -> Option<Frame> {
+        if self.conn.close.borrow().is_some() {
+            return None;
+        }
+        if let Some(replay) = &mut self.replay {
+            return replay.backlog.pop_front();
+        }
+        loop {
+            let frame = self.conn.frames.try_recv().ok()?;
+            if !self.covered(&frame) {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Whether the last replay sent this live frame already.
+    fn covered(&self, frame: &Frame) -> bool {
+        frame.publish_seq.zip(self.replayed_through).is_some_and(|(place, through)| place <= through)
     }
 
     /// Waits until the hub asks this connection to close.

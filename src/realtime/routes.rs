@@ -27,6 +27,9 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_MESSAGE: usize = 16 * 1024;
 /// Unsent data a connection may hold before writes fail (the queue before it is bounded too).
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// Frames waiting together are written together up to this much (one system call, not one per
+/// frame); an idle connection keeps at most this much of buffer after a burst.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_ticket)).routes(routes!(events)).routes(routes!(websocket))
@@ -125,7 +128,7 @@ pub async fn websocket(
             None
         }
     };
-    let upgrade = upgrade.read_buffer_size(READ_BUFFER).write_buffer_size(0).max_write_buffer_size(MAX_WRITE_BUFFER);
+    let upgrade = upgrade.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_write_buffer_size(MAX_WRITE_BUFFER);
     Ok(upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| {
         let (sink, stream) = socket.split();
         super::ws::handle_socket(rt, sink, stream, opened)
