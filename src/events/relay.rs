@@ -11,8 +11,8 @@
 //!    marked published, its own and any a crashed relay left behind, in place order. An event
 //!    therefore reaches the bus carrying its final place, and when place `n` is on the bus,
 //!    places `1..n` are committed and readable: the replay (read from the outbox) and the live
-//!    stream (from the bus) agree on one order. (Numbering at marking time, as before, let two
-//!    relays publish in one order and number in another.)
+//!    stream (from the bus) agree on one order. (Numbering when marking, after publishing, lets two
+//!    relays publish in one order and number in the other.)
 //! 2. **One leader.** Only the relay holding the lease ([`LEADER`]: a session-level advisory
 //!    lock on PostgreSQL, a lock file on SQLite) publishes; the others wait to take over. A
 //!    leader that loses its lease without noticing (its lock session broke) may still publish
