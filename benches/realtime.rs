@@ -3,8 +3,13 @@
 //! broadcasts (the same small read buffer), each in a process of its own so its resident memory
 //! is its alone. Then a sustained rate of events to fewer clients, counting disconnects.
 //!
+//! The sustained events are committed straight into Keel's outbox from this process, one
+//! transaction per event as a use case commits them (`Effects`), by several producers: an
+//! admin's `PATCH`es, which the fan-out rounds use, top out below the rate asked (≈ 280/s from
+//! one client), and what is measured here is the path from the outbox to the sockets.
+//!
 //! Run: `cargo bench --bench realtime` (env: BENCH_CLIENTS, default 10000; BENCH_ROUNDS, 20;
-//! BENCH_RATE_CLIENTS, 1000; BENCH_RATE, 1000 events/s; BENCH_SECS, 5).
+//! BENCH_RATE_CLIENTS, 1000; BENCH_RATE, 1000 events/s; BENCH_SECS, 5; BENCH_PRODUCERS, 4).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -245,6 +250,60 @@ async fn admin(dir: &std::path::Path, http: &reqwest::Client, base: &str) -> Str
     reply["access_token"].as_str().unwrap_or_else(|| abort(&format!("login: {reply}"))).to_owned()
 }
 
+/// Runs [`produce`] on a thread and runtime of its own, so the clients' tasks of this process do
+/// not hold its commits back.
+async fn produce_apart(dir: &std::path::Path, product: &str, rate: u64, secs: u64, producers: usize) -> usize {
+    let (dir, product) = (dir.to_owned(), product.to_owned());
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _ = done.send(runtime.block_on(produce(&dir, &product, rate, secs, producers)));
+    });
+    result.await.unwrap_or_else(|_| abort("the producers' thread failed"))
+}
+
+/// Commits `rate` `product.updated` events a second for `secs` into the outbox of the Keel whose
+/// data dir is `dir`, from `producers` tasks pacing themselves; returns how many it committed.
+async fn produce(dir: &std::path::Path, product: &str, rate: u64, secs: u64, producers: usize) -> usize {
+    use keel::events::{Effects, EventType};
+    let store = keel::store::Store::connect(&keel::store::StoreOptions {
+        url: format!("sqlite://{}", dir.join("keel.db").display()),
+        max_connections: 2,
+        sqlite_synchronous: Default::default(),
+    })
+    .await
+    .unwrap_or_else(|e| abort(&format!("opening Keel's database: {e:#}")));
+    let total = (rate * secs) as usize;
+    let next = Arc::new(AtomicUsize::new(0));
+    let period = Duration::from_secs_f64(producers as f64 / rate as f64);
+    let tasks: Vec<_> = (0..producers)
+        .map(|p| {
+            let (store, next, product) = (store.clone(), next.clone(), product.to_owned());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period.mul_f64(p as f64 / producers as f64), period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                loop {
+                    tick.tick().await;
+                    let n = next.fetch_add(1, Ordering::AcqRel);
+                    if n >= total {
+                        return;
+                    }
+                    let data = json!({ "id": product, "price": { "amount": n, "currency": "USD" }, "stock_available": 1, "active": true, "version": n });
+                    let effects = Effects::default().public_event(EventType::ProductUpdated, data);
+                    let mut tx = store.begin().await.unwrap_or_else(|e| abort(&format!("beginning: {e}")));
+                    effects.write(&mut tx, keel::store::now()).await.unwrap_or_else(|e| abort(&format!("writing an event: {e}")));
+                    tx.commit().await.unwrap_or_else(|e| abort(&format!("committing: {e}")));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    store.close().await;
+    total
+}
+
 fn line(name: &str, took: &[Duration]) -> String {
     format!(
         "{name:<34} p50 {:>8.2} ms   p99 {:>8.2} ms",
@@ -263,6 +322,7 @@ fn main() {
     let rate_clients: usize = env_or("BENCH_RATE_CLIENTS", 1000).min(clients);
     let rate: u64 = env_or("BENCH_RATE", 1000);
     let secs: u64 = env_or("BENCH_SECS", 5);
+    let producers: usize = env_or("BENCH_PRODUCERS", 4);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = std::env::temp_dir().join(format!("keel-bench-{}", uuid::Uuid::now_v7().simple()));
@@ -327,7 +387,7 @@ fn main() {
         })
         .await;
 
-        // Sustained: keep `rate_clients`, send `rate` events/s for `secs`, count disconnects.
+        // Sustained: keep `rate_clients`, commit `rate` events/s for `secs`, count disconnects.
         for c in keel_clients.drain(rate_clients..) {
             c.abort();
         }
@@ -335,29 +395,8 @@ fn main() {
         let closed_before = keel_tally.closed.load(Ordering::Acquire);
         let frames_before = keel_tally.frames.load(Ordering::Acquire);
         let started = Instant::now();
-        let sent = AtomicUsize::new(0);
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut in_flight = futures::stream::FuturesUnordered::new();
-        while started.elapsed() < Duration::from_secs(secs) {
-            tokio::select! {
-                _ = tick.tick(), if in_flight.len() < 64 => {
-                    let n = sent.fetch_add(1, Ordering::Relaxed);
-                    let request = http
-                        .patch(format!("{}/v1/admin/products/{product}", keel.base))
-                        .bearer_auth(&admin)
-                        .json(&json!({ "price": { "amount": 100 + n, "currency": "USD" } }));
-                    in_flight.push(async move { request.send().await.map(|r| r.status().as_u16()) });
-                }
-                Some(result) = in_flight.next() => if !matches!(result, Ok(200)) { abort(&format!("PATCH failed: {result:?}")) },
-            }
-        }
-        while let Some(result) = in_flight.next().await {
-            if !matches!(result, Ok(200)) {
-                abort(&format!("PATCH failed: {result:?}"));
-            }
-        }
-        let events = sent.load(Ordering::Relaxed);
+        let events = produce_apart(&dir, &product, rate, secs, producers).await;
+        let committing = started.elapsed().as_secs_f64();
         let expected = events * rate_clients;
         let deadline = Instant::now() + Duration::from_secs(30);
         while keel_tally.frames.load(Ordering::Acquire) - frames_before < expected && Instant::now() < deadline {
@@ -366,8 +405,9 @@ fn main() {
         let delivered = keel_tally.frames.load(Ordering::Acquire) - frames_before;
         let elapsed = started.elapsed().as_secs_f64();
         let sustained = format!(
-            "sustained: {events} events in {secs} s ({:.0}/s asked {rate}/s) to {rate_clients} clients: {delivered} of {expected} frames in {elapsed:.1} s, {} disconnects",
-            events as f64 / secs as f64,
+            "sustained: {events} events committed in {committing:.1} s ({:.0}/s, asked {rate}/s, {producers} producers) to {rate_clients} clients: \
+             {delivered} of {expected} frames in {elapsed:.1} s, {} disconnects",
+            events as f64 / committing,
             keel_tally.closed.load(Ordering::Acquire) - closed_before,
         );
         for c in keel_clients {

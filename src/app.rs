@@ -41,8 +41,8 @@ use crate::orders::receipt::SendReceipt;
 use crate::payments::PaymentProvider;
 use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
-use crate::realtime::Realtime;
 use crate::realtime::hub::{Close, Hub, Limits};
+use crate::realtime::{Realtime, Settings as RealtimeSettings};
 use crate::security::crypto::FieldCipher;
 use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
 use crate::security::{random_bytes, secrets};
@@ -133,7 +133,9 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
-        let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
+        let settings =
+            RealtimeSettings { origins: config.cors_origins.clone(), ping: config.realtime_ping, heartbeat: config.realtime_heartbeat };
+        let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), settings));
         let state = AppState {
             orders: services.orders.clone(),
             carts: services.carts.clone(),
@@ -227,7 +229,7 @@ impl Application {
             .collect();
         // The hub hears the bus like any subscriber; open streams end when stopping begins,
         // so they do not hold the graceful shutdown open (clients reconnect and resume).
-        let hub = tokio::spawn(self.realtime.hub.clone().run(self.bus.clone(), stopping_rx.clone()));
+        let hub = tokio::spawn(self.realtime.clone().deliver(self.bus.clone(), stopping_rx.clone()));
         let sessions = tokio::spawn(self.realtime.clone().watch_sessions(stopping_rx.clone()));
         let realtime = self.realtime.clone();
         let mut stopping = stopping_rx.clone();

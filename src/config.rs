@@ -65,6 +65,8 @@ const KEYS: &[&str] = &[
     "idempotency_lease_secs",
     "realtime_max_connections",
     "realtime_max_per_user",
+    "realtime_ping_secs",
+    "realtime_heartbeat_secs",
 ];
 
 /// Keys whose values must never be echoed in an error message.
@@ -140,6 +142,10 @@ pub struct Config {
     /// Open real-time connections (WebSocket and SSE) this instance accepts in all, and per user.
     pub realtime_max_connections: usize,
     pub realtime_max_per_user: usize,
+    /// How often the server pings a WebSocket; a peer silent for two of these is dropped.
+    pub realtime_ping: Duration,
+    /// How often an SSE stream gets a comment line, so proxies do not time it out.
+    pub realtime_heartbeat: Duration,
 }
 
 /// A configuration error; its message names the key, the variable and what is allowed.
@@ -373,6 +379,10 @@ impl Config {
             realtime_max_per_user: s
                 .parse("realtime_max_per_user", "an integer from 1 to 1000", |v| v.parse().ok().filter(|n| (1..=1000).contains(n)))?
                 .unwrap_or(16),
+            realtime_ping: s.parse("realtime_ping_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
+            realtime_heartbeat: s
+                .parse("realtime_heartbeat_secs", "seconds from 1 to 3600", secs(1, 3600))?
+                .unwrap_or(Duration::from_secs(15)),
         })
     }
 }
@@ -582,6 +592,8 @@ mod tests {
             ("payment_webhook_secret", "short-hunter2"),
             ("realtime_max_connections", "0"),
             ("realtime_max_per_user", "many"),
+            ("realtime_ping_secs", "0"),
+            ("realtime_heartbeat_secs", "1h"),
         ] {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");

@@ -1,7 +1,8 @@
 //! The transactional outbox and the event bus.
 //!
 //! A state change writes its event row in its own unit of work (`Effects::write`). The relay
-//! publishes committed rows in order to the bus; subscribers hear them there. An event is
+//! numbers committed rows in publish order and publishes them in that order to the bus;
+//! subscribers hear them there. An event is
 //! never lost (the row outlives a crash and is published after restart) and never sent for
 //! a rolled-back change (the row was never committed). Delivery is at least once, so
 //! subscribers are idempotent (they key their effects by event id).
@@ -12,6 +13,8 @@ pub mod nats;
 pub mod relay;
 pub mod repo;
 pub mod subscriber;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,12 @@ pub struct Event {
     pub user_id: Option<String>,
     pub data: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// Its place in the publish order (`events.publish_seq`), given before the relay publishes
+    /// it, so it travels on the bus; real-time delivery and resume go by it. Internal: not sent
+    /// to clients or webhook receivers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(ignore)]
+    pub publish_seq: Option<i64>,
 }
 
 /// An event to record with a state change.

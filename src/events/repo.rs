@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Bus, Event, NewEvent};
-use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
+use crate::store::{Backend, Build, Columns, Db, Lease, Sql, Store, StoreError, Tx};
 
 /// Records `event` on the caller's connection, inside its transaction.
 pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
@@ -24,18 +24,17 @@ pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &Ne
     Ok(id)
 }
 
-fn event_from<R: Columns>(r: &R) -> Result<(i64, Event), StoreError> {
+/// An event from a row of `publish_seq, id, kind, user_id, data, created_at`.
+pub(crate) fn event_from<R: Columns>(r: &R) -> Result<Event, StoreError> {
     let data = r.text("data")?;
-    Ok((
-        r.int("seq")?,
-        Event {
-            id: r.text("id")?,
-            kind: r.text("kind")?,
-            user_id: r.opt_text("user_id")?,
-            data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
-            created_at: r.time("created_at")?,
-        },
-    ))
+    Ok(Event {
+        id: r.text("id")?,
+        kind: r.text("kind")?,
+        user_id: r.opt_text("user_id")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+        created_at: r.time("created_at")?,
+        publish_seq: r.opt_int("publish_seq")?,
+    })
 }
 
 /// Ascending numbers as runs of consecutive ones: `1 2 3 5 6` → `(1,3) (5,6)`.
@@ -54,17 +53,21 @@ fn runs(ascending: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
 /// unit of work.
 #[async_trait::async_trait]
 pub trait EventRepo: Send + Sync {
-    /// The oldest events not yet published, in commit order (`seq`), with their `seq`.
-    async fn unpublished(&self, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
+    /// Whether a committed event still waits for its place in the publish order.
+    async fn any_unnumbered(&self) -> Result<bool, StoreError>;
+    /// The first events in publish order that are numbered but not yet marked published.
+    async fn numbered_unpublished(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
     /// Events after `after_id` (by id order), oldest first: what a resuming client missed.
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError>;
     /// How many committed events wait for the relay.
     async fn lag(&self) -> Result<i64, StoreError>;
     /// The last event a durable subscriber recorded as handled (`""`: none yet).
     async fn offset(&self, subscriber: &str) -> Result<String, StoreError>;
-    /// Marks the events with `seq` in `first..=last` published (those not marked yet) and gives
-    /// each its place in the publish order (`publish_seq`, after every one marked before),
-    /// which real-time resume goes by.
+    /// Gives the oldest committed events that have no place in the publish order yet (up to
+    /// `limit`, by `seq`) the next places (`publish_seq`), after every one numbered before,
+    /// with no gap. Returns how many it numbered.
+    async fn number(&self, tx: &mut Tx, limit: u32) -> Result<usize, StoreError>;
+    /// Marks the events at places `first..=last` of the publish order published.
     async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Deletes published events older than `before`.
     async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -90,26 +93,37 @@ struct SqlEvents<DB: Backend> {
 
 #[async_trait::async_trait]
 impl<DB: Backend> EventRepo for SqlEvents<DB> {
-    async fn unpublished(&self, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
+    async fn any_unnumbered(&self) -> Result<bool, StoreError> {
         let mut conn = self.db.reader().await?;
-        let rows =
-            Sql::<DB>::new("SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(&mut conn)
-                .await?;
+        let row = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL AND publish_seq IS NULL LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn numbered_unpublished(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(
+            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+             WHERE published_at IS NULL AND publish_seq IS NOT NULL ORDER BY publish_seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut conn)
+        .await?;
         rows.iter().map(event_from).collect()
     }
 
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT seq, id, kind, user_id, data, created_at FROM events WHERE published_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+             WHERE published_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(&mut conn)
         .await?;
-        rows.iter().map(|r| event_from(r).map(|(_, e)| e)).collect()
+        rows.iter().map(event_from).collect()
     }
 
     async fn lag(&self) -> Result<i64, StoreError> {
@@ -126,28 +140,53 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
         row.map_or(Ok(String::new()), |r| r.text("last_event_id"))
     }
 
-    async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn number(&self, tx: &mut Tx, limit: u32) -> Result<usize, StoreError> {
         let conn = tx.conn::<DB>()?;
-        // Relays of several instances may mark at once: the lock (held to commit) makes them
-        // number in turn, so each reads the highest `publish_seq` the previous one committed.
+        // Relays of several instances may number at once (a deposed leader that has not noticed
+        // yet): the lock, held to commit, makes them take turns, so each continues from the
+        // highest place the previous one committed and the numbering stays dense.
         if let Some(lock) = DB::LOCK_PUBLISH_ORDER {
             Sql::<DB>::new(lock).execute(conn).await?;
         }
-        let next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(conn).await?.int("n")?;
-        Sql::<DB>::new(
-            "UPDATE events SET published_at = $3, publish_seq = $4 + (seq - $1) WHERE seq >= $1 AND seq <= $2 AND published_at IS NULL",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(at)
-        .bind(next)
-        .execute(conn)
-        .await?;
+        let rows = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL AND publish_seq IS NULL ORDER BY seq LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(conn)
+            .await?;
+        let seqs = rows.iter().map(|r| r.int("seq")).collect::<Result<Vec<i64>, _>>()?;
+        let mut next = Sql::<DB>::new("SELECT COALESCE(MAX(publish_seq), 0) + 1 AS n FROM events").fetch_one(conn).await?.int("n")?;
+        // Each run of consecutive `seq`s holds only rows read above, so one statement numbers it.
+        for (first, last) in runs(seqs.iter().copied()) {
+            Sql::<DB>::new("UPDATE events SET publish_seq = $3 + (seq - $1) WHERE seq >= $1 AND seq <= $2")
+                .bind(first)
+                .bind(last)
+                .bind(next)
+                .execute(conn)
+                .await?;
+            next += last - first + 1;
+        }
+        Ok(seqs.len())
+    }
+
+    async fn mark_published(&self, tx: &mut Tx, first: i64, last: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::<DB>::new("UPDATE events SET published_at = $3 WHERE publish_seq >= $1 AND publish_seq <= $2 AND published_at IS NULL")
+            .bind(first)
+            .bind(last)
+            .bind(at)
+            .execute(tx.conn::<DB>()?)
+            .await?;
         Ok(())
     }
 
     async fn purge(&self, tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        Sql::<DB>::new("DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1").bind(before).execute(tx.conn::<DB>()?).await
+        // Numbering continues from the highest `publish_seq` there is: the row holding it stays
+        // (until a newer one exists), so the publish order never starts over.
+        Sql::<DB>::new(
+            "DELETE FROM events WHERE published_at IS NOT NULL AND created_at < $1 \
+             AND COALESCE(publish_seq, 0) < (SELECT COALESCE(MAX(publish_seq), 0) FROM events)",
+        )
+        .bind(before)
+        .execute(tx.conn::<DB>()?)
+        .await
     }
 
     async fn save_offset(&self, tx: &mut Tx, subscriber: &str, event_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -182,36 +221,45 @@ impl Outbox {
         &self.repo
     }
 
-    /// Publishes the oldest unpublished events in order to `bus`, then marks them published.
-    /// Returns how many were sent. Publishing is a network call (NATS), so no transaction is
-    /// open while it runs: the events are read from the reader pool and marked afterwards in
-    /// a short one. A crash in between, or a relay in another process reading the same rows,
-    /// publishes an event twice; JetStream drops the repeat (the event id is its message id)
-    /// and subscribers are idempotent.
+    /// Numbers the events committed since the last batch, publishes the numbered ones to `bus`
+    /// in publish order, then marks them published; returns how many it published. See
+    /// [`super::relay`] for why this order makes real-time resume exact. Publishing is a network
+    /// call (NATS), so no transaction is open while it runs: numbering and marking are short
+    /// transactions of their own. A crash in between publishes an event twice; JetStream drops
+    /// the repeat (the event id is its message id), the real-time hub drops it by its place in
+    /// the publish order, and subscribers are idempotent.
     pub async fn relay_batch(&self, limit: u32, bus: &dyn Bus) -> anyhow::Result<usize> {
-        let events = self.repo.unpublished(limit).await?;
-        if events.is_empty() {
-            return Ok(0);
+        // Looked at first with a read: an idle relay opens no write transaction.
+        if self.repo.any_unnumbered().await? {
+            self.store
+                .transact(|mut tx| async move {
+                    let numbered = self.repo.number(&mut tx, limit).await?;
+                    Ok::<_, StoreError>((tx, numbered))
+                })
+                .await?;
         }
-        for (_, event) in &events {
+        let events = self.repo.numbered_unpublished(limit).await?;
+        let (Some(first), Some(last)) = (events.first().and_then(|e| e.publish_seq), events.last().and_then(|e| e.publish_seq)) else {
+            return Ok(0);
+        };
+        for event in &events {
             bus.publish(event).await?;
         }
-        // Mark exactly the rows sent. A transaction that took a lower `seq` may commit while
-        // this one runs (PostgreSQL): its event is not in `events` and must stay unpublished.
-        // Each row also gets its place in the publish order (`publish_seq`), which real-time
-        // resume goes by: unlike `seq`, it never puts a late-published event behind a resume point.
-        let sent = runs(events.iter().map(|(seq, _)| *seq));
-        let sent = sent.as_slice();
+        // Every place from `first` to `last` is in `events` or was marked before they were
+        // read (numbering is dense and commits in order), so the range is exactly what was sent.
         let at = crate::store::now();
         self.store
             .transact(|mut tx| async move {
-                for (first, last) in sent {
-                    self.repo.mark_published(&mut tx, *first, *last, at).await?;
-                }
+                self.repo.mark_published(&mut tx, first, last, at).await?;
                 Ok::<_, StoreError>((tx, ()))
             })
             .await?;
         Ok(events.len())
+    }
+
+    /// The relay's lease if no other process holds it (see [`super::relay`]).
+    pub async fn try_lead(&self) -> Result<Option<Lease>, StoreError> {
+        self.store.try_lease(super::relay::LEADER).await
     }
 
     /// Moves a durable subscriber's offset forward (never back).

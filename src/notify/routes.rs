@@ -207,6 +207,7 @@ pub async fn ping_endpoint(
         user_id: None,
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),
+        publish_seq: None,
     };
     jobs.enqueue(&delivery_job(&id, &event, policy)).await?;
     Ok(StatusCode::ACCEPTED)

@@ -266,8 +266,8 @@ struct DeliverPayload {
 
 /// The job that delivers `event` to `endpoint_id`, keyed once per (endpoint, event).
 pub fn delivery_job(endpoint_id: &str, event: &Event, policy: RetryPolicy) -> NewJob {
-    // Receivers get the event without the internal user id.
-    let event = Event { user_id: None, ..event.clone() };
+    // Receivers get the event without the internal user id and publish position.
+    let event = Event { user_id: None, publish_seq: None, ..event.clone() };
     let unique = format!("webhook:{endpoint_id}:{}", event.id);
     let payload = DeliverPayload { endpoint_id: endpoint_id.to_owned(), event };
     NewJob::new(DELIVER_KIND, serde_json::to_value(payload).expect("webhook payload serialises"))

@@ -3,7 +3,7 @@
 //! its public channel. Routing never waits on a socket: each connection has a bounded queue,
 //! and a connection whose queue is full is told to close (1013) instead of slowing the rest.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
+use super::order::{Order, Verdict};
+use super::repo::RealtimeRepo;
 use crate::auth::service::Principal;
 use crate::events::{Bus, Event, EventType};
 
@@ -21,8 +23,8 @@ const USER_TYPES: [EventType; 3] = [EventType::NotificationCreated, EventType::W
 /// Channels one WebSocket connection may follow at once.
 pub const MAX_CHANNELS: usize = 100;
 
-/// How many recent event ids the hub remembers to drop a bus redelivery (at-least-once).
-const RECENT_IDS: usize = 4096;
+/// The widest gap in the publish order the hub fills from the outbox; past it, clients resume.
+const FILL_MAX: i64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -81,12 +83,20 @@ pub struct Frame {
     pub created_at: DateTime<Utc>,
     /// Read back from the outbox on resume rather than heard live.
     pub replayed: bool,
+    /// The event's place in the publish order, by which a resume's seam drops live repeats.
+    pub publish_seq: Option<i64>,
 }
 
 impl Frame {
     pub fn of(event: &Event, replayed: bool) -> Frame {
         let json = serde_json::json!({ "id": event.id, "type": event.kind, "data": event.data, "created_at": event.created_at });
-        Frame { id: event.id.as_str().into(), json: Utf8Bytes::from(json.to_string()), created_at: event.created_at, replayed }
+        Frame {
+            id: event.id.as_str().into(),
+            json: Utf8Bytes::from(json.to_string()),
+            created_at: event.created_at,
+            replayed,
+            publish_seq: event.publish_seq,
+        }
     }
 }
 
@@ -335,12 +345,12 @@ impl Hub {
         }
     }
 
-    /// Feeds the hub from the bus until `stop`. A bus that redelivers an event (at least
-    /// once) is heard once; if the hub falls behind the bus, every connection is told to
-    /// reconnect and resume, which loses nothing, rather than silently missing events.
-    pub async fn run(self: Arc<Self>, bus: Arc<dyn Bus>, mut stop: watch::Receiver<bool>) {
+    /// Feeds the hub from the bus until `stop`, in publish order (see [`super::order`]): a
+    /// repeat is dropped, a gap filled from the outbox first. If the hub falls behind the bus,
+    /// the next event shows the gap and the missed ones come from the outbox.
+    pub async fn run(self: Arc<Self>, bus: Arc<dyn Bus>, repo: Arc<dyn RealtimeRepo>, mut stop: watch::Receiver<bool>) {
         let mut events = bus.subscribe();
-        let mut recent: (HashSet<String>, VecDeque<String>) = Default::default();
+        let mut order = Order::default();
         loop {
             let received = tokio::select! {
                 received = events.recv() => received,
@@ -348,22 +358,40 @@ impl Hub {
             };
             match received {
                 Ok(event) => {
-                    if !recent.0.insert(event.id.clone()) {
-                        continue;
-                    }
-                    recent.1.push_back(event.id.clone());
-                    if recent.1.len() > RECENT_IDS
-                        && let Some(old) = recent.1.pop_front()
-                    {
-                        recent.0.remove(&old);
+                    match order.check(event.publish_seq) {
+                        Verdict::Seen => continue,
+                        Verdict::Gap { from, to } => self.fill(repo.as_ref(), from, to).await,
+                        Verdict::Next => {}
                     }
                     self.dispatch(&event);
+                    order.delivered(event.publish_seq);
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "the real-time hub fell behind the bus; asking every client to resume");
-                    self.close_all(Close::SlowConsumer);
+                    tracing::warn!(missed, "the real-time hub fell behind the bus; filling in from the outbox");
                 }
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Delivers places `from..to` from the outbox. When the gap is too wide or the read fails,
+    /// every connection is told to reconnect and resume instead, which the outbox serves exactly.
+    async fn fill(&self, repo: &dyn RealtimeRepo, from: i64, to: i64) {
+        let missing = to - from;
+        if missing > FILL_MAX {
+            tracing::warn!(missing, "the real-time hub missed too many events; asking every client to resume");
+            return self.close_all(Close::SlowConsumer);
+        }
+        // However old their `created_at`, these were just published.
+        match repo.numbered_after(from - 1, DateTime::UNIX_EPOCH, missing as u32).await {
+            Ok(events) => {
+                for event in events.iter().filter(|e| e.publish_seq.is_some_and(|p| p < to)) {
+                    self.dispatch(event);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading missed events failed; asking every client to resume");
+                self.close_all(Close::SlowConsumer);
             }
         }
     }
@@ -374,7 +402,7 @@ mod tests {
     use super::*;
 
     fn event(kind: &str, user: Option<&str>, data: serde_json::Value) -> Event {
-        Event { id: "evt_1".into(), kind: kind.into(), user_id: user.map(str::to_owned), data, created_at: Utc::now() }
+        Event { id: "evt_1".into(), kind: kind.into(), user_id: user.map(str::to_owned), data, created_at: Utc::now(), publish_seq: None }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 mod feed;
 pub mod hub;
+mod order;
 pub mod repo;
 pub mod routes;
 mod sse;
@@ -48,6 +49,17 @@ pub struct Authed {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What the configuration decides about real-time connections.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Browser origins allowed to open a WebSocket (`cors_origins`).
+    pub origins: Vec<String>,
+    /// How often a WebSocket is pinged; a peer silent for two of these is dropped.
+    pub ping: Duration,
+    /// How often an SSE stream gets a comment line.
+    pub heartbeat: Duration,
+}
+
 /// Real-time's use cases: tickets (each write its own unit of work), resume reads, and the
 /// sessions of open connections.
 pub struct Realtime {
@@ -55,7 +67,7 @@ pub struct Realtime {
     store: Store,
     repo: Arc<dyn RealtimeRepo>,
     accounts: Arc<Accounts>,
-    origins: Vec<String>,
+    settings: Settings,
 }
 
 /// The bearer token of `Authorization`, if there is one of that scheme.
@@ -65,14 +77,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Realtime {
-    pub fn new(hub: Arc<Hub>, store: Store, accounts: Arc<Accounts>, origins: Vec<String>) -> Realtime {
-        Realtime { hub, repo: repo::for_store(&store), store, accounts, origins }
+    pub fn new(hub: Arc<Hub>, store: Store, accounts: Arc<Accounts>, settings: Settings) -> Realtime {
+        Realtime { hub, repo: repo::for_store(&store), store, accounts, settings }
     }
 
     /// A browser's handshake may come only from an allowed origin (WebSockets are not
     /// covered by CORS). Clients that send no `Origin` are not browsers.
     pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
-        origin.is_none_or(|o| o.to_str().is_ok_and(|o| self.origins.iter().any(|allowed| allowed == o)))
+        origin.is_none_or(|o| o.to_str().is_ok_and(|o| self.settings.origins.iter().any(|allowed| allowed == o)))
     }
 
     /// Checks an access token and its session; the connection may live until the token expires.
@@ -135,6 +147,11 @@ impl Realtime {
     /// Refuses a handshake at once when the instance is full (before a WebSocket's user is known).
     pub fn check_room(&self) -> Result<(), ApiError> {
         if self.hub.has_room() { Ok(()) } else { Err(refusal(Refused::Full)) }
+    }
+
+    /// Feeds this instance's connections from `bus` until `stop` (gaps filled from the outbox).
+    pub async fn deliver(self: Arc<Self>, bus: Arc<dyn crate::events::Bus>, stop: watch::Receiver<bool>) {
+        self.hub.clone().run(bus, self.repo.clone(), stop).await;
     }
 
     /// Closes connections whose session ended or lost a role, until `stop`.

@@ -19,7 +19,7 @@ pub struct TicketGrant {
 /// Where an event sits in the publish order.
 #[derive(Debug, Clone, Copy)]
 pub struct Position {
-    /// `None` while the relay that published it has not committed (or before this column existed).
+    /// `None` until the relay numbers it (or for events older than this column).
     pub publish_seq: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
@@ -33,13 +33,9 @@ pub trait RealtimeRepo: Send + Sync {
     async fn purge_tickets(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// The outbox position of `event_id`, if the outbox still holds it.
     async fn position(&self, event_id: &str) -> Result<Option<Position>, StoreError>;
-    /// The highest `seq` committed so far (0: none).
-    async fn last_seq(&self) -> Result<i64, StoreError>;
-    /// Whether an event with `seq` up to `seq` is not marked published yet (the relay may have
-    /// sent it to the bus already and not yet numbered it).
-    async fn unmarked_through(&self, seq: i64) -> Result<bool, StoreError>;
-    /// Published events after `publish_seq` created since `since`, in publish order.
-    async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
+    /// Events numbered after `publish_seq` and created since `since`, in publish order. They
+    /// may not be published yet: they will be, in this order, after every one before them.
+    async fn numbered_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
 /// The real-time repository of `store`'s backend.
@@ -103,21 +99,7 @@ impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
         row.map(|r| Ok(Position { publish_seq: r.opt_int("publish_seq")?, created_at: r.time("created_at")? })).transpose()
     }
 
-    async fn last_seq(&self) -> Result<i64, StoreError> {
-        let mut conn = self.db.reader().await?;
-        Sql::<DB>::new("SELECT COALESCE(MAX(seq), 0) AS n FROM events").fetch_one(&mut conn).await?.int("n")
-    }
-
-    async fn unmarked_through(&self, seq: i64) -> Result<bool, StoreError> {
-        let mut conn = self.db.reader().await?;
-        let row = Sql::<DB>::new("SELECT seq FROM events WHERE published_at IS NULL AND seq <= $1 LIMIT 1")
-            .bind(seq)
-            .fetch_optional(&mut conn)
-            .await?;
-        Ok(row.is_some())
-    }
-
-    async fn published_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
+    async fn numbered_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
             "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
@@ -128,20 +110,6 @@ impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
         .bind(i64::from(limit))
         .fetch_all(&mut conn)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let data = r.text("data")?;
-                Ok((
-                    r.int("publish_seq")?,
-                    Event {
-                        id: r.text("id")?,
-                        kind: r.text("kind")?,
-                        user_id: r.opt_text("user_id")?,
-                        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
-                        created_at: r.time("created_at")?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(crate::events::repo::event_from).collect()
     }
 }

@@ -27,6 +27,9 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_MESSAGE: usize = 16 * 1024;
 /// Unsent data a connection may hold before writes fail (the queue before it is bounded too).
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// Frames waiting together are written together up to this much (one system call, not one per
+/// frame); an idle connection keeps at most this much of buffer after a burst.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_ticket)).routes(routes!(events)).routes(routes!(websocket))
@@ -70,7 +73,7 @@ async fn caller(rt: &Realtime, headers: &HeaderMap, q: &StreamQuery) -> ApiResul
 /// The caller's events as Server-Sent Events (`text/event-stream`). Each event's SSE `id` is
 /// the event id; reconnecting with `Last-Event-ID` (or `?last_event_id=`) replays what was missed (24 h) once, in order,
 /// then continues live; a point past that gets `data: {"type":"resync"}`. A comment line every
-/// 15 s keeps the stream alive. The stream ends when the session ends, the token expires or the
+/// 15 s (`realtime_heartbeat_secs`) keeps the stream alive. The stream ends when the session ends, the token expires or the
 /// server restarts: reconnect with `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/events", tag = "realtime", security(("bearer" = []), ()), params(StreamQuery,
     ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received, to resume after it")),
@@ -86,7 +89,7 @@ pub async fn events(State(rt): State<Arc<Realtime>>, headers: HeaderMap, Query(q
         Some(last) => !feed.resume(last).await?,
         None => false,
     };
-    Ok(super::sse::stream(feed, resync, who.expires_at).into_response())
+    Ok(super::sse::stream(feed, resync, who.expires_at, rt.settings.heartbeat).into_response())
 }
 
 /// The WebSocket: authenticate by `?ticket=` or a first message `{"type":"auth","token":…}`
@@ -125,7 +128,7 @@ pub async fn websocket(
             None
         }
     };
-    let upgrade = upgrade.read_buffer_size(READ_BUFFER).write_buffer_size(0).max_write_buffer_size(MAX_WRITE_BUFFER);
+    let upgrade = upgrade.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_write_buffer_size(MAX_WRITE_BUFFER);
     Ok(upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| {
         let (sink, stream) = socket.split();
         super::ws::handle_socket(rt, sink, stream, opened)

@@ -11,16 +11,21 @@ use futures_util::Stream;
 
 use super::feed::{Feed, Next};
 use super::hub::Transport;
+use crate::telemetry::RealtimeSent;
 
-/// A comment line this often keeps proxies from timing the stream out.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// Frames as SSE events until the feed closes or the token expires.
-pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// Frames as SSE events until the feed closes or the token expires, with a comment line every
+/// `heartbeat` so proxies do not time the stream out.
+pub fn stream(
+    feed: Feed,
+    resync: bool,
+    expires_at: DateTime<Utc>,
+    heartbeat: Duration,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let deadline = tokio::time::Instant::now() + (expires_at - Utc::now()).to_std().unwrap_or_default();
-    let frames = futures_util::stream::unfold((feed, resync), move |(mut feed, resync)| async move {
+    let sent = RealtimeSent::new(Transport::Sse.label());
+    let frames = futures_util::stream::unfold((feed, resync, sent), move |(mut feed, resync, sent)| async move {
         if resync {
-            return Some((Ok(SseEvent::default().data(r#"{"type":"resync"}"#)), (feed, false)));
+            return Some((Ok(SseEvent::default().data(r#"{"type":"resync"}"#)), (feed, false, sent)));
         }
         let next = tokio::select! {
             next = feed.next() => next,
@@ -29,9 +34,9 @@ pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl S
         };
         match next {
             Ok(Next::Frame(frame)) => {
-                crate::telemetry::record_realtime_sent(Transport::Sse.label(), &frame);
+                sent.record(&frame);
                 let event = SseEvent::default().id(&*frame.id).data(frame.json.as_str());
-                Some((Ok(event), (feed, false)))
+                Some((Ok(event), (feed, false, sent)))
             }
             Ok(Next::Closed(_)) => None,
             Err(e) => {
@@ -40,5 +45,5 @@ pub fn stream(feed: Feed, resync: bool, expires_at: DateTime<Utc>) -> Sse<impl S
             }
         }
     });
-    Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(heartbeat))
 }

@@ -13,16 +13,19 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::feed::{Feed, Next};
-use super::hub::{Close, Connection, MAX_CHANNELS, Transport, valid_channel};
+use super::hub::{Close, Connection, Frame, MAX_CHANNELS, Transport, valid_channel};
 use super::{Authed, Realtime};
+use crate::telemetry::RealtimeSent;
 
 /// A client that has not authenticated by then is closed.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server pings this often; a peer silent for two periods is dropped.
-pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long a close frame may wait behind unread data before the connection is just dropped
 /// (a slow reader that starts reading again still learns why it was closed).
 const CLOSE_FLUSH: Duration = Duration::from_secs(15);
+
+/// Frames written with the one at hand when they queue up: with the 4 KiB write buffer
+/// (`routes.rs`), a system call carries up to 4 KiB of them instead of one each.
+const BATCH: usize = 15;
 
 /// Policy violations and auth failures that are not a `Close` of the hub.
 const POLICY: u16 = 1008;
@@ -57,6 +60,18 @@ fn authenticated(who: &Authed) -> Message {
 
 fn error(code: &str, message: &str) -> Message {
     text(&json!({ "type": "error", "code": code, "message": message }))
+}
+
+/// Writes `first`, then the frames of `more`, and flushes once.
+async fn write_all<W>(sink: &mut W, first: Message, more: &[Frame]) -> Result<(), axum::Error>
+where
+    W: Sink<Message, Error = axum::Error> + Unpin,
+{
+    sink.feed(first).await?;
+    for frame in more {
+        sink.feed(Message::Text(frame.json.clone())).await?;
+    }
+    sink.flush().await
 }
 
 /// Waits for `{"type":"auth","token":…}` as the first message, at most `AUTH_TIMEOUT`.
@@ -115,8 +130,11 @@ where
     let mut feed = Feed::new(conn, rt.repo.clone());
     let expiry = tokio::time::sleep_until(deadline_of(who.expires_at));
     tokio::pin!(expiry);
-    let mut pings = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    // A peer silent for two pings is gone.
+    let ping_every = rt.settings.ping;
+    let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
+    let sent = RealtimeSent::new(Transport::WebSocket.label());
     loop {
         let (outgoing, frame) = tokio::select! {
             next = feed.next() => match next {
@@ -173,7 +191,7 @@ where
                 }
             },
             _ = pings.tick() => {
-                if last_heard.elapsed() >= 2 * PING_EVERY {
+                if last_heard.elapsed() >= 2 * ping_every {
                     // A dead peer: no close handshake to wait for.
                     return;
                 }
@@ -181,12 +199,21 @@ where
             }
             () = &mut expiry => return close(&mut sink, Close::TokenExpired.code(), Close::TokenExpired.reason()).await,
         };
+        // Frames that are waiting already go out with this one, in one write. (Allocated only
+        // then: an idle connection keeps no batch.)
+        let mut more = Vec::new();
+        if frame.is_some() {
+            while more.len() < BATCH
+                && let Some(next) = feed.ready()
+            {
+                more.push(next);
+            }
+        }
         // A reader too slow to take this is told to close by the hub; stop waiting for it then.
         tokio::select! {
-            sent = sink.send(outgoing) => match (sent, frame) {
-                (Err(_), _) => return,
-                (Ok(()), Some(frame)) => crate::telemetry::record_realtime_sent(Transport::WebSocket.label(), &frame),
-                (Ok(()), None) => {}
+            written = write_all(&mut sink, outgoing, &more) => match written {
+                Err(_) => return,
+                Ok(()) => frame.iter().chain(&more).for_each(|frame| sent.record(frame)),
             },
             why = feed.closing() => return close(&mut sink, why.code(), why.reason()).await,
         }

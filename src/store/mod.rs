@@ -1,6 +1,9 @@
 //! Storage: pools, migrations per backend, and the SQL seam shared by all repositories.
 
+mod lease;
 mod sql;
+#[cfg(test)]
+pub mod testing;
 mod tx;
 
 use std::collections::HashSet;
@@ -15,6 +18,7 @@ use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use lease::{Lease, LeaseName};
 pub use sql::{Arg, Backend, Columns, Db, Sql};
 pub use tx::{Transient, Tx};
 

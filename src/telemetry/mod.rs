@@ -156,12 +156,24 @@ pub fn record_realtime_connections(transport: &'static str, open: usize) {
     metrics::gauge!(RT_CONNECTIONS, "transport" => transport).set(open as f64);
 }
 
-/// One frame written: counted, and for live events the time since commit.
-pub fn record_realtime_sent(transport: &'static str, frame: &crate::realtime::hub::Frame) {
-    metrics::counter!(RT_SENT, "transport" => transport).increment(1);
-    if !frame.replayed {
-        let since_commit = (chrono::Utc::now() - frame.created_at).to_std().unwrap_or_default();
-        metrics::histogram!(RT_FANOUT).record(since_commit.as_secs_f64());
+/// The frame metrics of one connection: handles looked up once, not for every frame.
+pub struct RealtimeSent {
+    frames: metrics::Counter,
+    fanout: metrics::Histogram,
+}
+
+impl RealtimeSent {
+    pub fn new(transport: &'static str) -> RealtimeSent {
+        RealtimeSent { frames: metrics::counter!(RT_SENT, "transport" => transport), fanout: metrics::histogram!(RT_FANOUT) }
+    }
+
+    /// One frame written: counted, and for live events the time since commit.
+    pub fn record(&self, frame: &crate::realtime::hub::Frame) {
+        self.frames.increment(1);
+        if !frame.replayed {
+            let since_commit = (chrono::Utc::now() - frame.created_at).to_std().unwrap_or_default();
+            self.fanout.record(since_commit.as_secs_f64());
+        }
     }
 }
 

@@ -228,13 +228,25 @@ impl TestApp {
         child.kill().await.expect("killing keel serve");
     }
 
+    /// Whether the bus is NATS, which every instance on the database shares.
+    pub fn shares_bus(&self) -> bool {
+        self.settings.iter().any(|(k, _)| k == "nats_url")
+    }
+
     /// Starts a second instance on the same database and bus, with a data dir (instance id,
     /// generated secrets) of its own, as a scaled-out deployment runs. `None` unless the bus
     /// is NATS: the in-process bus reaches only its own process.
     pub async fn another_instance(&self) -> Option<TestApp> {
-        if !self.settings.iter().any(|(k, _)| k == "nats_url") {
+        if !self.shares_bus() {
             return None;
         }
+        Some(self.same_database_instance().await)
+    }
+
+    /// Starts a second instance on the same database (and bus, with NATS), with a data dir of
+    /// its own. Without NATS, what it commits reaches clients only through the instance whose
+    /// relay leads: the first one started.
+    pub async fn same_database_instance(&self) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("keel-test-{}", Uuid::new_v4().simple()));
         let database_url = match &self.database_url {
             Some(url) => url.clone(),
@@ -245,7 +257,7 @@ impl TestApp {
             settings.retain(|(k, _)| k != key);
             settings.push((key.to_owned(), value.to_owned()));
         }
-        Some(TestApp::start(settings, data_dir, self.database_url.clone()).await)
+        TestApp::start(settings, data_dir, self.database_url.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {

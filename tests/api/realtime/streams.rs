@@ -1,167 +1,13 @@
-//! Real-time: tickets, the WebSocket and SSE streams, resume without loss, session rules,
-//! slow consumers, and delivery across instances.
+//! Streams: tickets, authentication, origins, own events, channels, resume, session rules,
+//! slow consumers, caps, and delivery across instances and restarts.
 
 use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app, spawn_app_with};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long a test waits for something it expects.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn ws_url(app: &TestApp, query: &str) -> String {
-    format!("{}/v1/ws{query}", app.address.replacen("http://", "ws://", 1))
-}
-
-async fn try_ws(app: &TestApp, query: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
-    let mut request = ws_url(app, query).into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
-}
-
-async fn ticket(app: &TestApp, who: &Tokens) -> String {
-    let body = app.post_json_authed("/v1/realtime/tickets", &who.access, &json!({})).await.expect(201).json();
-    assert_eq!(body["expires_in"], 30);
-    body["ticket"].as_str().unwrap().to_owned()
-}
-
-/// A WebSocket opened with a ticket, once the server says it is authenticated.
-async fn ws(app: &TestApp, who: &Tokens) -> Ws {
-    let mut ws = try_ws(app, &format!("?ticket={}", ticket(app, who).await), None).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "authenticated");
-    ws
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string())).await.unwrap();
-}
-
-/// The next JSON message, skipping control frames; fails on close or silence.
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("a message in time") {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-}
-
-/// Reads until the close frame and returns its code.
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("a close in time") {
-            Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return code.into(),
-            other @ (Some(Ok(Message::Close(None)) | Err(_)) | None) => panic!("closed without a code: {other:?}"),
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-/// Changes the password `n` times from `PASSWORD`, each change a `notification.created` for the owner.
-struct Passwords {
-    current: String,
-    n: u32,
-}
-
-impl Passwords {
-    fn new() -> Passwords {
-        Passwords { current: PASSWORD.to_owned(), n: 0 }
-    }
-
-    async fn change(&mut self, app: &TestApp, who: &Tokens) {
-        self.n += 1;
-        let next = format!("a fresh passphrase number {}", self.n);
-        app.post_json_authed("/v1/auth/password/change", &who.access, &json!({ "current_password": self.current, "new_password": next }))
-            .await
-            .expect(204);
-        self.current = next;
-    }
-}
-
-/// Waits until `who` has `n` notifications, so their events are committed.
-async fn notifications(app: &TestApp, who: &Tokens, n: usize) {
-    crate::support::eventually(20, &format!("{n} notifications"), || async {
-        let list = app.get_authed("/v1/notifications", &who.access).await.expect(200).json();
-        (list["data"].as_array().unwrap().len() >= n).then_some(())
-    })
-    .await;
-}
-
-async fn product(app: &TestApp, admin: &Tokens, sku: &str) -> String {
-    let body = json!({ "sku": sku, "name": format!("Item {sku}"), "category": "misc", "price": { "amount": 1000, "currency": "USD" }, "stock": 100 });
-    app.post_json_authed("/v1/admin/products", &admin.access, &body).await.expect(201).json()["id"].as_str().unwrap().to_owned()
-}
-
-async fn set_price(app: &TestApp, admin: &Tokens, id: &str, amount: i64) {
-    app.patch_json_authed(&format!("/v1/admin/products/{id}"), &admin.access, &json!({ "price": { "amount": amount, "currency": "USD" } }))
-        .await
-        .expect(200);
-}
-
-/// A Server-Sent Events stream read frame by frame.
-struct Sse {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(app: &TestApp, who: &Tokens, last_event_id: Option<&str>) -> Sse {
-        let mut request = app.request(reqwest::Method::GET, "/v1/events").bearer_auth(&who.access);
-        if let Some(last) = last_event_id {
-            request = request.header("last-event-id", last);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Sse { response, buffer: String::new() }
-    }
-
-    /// The next event's `id` and JSON data; `None` when the stream ended.
-    async fn next(&mut self) -> Option<(Option<String>, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(serde_json::from_str(v.trim()).unwrap());
-                    }
-                }
-                match data {
-                    Some(data) => return Some((id, data)),
-                    // A heartbeat comment.
-                    None => continue,
-                }
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk()).await.expect("SSE data in time");
-            match chunk {
-                Ok(Some(bytes)) => self.buffer.push_str(std::str::from_utf8(&bytes).unwrap()),
-                Ok(None) | Err(_) => return None,
-            }
-        }
-    }
-
-    async fn event(&mut self) -> Value {
-        let (id, data) = self.next().await.expect("an event");
-        assert_eq!(id.as_deref(), data["id"].as_str(), "the SSE id is the event id");
-        data
-    }
-}
+use super::*;
+use crate::helpers::{PASSWORD, Tokens, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_ticket_opens_one_stream_once_and_not_after_it_expires() {
@@ -370,44 +216,11 @@ async fn an_expired_token_closes_the_socket_with_4401_unless_renewed() {
 async fn a_slow_reader_is_closed_with_1013_while_a_fast_one_keeps_receiving() {
     let app = spawn_app().await;
     let ada = app.customer("ada@example.com").await;
-    let channel = "product:prd_slow";
-    // A reader that never reads, with a small receive window.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.address.trim_start_matches("http://").parse().unwrap()).await.unwrap();
-    let url = ws_url(&app, &format!("?ticket={}", ticket(&app, &ada).await));
-    let (mut slow, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.unwrap();
-    assert_eq!(next_json(&mut slow).await["type"], "authenticated");
-    send(&mut slow, json!({ "type": "subscribe", "channel": channel })).await;
-    assert_eq!(next_json(&mut slow).await["type"], "subscribed");
+    let mut slow = slow_reader(&app, &ada).await;
     let mut fast = ws(&app, &ada).await;
-    send(&mut fast, json!({ "type": "subscribe", "channel": channel })).await;
-    assert_eq!(next_json(&mut fast).await["type"], "subscribed");
-
-    // More than the kernel's socket buffers (a few MiB) and the connection's queue hold, in
-    // steps the fast reader keeps up with: 40 × 100 committed events of 2 KiB.
-    for step in 0..40 {
-        app.execute_sql(SLOW_EVENTS[usize::from(app.database_url.is_some())]).await;
-        for n in 0..100 {
-            let event = next_json(&mut fast).await;
-            assert_eq!(event["data"]["id"], "prd_slow", "event {n} of step {step}");
-        }
-    }
+    overflow(&app, &mut fast).await;
     assert_eq!(close_code(&mut slow).await, 1013);
 }
-
-/// 100 `product.updated` events of 2 KiB each, by the same statement on both backends but for
-/// how each spells random ids and a run of 2 000 characters.
-const SLOW_EVENTS: [&str; 2] = [
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
-     INSERT INTO events (id, kind, user_id, data, created_at) \
-     SELECT 'evt_slow_' || hex(randomblob(12)), 'product.updated', NULL, \
-     '{\"id\":\"prd_slow\",\"pad\":\"' || replace(hex(zeroblob(1000)), '0', 'x') || '\"}', '2026-01-01T00:00:00Z' FROM n",
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
-     INSERT INTO events (id, kind, user_id, data, created_at) \
-     SELECT 'evt_slow_' || md5(random()::text || i), 'product.updated', NULL, \
-     '{\"id\":\"prd_slow\",\"pad\":\"' || repeat('x', 2000) || '\"}', '2026-01-01T00:00:00Z' FROM n",
-];
 
 #[tokio::test]
 async fn an_event_committed_on_one_instance_reaches_a_socket_on_another() {
