@@ -57,6 +57,9 @@ const REALTIME_QUEUE: usize = 512;
 /// How often the scheduler looks for recurring jobs due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 
+/// How often the rate limiter forgets expired cells.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -99,6 +102,7 @@ pub struct Application {
     jobs: Jobs,
     relay: bool,
     realtime: Arc<Realtime>,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl Application {
@@ -133,6 +137,10 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
+        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(
+            Policies { auth_ip: config.rate_limit_auth_ip, auth_account: config.rate_limit_auth_account },
+            config.rate_limit_max_keys,
+        ));
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
         let state = AppState {
             orders: services.orders.clone(),
@@ -148,10 +156,7 @@ impl Application {
             outbox: services.outbox.clone(),
             cipher: services.cipher.clone(),
             webhook_retry: config.webhook_retry,
-            limiter: Arc::new(LocalLimiter::new(Policies {
-                auth_ip: config.rate_limit_auth_ip,
-                auth_account: config.rate_limit_auth_account,
-            })),
+            limiter: limiter.clone(),
             store: services.store.clone(),
             nats: nats.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
@@ -189,6 +194,7 @@ impl Application {
             jobs: services.jobs,
             relay: config.run_relay,
             realtime,
+            limiter,
         })
     }
 
@@ -236,6 +242,7 @@ impl Application {
                 realtime.hub.close_all(Close::Restart);
             }
         });
+        let sweeper = tokio::spawn(sweep_limiter(self.limiter.clone(), stopping_rx.clone()));
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
@@ -251,7 +258,7 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
-        for task in [hub, sessions, close_streams] {
+        for task in [hub, sessions, close_streams, sweeper] {
             let _ = task.await;
         }
         if let Some(relay) = relay {
@@ -266,6 +273,16 @@ impl Application {
         }
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// Sweeps the rate limiter's expired cells until stopping begins.
+async fn sweep_limiter(limiter: Arc<dyn Limiter>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    while !*stopping.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(LIMITER_SWEEP) => limiter.sweep().await,
+            _ = stopping.changed() => {}
+        }
     }
 }
 

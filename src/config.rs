@@ -39,6 +39,7 @@ const KEYS: &[&str] = &[
     "encryption_key",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
+    "rate_limit_max_keys",
     "trusted_proxies",
     "smtp_url",
     "mail_from",
@@ -110,6 +111,8 @@ pub struct Config {
     pub encryption_key: Option<SecretString>,
     pub rate_limit_auth_ip: Option<Rate>,
     pub rate_limit_auth_account: Option<Rate>,
+    /// Cells the in-process rate limiter may hold (its memory bound).
+    pub rate_limit_max_keys: usize,
     pub trusted_proxies: Vec<IpAddr>,
     /// SMTP server for mail; without it, mail is written as `.eml` files under `data_dir/mail`.
     pub smtp_url: Option<SecretString>,
@@ -306,6 +309,11 @@ impl Config {
             rate_limit_auth_account: s
                 .parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
                 .unwrap_or(Some(Rate::per_minute(10))),
+            rate_limit_max_keys: s
+                .parse("rate_limit_max_keys", "an integer from 1 to 100000000", |v| {
+                    v.parse().ok().filter(|n| (1..=100_000_000).contains(n))
+                })?
+                .unwrap_or(100_000),
             trusted_proxies: s
                 .parse("trusted_proxies", "comma-separated IP addresses", |v| {
                     v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()

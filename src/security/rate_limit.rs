@@ -89,46 +89,76 @@ impl Policies {
     }
 }
 
-/// Checks and counts one request against a policy for a key (an IP, an email).
+/// Checks and counts one request against a policy for a key (an IP, an account's hash).
 /// `None` means the policy is off.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     async fn check(&self, policy: Policy, key: &str) -> Option<Decision>;
+    /// Forgets cells that no longer limit anything; the server calls it on a timer.
+    async fn sweep(&self);
 }
 
-/// Per-process limiter: correct for one instance; bounded memory by purging idle keys.
+/// Per-process limiter: correct for one instance. Its memory is bounded: at most `max_keys`
+/// cells, expired cells swept on a timer, and when every cell is live the ones closest to
+/// expiring make room (they hold the least of what they record).
 pub struct LocalLimiter {
     policies: Policies,
+    max_keys: usize,
     epoch: Instant,
     cells: Mutex<HashMap<(Policy, String), u64>>,
 }
 
-const PURGE_ABOVE: usize = 100_000;
-
 impl LocalLimiter {
-    pub fn new(policies: Policies) -> Self {
-        Self { policies, epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
+    pub fn new(policies: Policies, max_keys: usize) -> Self {
+        Self { policies, max_keys: max_keys.max(1), epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
     }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<(Policy, String), u64>> {
+        self.cells.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes room for one more cell in a full table: expired cells go first (a cell whose TAT
+/// has passed is the same as no cell); if all are live, the tenth closest to expiring goes,
+/// so a flood of new keys costs one scan per tenth of the table, not one per request.
+fn make_room(cells: &mut HashMap<(Policy, String), u64>, max_keys: usize, now: u64) {
+    cells.retain(|_, tat| *tat > now);
+    if cells.len() < max_keys {
+        return;
+    }
+    let mut tats: Vec<u64> = cells.values().copied().collect();
+    let evict = (max_keys / 10).max(1).min(tats.len());
+    let (_, threshold, _) = tats.select_nth_unstable(evict - 1);
+    let threshold = *threshold;
+    cells.retain(|_, tat| *tat > threshold);
 }
 
 #[async_trait::async_trait]
 impl Limiter for LocalLimiter {
     async fn check(&self, policy: Policy, key: &str) -> Option<Decision> {
         let rate = self.policies.rate(policy)?;
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        if cells.len() > PURGE_ABOVE {
-            // A cell whose TAT has passed is the same as no cell.
-            cells.retain(|_, tat| *tat > now);
-        }
-        let entry = cells.entry((policy, key.to_owned()));
-        let tat = match &entry {
-            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
-            std::collections::hash_map::Entry::Vacant(_) => None,
-        };
+        let now = self.now();
+        let mut cells = self.cells();
+        let cell = (policy, key.to_owned());
+        let tat = cells.get(&cell).copied();
         let (decision, new_tat) = gcra(rate, tat, now);
-        *entry.or_insert(new_tat) = new_tat;
+        if tat.is_none() && cells.len() >= self.max_keys {
+            make_room(&mut cells, self.max_keys, now);
+        }
+        cells.insert(cell, new_tat);
+        crate::telemetry::record_rate_limit_keys(cells.len());
         Some(decision)
+    }
+
+    async fn sweep(&self) {
+        let now = self.now();
+        let mut cells = self.cells();
+        cells.retain(|_, tat| *tat > now);
+        crate::telemetry::record_rate_limit_keys(cells.len());
     }
 }
 
@@ -183,8 +213,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_table_never_holds_more_than_max_keys_and_busy_keys_survive_a_flood() {
+        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(3)), auth_account: None }, 10);
+        for _ in 0..3 {
+            assert!(limiter.check(Policy::AuthIp, "busy").await.unwrap().allowed);
+        }
+        for i in 0..1000 {
+            limiter.check(Policy::AuthIp, &format!("flood-{i}")).await;
+            assert!(limiter.cells().len() <= 10);
+        }
+        assert!(!limiter.check(Policy::AuthIp, "busy").await.unwrap().allowed, "new keys evict the cells closest to expiring first");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_forgets_expired_cells() {
+        let rate = Rate { burst: 1, period: Duration::from_millis(1) };
+        let limiter = LocalLimiter::new(Policies { auth_ip: Some(rate), auth_account: Some(Rate::per_minute(1)) }, 100);
+        limiter.check(Policy::AuthIp, "a").await;
+        limiter.check(Policy::AuthAccount, "b").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        limiter.sweep().await;
+        let cells = limiter.cells();
+        assert_eq!(cells.keys().map(|(p, k)| (*p, k.as_str())).collect::<Vec<_>>(), [(Policy::AuthAccount, "b")]);
+    }
+
+    #[tokio::test]
     async fn keys_are_independent() {
-        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(1)), auth_account: None });
+        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(1)), auth_account: None }, 100);
         assert!(limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(!limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(limiter.check(Policy::AuthIp, "b").await.unwrap().allowed);

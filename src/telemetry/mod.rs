@@ -47,6 +47,7 @@ const RT_SENT: &str = "keel_realtime_messages_sent_total";
 const RT_SLOW: &str = "keel_realtime_slow_consumers_total";
 const RT_REPLAYED: &str = "keel_realtime_replayed_events_total";
 const RT_FANOUT: &str = "keel_realtime_fanout_seconds";
+const RATE_LIMIT_KEYS: &str = "keel_rate_limit_keys";
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
@@ -68,6 +69,7 @@ fn describe() {
         Unit::Seconds,
         "Time from an event's commit until it was written to a real-time connection (live events)."
     );
+    describe_gauge!(RATE_LIMIT_KEYS, "Cells (policy and key) the in-process rate limiter holds; bounded by rate_limit_max_keys.");
     process::describe();
 }
 
@@ -171,4 +173,8 @@ pub fn record_realtime_slow_consumer() {
 
 pub fn record_realtime_replayed(events: usize) {
     metrics::counter!(RT_REPLAYED).increment(events as u64);
+}
+
+pub fn record_rate_limit_keys(cells: usize) {
+    metrics::gauge!(RATE_LIMIT_KEYS).set(cells as f64);
 }

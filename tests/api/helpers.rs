@@ -34,7 +34,12 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// tests of what is process-wide (metrics): `cargo test` runs tests as threads of one process,
 /// where every in-process server records into the same global metrics recorder.
 pub async fn spawn_app_process() -> TestApp {
-    let (settings, data_dir, database_url) = test_settings(&[]).await;
+    spawn_app_process_with(&[]).await
+}
+
+/// Like `spawn_app_process`, with some configuration keys set or replaced.
+pub async fn spawn_app_process_with(overrides: &[(&str, &str)]) -> TestApp {
+    let (settings, data_dir, database_url) = test_settings(overrides).await;
     TestApp::start_process(settings, data_dir, database_url).await
 }
 

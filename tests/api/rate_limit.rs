@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, Reply, TestApp, spawn_app_with};
+use crate::helpers::{PASSWORD, Reply, TestApp, spawn_app_process_with, spawn_app_with};
 
 /// A login attempt from `client_ip` (believed only when the peer is a trusted proxy).
 async fn login_from(app: &TestApp, client_ip: &str, email: &str, password: &str) -> Reply {
@@ -130,4 +130,44 @@ async fn resending_the_verification_mail_is_limited_per_account() {
     }
     assert_rate_limited(&app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await);
     app.post_json_authed("/v1/auth/verify-email/resend", &bob.access, &json!({})).await.expect(202);
+}
+
+/// A login whose "email" is `len` bytes of junk.
+async fn login_with_huge_email(app: &TestApp, len: usize, tag: usize) -> Reply {
+    let email = format!("{tag}{}@example.com", "a".repeat(len));
+    app.try_login(&email, PASSWORD).await
+}
+
+#[tokio::test]
+async fn an_email_that_does_not_parse_is_refused_before_it_spends_an_account_budget() {
+    let app = spawn_app_with(&[("rate_limit_auth_account", "1/h")]).await;
+    // The same 100 KiB "email" three times: were it a key, the second would be limited.
+    for _ in 0..3 {
+        login_with_huge_email(&app, 100 * 1024, 0).await.field_error_code("email", "invalid");
+    }
+    let oversized = login_with_huge_email(&app, 2 * 1024 * 1024, 0).await;
+    oversized.problem(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn the_limiter_holds_a_bounded_number_of_keys_whatever_clients_send() {
+    // A process of its own: the key count is a process-wide metric.
+    let app =
+        spawn_app_process_with(&[("rate_limit_auth_account", "5/h"), ("rate_limit_auth_ip", "1000/h"), ("rate_limit_max_keys", "20")])
+            .await;
+    for i in 0..40 {
+        app.try_login(&format!("nobody{i}@example.com"), PASSWORD).await.problem(401, "invalid_credentials");
+    }
+    for i in 0..40 {
+        login_with_huge_email(&app, 64 * 1024, i).await.field_error_code("email", "invalid");
+    }
+    let text = app.get("/metrics").await.expect(200).text;
+    let keys: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_rate_limit_keys "))
+        .unwrap_or_else(|| panic!("keel_rate_limit_keys in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1.0..=20.0).contains(&keys), "at most rate_limit_max_keys cells, got {keys}");
 }

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::sessions::{limit_auth, limit_ip};
+use super::limits::{limit_account, limit_ip, limit_stored_account};
 use crate::auth::extract::AuthUser;
 use crate::auth::model::Email;
 use crate::auth::service::Accounts;
@@ -64,7 +64,7 @@ pub async fn resend_verification(
     AuthUser(me): AuthUser,
 ) -> ApiResult<Response> {
     // Each resend mails the owner: limited like sign-in, so a stolen token cannot flood an inbox.
-    let rate = limit_auth(limiter.as_ref(), ip, &me.account.email).await?;
+    let rate = limit_ip(limiter.as_ref(), ip).await?.and(limit_stored_account(limiter.as_ref(), &me.account.email).await?);
     Ok(rate.attach(accounts.resend_verification(&me).await.map(|()| StatusCode::ACCEPTED).map_err(Into::into)))
 }
 
@@ -77,9 +77,13 @@ pub async fn forgot_password(
     ip: ClientIp,
     Json(req): Json<ForgotRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let email = match Email::parse("email", &req.email) {
+        Ok(email) => email,
+        Err(invalid) => return Ok(by_ip.attach(Err::<(), _>(invalid.into()))),
+    };
+    let rate = by_ip.and(limit_account(limiter.as_ref(), &email).await?);
     let result = async {
-        let email = Email::parse("email", &req.email)?;
         accounts.request_password_reset(&email).await?;
         Ok(StatusCode::ACCEPTED)
     };

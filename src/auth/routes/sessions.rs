@@ -16,8 +16,8 @@ use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use axum::response::Response;
 
-use crate::http::rate_limit::{RateLimitHeaders, enforce};
-use crate::security::rate_limit::{Limiter, Policy};
+use super::limits::{limit_account, limit_ip};
+use crate::security::rate_limit::Limiter;
 use crate::validation::Invalid;
 
 #[derive(Deserialize, ToSchema)]
@@ -49,17 +49,6 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-/// Routes that take a secret from the mail but no account (token guessing) are limited per client address.
-pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
-    enforce(limiter, &[(Policy::AuthIp, ip.0.to_string().as_str())]).await
-}
-
-pub(super) async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
-    let ip = ip.0.to_string();
-    let account = email.trim().to_lowercase();
-    enforce(limiter, &[(Policy::AuthIp, ip.as_str()), (Policy::AuthAccount, account.as_str())]).await
-}
-
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = TokenResponse), (status = 409, description = "`email_taken`", body = Problem), (status = 429, body = Problem)))]
@@ -70,13 +59,14 @@ pub async fn register(
     headers: HeaderMap,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let mut invalid = Invalid::default();
+    let email = invalid.check(Email::parse("email", &req.email));
+    let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
+    let name = invalid.check(parse_name("name", &req.name));
+    let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Ok(by_ip.attach(Err::<(), _>(invalid.into()))) };
+    let rate = by_ip.and(limit_account(limiter.as_ref(), &email).await?);
     let result = async {
-        let mut invalid = Invalid::default();
-        let email = invalid.check(Email::parse("email", &req.email));
-        let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
-        let name = invalid.check(parse_name("name", &req.name));
-        let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Err(invalid.into()) };
         let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
         Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
     };
@@ -95,9 +85,13 @@ pub async fn login(
     headers: HeaderMap,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let email = match Email::parse("email", &req.email) {
+        Ok(email) => email,
+        Err(invalid) => return Ok(by_ip.attach(Err::<(), _>(invalid.into()))),
+    };
+    let rate = by_ip.and(limit_account(limiter.as_ref(), &email).await?);
     let result = async {
-        let email = Email::parse("email", &req.email)?;
         let issued = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await?;
         Ok(Json(TokenResponse::from(issued)))
     };
