@@ -44,7 +44,7 @@ use crate::pricing::service::ReloadRules;
 use crate::realtime::Realtime;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::security::crypto::FieldCipher;
-use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
+use crate::security::rate_limit::{Limiter, LocalLimiter};
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
 
@@ -137,10 +137,7 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
-        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(
-            Policies { auth_ip: config.rate_limit_auth_ip, auth_account: config.rate_limit_auth_account },
-            config.rate_limit_max_keys,
-        ));
+        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys));
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), config.cors_origins.clone()));
         let state = AppState {
             orders: services.orders.clone(),

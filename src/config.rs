@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::security::rate_limit::Rate;
+use crate::security::rate_limit::{Policies, Policy, Rate};
 
 /// Every accepted key, as written in `keel.toml` (env: `KEEL_` + upper case).
 const KEYS: &[&str] = &[
@@ -39,6 +39,8 @@ const KEYS: &[&str] = &[
     "encryption_key",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
+    "rate_limit_mail_ip",
+    "rate_limit_mail_account",
     "rate_limit_max_keys",
     "trusted_proxies",
     "smtp_url",
@@ -109,8 +111,8 @@ pub struct Config {
     /// still accepted until they expire, and the JWKS publishes them.
     pub previous_signing_keys: Vec<SecretString>,
     pub encryption_key: Option<SecretString>,
-    pub rate_limit_auth_ip: Option<Rate>,
-    pub rate_limit_auth_account: Option<Rate>,
+    /// The rate of each rate-limited action (`rate_limit_<policy>`).
+    pub rate_limits: Policies,
     /// Cells the in-process rate limiter may hold (its memory bound).
     pub rate_limit_max_keys: usize,
     pub trusted_proxies: Vec<IpAddr>,
@@ -303,12 +305,7 @@ impl Config {
                     .is_ok_and(|key| key.len() == 32)
                     .then(|| SecretString::from(v.to_owned()))
             })?,
-            rate_limit_auth_ip: s
-                .parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
-                .unwrap_or(Some(Rate::per_minute(20))),
-            rate_limit_auth_account: s
-                .parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
-                .unwrap_or(Some(Rate::per_minute(10))),
+            rate_limits: rate_limits(&s)?,
             rate_limit_max_keys: s
                 .parse("rate_limit_max_keys", "an integer from 1 to 100000000", |v| {
                     v.parse().ok().filter(|n| (1..=100_000_000).contains(n))
@@ -454,6 +451,14 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
     Ok(config)
 }
 
+/// Each policy's `rate_limit_<policy>` key, or its default.
+fn rate_limits(s: &Settings) -> Result<Policies, ConfigError> {
+    Policy::ALL.into_iter().try_fold(Policies::default(), |policies, policy| {
+        let rate = s.parse(policy.setting(), "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?;
+        Ok(policies.with(policy, rate.unwrap_or(Some(policy.default_rate()))))
+    })
+}
+
 struct Settings(BTreeMap<String, String>);
 
 impl Settings {
@@ -595,6 +600,17 @@ mod tests {
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn every_rate_limit_policy_has_a_key() {
+        for policy in Policy::ALL {
+            assert!(KEYS.contains(&policy.setting()), "{} is a known key", policy.setting());
+        }
+        let c = Config::from_pairs([("rate_limit_mail_account", "off"), ("rate_limit_auth_ip", "3/h")]).unwrap();
+        assert_eq!(c.rate_limits.rate(Policy::MailAccount), None);
+        assert_eq!(c.rate_limits.rate(Policy::AuthIp), Some(Rate { burst: 3, period: Duration::from_secs(3600) }));
+        assert_eq!(c.rate_limits.rate(Policy::MailIp), Some(Policy::MailIp.default_rate()));
     }
 
     #[test]

@@ -17,6 +17,10 @@ impl Rate {
         Self { burst, period: Duration::from_secs(60) }
     }
 
+    pub fn per_hour(burst: u32) -> Self {
+        Self { burst, period: Duration::from_secs(3600) }
+    }
+
     /// Parses `N/s`, `N/min`, `N/h`, or `off` (`Some(None)`).
     pub fn parse_setting(v: &str) -> Option<Option<Rate>> {
         if v == "off" {
@@ -65,27 +69,59 @@ pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     (decision, new_tat)
 }
 
-/// The limited actions, each with its own rate (from configuration).
+/// The limited actions: one table, each with its setting and default rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// Login and register attempts from one client address.
+    /// Sign-in attempts of every kind from one client address (login, register, password
+    /// reset, email verification).
     AuthIp,
-    /// Login attempts against one account (email), from anywhere.
+    /// Login attempts against one account, from anywhere.
     AuthAccount,
+    /// Mail a client makes Keel send (verification resends, password resets) from one address.
+    MailIp,
+    /// Mail sent to one account at a client's request.
+    MailAccount,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Policies {
-    pub auth_ip: Option<Rate>,
-    pub auth_account: Option<Rate>,
+impl Policy {
+    pub const ALL: [Policy; 4] = [Policy::AuthIp, Policy::AuthAccount, Policy::MailIp, Policy::MailAccount];
+
+    /// The configuration key of this policy's rate.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Policy::AuthIp => "rate_limit_auth_ip",
+            Policy::AuthAccount => "rate_limit_auth_account",
+            Policy::MailIp => "rate_limit_mail_ip",
+            Policy::MailAccount => "rate_limit_mail_account",
+        }
+    }
+
+    pub fn default_rate(self) -> Rate {
+        match self {
+            Policy::AuthIp => Rate::per_minute(20),
+            Policy::AuthAccount => Rate::per_minute(10),
+            Policy::MailIp => Rate::per_hour(20),
+            Policy::MailAccount => Rate::per_hour(5),
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|p| *p == self).expect("every policy is in ALL")
+    }
 }
+
+/// The rate of each policy; `None` turns a policy off.
+#[derive(Debug, Clone, Default)]
+pub struct Policies([Option<Rate>; Policy::ALL.len()]);
 
 impl Policies {
-    fn rate(&self, policy: Policy) -> Option<Rate> {
-        match policy {
-            Policy::AuthIp => self.auth_ip,
-            Policy::AuthAccount => self.auth_account,
-        }
+    pub fn with(mut self, policy: Policy, rate: Option<Rate>) -> Self {
+        self.0[policy.index()] = rate;
+        self
+    }
+
+    pub fn rate(&self, policy: Policy) -> Option<Rate> {
+        self.0[policy.index()]
     }
 }
 
@@ -214,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_table_never_holds_more_than_max_keys_and_busy_keys_survive_a_flood() {
-        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(3)), auth_account: None }, 10);
+        let limiter = LocalLimiter::new(Policies::default().with(Policy::AuthIp, Some(Rate::per_minute(3))), 10);
         for _ in 0..3 {
             assert!(limiter.check(Policy::AuthIp, "busy").await.unwrap().allowed);
         }
@@ -228,7 +264,10 @@ mod tests {
     #[tokio::test]
     async fn a_sweep_forgets_expired_cells() {
         let rate = Rate { burst: 1, period: Duration::from_millis(1) };
-        let limiter = LocalLimiter::new(Policies { auth_ip: Some(rate), auth_account: Some(Rate::per_minute(1)) }, 100);
+        let limiter = LocalLimiter::new(
+            Policies::default().with(Policy::AuthIp, Some(rate)).with(Policy::AuthAccount, Some(Rate::per_minute(1))),
+            100,
+        );
         limiter.check(Policy::AuthIp, "a").await;
         limiter.check(Policy::AuthAccount, "b").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -239,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_independent() {
-        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(1)), auth_account: None }, 100);
+        let limiter = LocalLimiter::new(Policies::default().with(Policy::AuthIp, Some(Rate::per_minute(1))), 100);
         assert!(limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(!limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(limiter.check(Policy::AuthIp, "b").await.unwrap().allowed);

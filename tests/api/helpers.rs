@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Spawns the server with test defaults: port 0, a fresh data dir and database, quiet logs,
-/// rate limits off.
+/// every rate limit off.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -62,6 +62,8 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         ("log", "warn"),
         ("rate_limit_auth_ip", "off"),
         ("rate_limit_auth_account", "off"),
+        ("rate_limit_mail_ip", "off"),
+        ("rate_limit_mail_account", "off"),
     ]
     .into_iter()
     .chain(database_url.as_deref().map(|url| ("database_url", url)))

@@ -118,18 +118,59 @@ async fn guessing_mailed_tokens_is_limited_per_address() {
     assert_rate_limited(&app.post_json("/v1/auth/verify-email", &json!({ "token": "not-a-token" })).await);
 }
 
+async fn resend_from(app: &TestApp, client_ip: &str, token: &str) -> Reply {
+    app.send(
+        app.request(Method::POST, "/v1/auth/verify-email/resend").header("x-forwarded-for", client_ip).bearer_auth(token).json(&json!({})),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn resending_the_verification_mail_is_limited_per_account() {
-    // Registering spends one of the account's attempts, so two resends remain.
-    let app = spawn_app_with(&[("rate_limit_auth_account", "3/h")]).await;
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_mail_account", "2/h")]).await;
     let ada = app.customer("ada@example.com").await;
     let bob = app.customer("bob@example.com").await;
-    for remaining in [1, 0] {
-        let reply = app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
+    for (address, remaining) in [("203.0.113.1", 1), ("203.0.113.2", 0)] {
+        let reply = resend_from(&app, address, &ada.access).await.expect(202);
         assert_eq!(number(&reply, "ratelimit-remaining"), remaining);
     }
-    assert_rate_limited(&app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await);
-    app.post_json_authed("/v1/auth/verify-email/resend", &bob.access, &json!({})).await.expect(202);
+    assert_rate_limited(&resend_from(&app, "203.0.113.3", &ada.access).await);
+    resend_from(&app, "203.0.113.3", &bob.access).await.expect(202);
+}
+
+#[tokio::test]
+async fn resending_the_verification_mail_is_limited_per_address() {
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_mail_ip", "2/h")]).await;
+    let ada = app.customer("ada@example.com").await;
+    let bob = app.customer("bob@example.com").await;
+    resend_from(&app, "198.51.100.7", &ada.access).await.expect(202);
+    resend_from(&app, "198.51.100.7", &bob.access).await.expect(202);
+    assert_rate_limited(&resend_from(&app, "198.51.100.7", &ada.access).await);
+    resend_from(&app, "198.51.100.8", &ada.access).await.expect(202);
+}
+
+#[tokio::test]
+async fn resends_and_password_resets_do_not_spend_the_login_budgets() {
+    // Registering spends one attempt of the account, the login the other.
+    let app = spawn_app_with(&[("rate_limit_auth_account", "2/h")]).await;
+    let ada = app.customer("ada@example.com").await;
+    for _ in 0..3 {
+        app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
+        app.post_json("/v1/auth/password/forgot", &json!({ "email": "ada@example.com" })).await.expect(202);
+    }
+    app.login("ada@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn password_reset_mails_are_limited_per_account() {
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_mail_account", "2/h")]).await;
+    let forgot = |address: &'static str, email: &'static str| {
+        app.send(app.request(Method::POST, "/v1/auth/password/forgot").header("x-forwarded-for", address).json(&json!({ "email": email })))
+    };
+    forgot("203.0.113.1", "ada@example.com").await.expect(202);
+    forgot("203.0.113.2", "ADA@example.com").await.expect(202);
+    assert_rate_limited(&forgot("203.0.113.3", "ada@example.com").await);
+    forgot("203.0.113.3", "bob@example.com").await.expect(202);
 }
 
 /// A login whose "email" is `len` bytes of junk.

@@ -20,10 +20,11 @@ pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<R
 
 /// Attempts against one account, from anywhere.
 pub(super) async fn limit_account(limiter: &dyn Limiter, email: &Email) -> ApiResult<RateLimitHeaders> {
-    limit_stored_account(limiter, email.as_str()).await
+    enforce(limiter, &[(Policy::AuthAccount, account_key(email.as_str()).as_str())]).await
 }
 
-/// Attempts against the signed-in caller's own account (its email as stored).
-pub(super) async fn limit_stored_account(limiter: &dyn Limiter, email: &str) -> ApiResult<RateLimitHeaders> {
-    enforce(limiter, &[(Policy::AuthAccount, account_key(email).as_str())]).await
+/// Mail a client asks Keel to send to an account (`email` parsed, or as stored): per client
+/// address and per account, so nobody can fill an inbox.
+pub(super) async fn limit_mail(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
+    enforce(limiter, &[(Policy::MailIp, ip.0.to_string().as_str()), (Policy::MailAccount, account_key(email).as_str())]).await
 }
