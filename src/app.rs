@@ -28,6 +28,7 @@ use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
 use crate::http::idempotency::guard::IdempotencyKeys;
+use crate::http::server::ServerLimits;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeIdempotencyKeys, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
@@ -94,6 +95,7 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
+    limits: ServerLimits,
     worker: Option<Worker>,
     outbox: Arc<Outbox>,
     bus: Arc<dyn Bus>,
@@ -184,6 +186,7 @@ impl Application {
             outbox: services.outbox.clone(),
             store,
             grace: config.shutdown_grace,
+            limits: server_limits(&config),
             worker,
             bus,
             subscribers,
@@ -243,15 +246,14 @@ impl Application {
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let serve = crate::http::server::serve(self.listener, self.router, self.limits, signal);
         let grace = self.grace;
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve => result.context("serving HTTP")?,
+            () = serve => {}
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
@@ -271,6 +273,23 @@ impl Application {
         self.store.close().await;
         Ok(())
     }
+}
+
+/// The configured connection limits, the connection cap lowered to what the open-file limit
+/// (raised first, where allowed) can hold.
+fn server_limits(config: &Config) -> ServerLimits {
+    let mut limits = config.http;
+    if let Some(fit) = crate::http::server::raise_fd_limit()
+        && (limits.max_connections as u64) > fit
+    {
+        tracing::warn!(
+            configured = limits.max_connections,
+            fit,
+            "http_max_connections is above what the open-file limit allows; using {fit}"
+        );
+        limits.max_connections = fit.max(1) as usize;
+    }
+    limits
 }
 
 /// Sweeps the rate limiter's expired cells until stopping begins.

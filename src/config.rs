@@ -30,6 +30,9 @@ const KEYS: &[&str] = &[
     "request_timeout_secs",
     "body_limit_bytes",
     "shutdown_grace_secs",
+    "http_max_connections",
+    "http_header_timeout_secs",
+    "http_idle_timeout_secs",
     "jwt_issuer",
     "jwt_audience",
     "access_token_ttl_secs",
@@ -102,6 +105,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Open client connections, the time a request's headers may take, and how long a
+    /// connection may sit with nothing moving.
+    pub http: crate::http::server::ServerLimits,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -237,6 +243,7 @@ impl Config {
         let payment = payment(&s)?;
         let data_dir = s.parse("data_dir", "a directory path", |v| Some(PathBuf::from(v)))?.unwrap_or_else(|| PathBuf::from("keel-data"));
         let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("keel.db").display());
+        let request_timeout = s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30));
         let database_url = s.parse("database_url", "a sqlite://… or postgres://… URL", |v| {
             (v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")).then(|| v.to_owned())
         })?;
@@ -270,7 +277,8 @@ impl Config {
                     _ => None,
                 })?
                 .unwrap_or(LogFormat::Json),
-            request_timeout: s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
+            request_timeout,
+            http: http_limits(&s, request_timeout)?,
             body_limit_bytes: s
                 .parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?
                 .unwrap_or(1 << 20),
@@ -451,6 +459,23 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
     Ok(config)
 }
 
+/// The `http_*` keys. A connection idle for longer than a request may run would cut requests
+/// off, so the idle timeout must exceed `request_timeout_secs` (by default it does, by 30 s).
+fn http_limits(s: &Settings, request_timeout: Duration) -> Result<crate::http::server::ServerLimits, ConfigError> {
+    let idle = s
+        .parse("http_idle_timeout_secs", "seconds from 1 to 86400, more than request_timeout_secs", |v| {
+            secs(1, 86_400)(v).filter(|idle| *idle > request_timeout)
+        })?
+        .unwrap_or_else(|| (request_timeout + Duration::from_secs(30)).max(Duration::from_secs(60)));
+    Ok(crate::http::server::ServerLimits {
+        max_connections: s
+            .parse("http_max_connections", "an integer from 1 to 1000000", |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?
+            .unwrap_or(20_000),
+        header_timeout: s.parse("http_header_timeout_secs", "seconds from 1 to 300", secs(1, 300))?.unwrap_or(Duration::from_secs(10)),
+        idle_timeout: idle,
+    })
+}
+
 /// Each policy's `rate_limit_<policy>` key, or its default.
 fn rate_limits(s: &Settings) -> Result<Policies, ConfigError> {
     Policy::ALL.into_iter().try_fold(Policies::default(), |policies, policy| {
@@ -600,6 +625,19 @@ mod tests {
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_idle_timeout_outlasts_the_request_timeout() {
+        let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(
+            (c.http.header_timeout, c.http.idle_timeout, c.http.max_connections),
+            (Duration::from_secs(10), Duration::from_secs(60), 20_000)
+        );
+        let c = Config::from_pairs([("request_timeout_secs", "120")]).unwrap();
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(150));
+        let err = Config::from_pairs([("request_timeout_secs", "30"), ("http_idle_timeout_secs", "30")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_HTTP_IDLE_TIMEOUT_SECS") && err.contains("more than request_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod catalog;
 mod checkout;
 mod cli;
 mod concurrency;
+mod connections;
 mod conventions;
 mod demo;
 mod idempotency;
