@@ -33,9 +33,10 @@ use crate::jobs::maintenance::{self, PurgeEvents, PurgeIdempotencyKeys, PurgeJob
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::ledger::{Ledger, Wallet};
+use crate::notify::delivery::Deliver;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
-use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
+use crate::notify::webhooks::{FanOut, RetryPolicy, Webhooks};
 use crate::orders::Orders;
 use crate::orders::card::{CardPayments, Reconcile};
 use crate::orders::receipt::SendReceipt;
@@ -45,6 +46,7 @@ use crate::pricing::service::ReloadRules;
 use crate::realtime::Realtime;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::security::crypto::FieldCipher;
+use crate::security::egress::Egress;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
@@ -368,13 +370,14 @@ impl Services {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
-        let webhooks = Arc::new(Webhooks::new(store.clone()));
+        let egress = Arc::new(Egress::new(config.webhook_allowed_networks.clone()));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), egress.clone()));
         let idempotency = Arc::new(IdempotencyKeys::new(store.clone(), config.idempotency_lease));
         let payments = crate::payments::build_provider(&config.payment).context("setting up the payment provider")?;
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
+            .with(Deliver::new(store.clone(), cipher.clone(), egress, config.webhook_retry)?)
             .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()))
             .with(PurgeIdempotencyKeys(idempotency.repo().clone()));

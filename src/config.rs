@@ -51,6 +51,7 @@ const KEYS: &[&str] = &[
     "app_base_url",
     "webhook_retry_base_ms",
     "webhook_max_attempts",
+    "webhook_allowed_networks",
     "nats_url",
     "nats_subject_prefix",
     "run_workers",
@@ -134,6 +135,8 @@ pub struct Config {
     pub nats_subject_prefix: String,
     /// Webhook retries: the first delay (doubling per attempt up to an hour) and the attempts.
     pub webhook_retry: crate::notify::webhooks::RetryPolicy,
+    /// Networks webhooks may reach besides public addresses (development receivers on loopback).
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
@@ -353,6 +356,15 @@ impl Config {
                     .parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?
                     .unwrap_or(crate::notify::webhooks::RetryPolicy::default().max_attempts),
             },
+            webhook_allowed_networks: s
+                .parse("webhook_allowed_networks", "comma-separated networks (CIDR, such as 127.0.0.0/8) or addresses", |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| n.parse::<ipnet::IpNet>().or_else(|_| n.parse::<IpAddr>().map(ipnet::IpNet::from)).ok())
+                        .collect()
+                })?
+                .unwrap_or_default(),
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
             run_relay: s.parse("run_relay", "true or false", |v| v.parse().ok())?.unwrap_or(true),
@@ -649,6 +661,15 @@ mod tests {
         assert_eq!(c.rate_limits.rate(Policy::MailAccount), None);
         assert_eq!(c.rate_limits.rate(Policy::AuthIp), Some(Rate { burst: 3, period: Duration::from_secs(3600) }));
         assert_eq!(c.rate_limits.rate(Policy::MailIp), Some(Policy::MailIp.default_rate()));
+    }
+
+    #[test]
+    fn webhook_networks_are_cidrs_or_addresses() {
+        let c = Config::from_pairs([("webhook_allowed_networks", "127.0.0.0/8, ::1, 10.1.0.0/16")]).unwrap();
+        let shown: Vec<String> = c.webhook_allowed_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]);
+        assert!(Config::from_pairs([("webhook_allowed_networks", "")]).unwrap().webhook_allowed_networks.is_empty());
+        assert!(Config::from_pairs([("webhook_allowed_networks", "localhost")]).is_err());
     }
 
     #[test]

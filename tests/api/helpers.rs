@@ -72,6 +72,8 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         ("rate_limit_auth_account", "off"),
         ("rate_limit_mail_ip", "off"),
         ("rate_limit_mail_account", "off"),
+        // The suite's webhook receivers listen on loopback.
+        ("webhook_allowed_networks", "127.0.0.0/8,::1/128"),
     ]
     .into_iter()
     .chain(database_url.as_deref().map(|url| ("database_url", url)))
