@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "encryption_key",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
+    "rate_limit_auth_account_ip",
     "rate_limit_mail_ip",
     "rate_limit_mail_account",
     "rate_limit_max_keys",

@@ -54,7 +54,7 @@ pub struct Decision {
 /// and the new `tat` to store (unchanged when refused).
 pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     let period = rate.period.as_nanos() as u64;
-    let interval = (period / u64::from(rate.burst)).max(1);
+    let interval = interval(rate);
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat + interval;
     // The request fits if, after adding it, the bucket holds at most `period` of work.
@@ -69,13 +69,28 @@ pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     (decision, new_tat)
 }
 
+/// The time one request adds to a cell.
+fn interval(rate: Rate) -> u64 {
+    (rate.period.as_nanos() as u64 / u64::from(rate.burst)).max(1)
+}
+
+/// The TAT after giving one request back: a refunded request leaves no trace (a TAT at or
+/// before now is the same as no cell).
+pub fn refund(rate: Rate, tat: u64) -> u64 {
+    tat.saturating_sub(interval(rate))
+}
+
 /// The limited actions: one table, each with its setting and default rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
     /// Sign-in attempts of every kind from one client address (login, register, password
     /// reset, email verification).
     AuthIp,
-    /// Login attempts against one account, from anywhere.
+    /// Failed logins against one account from one client address: tight, so one address
+    /// guessing is stopped long before the account's own budget runs out.
+    AuthAccountIp,
+    /// Failed logins against one account from anywhere: loose, a ceiling for guessing spread
+    /// over many addresses, high enough that one address cannot lock the owner out.
     AuthAccount,
     /// Mail a client makes Keel send (verification resends, password resets) from one address.
     MailIp,
@@ -84,12 +99,13 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 4] = [Policy::AuthIp, Policy::AuthAccount, Policy::MailIp, Policy::MailAccount];
+    pub const ALL: [Policy; 5] = [Policy::AuthIp, Policy::AuthAccountIp, Policy::AuthAccount, Policy::MailIp, Policy::MailAccount];
 
     /// The configuration key of this policy's rate.
     pub fn setting(self) -> &'static str {
         match self {
             Policy::AuthIp => "rate_limit_auth_ip",
+            Policy::AuthAccountIp => "rate_limit_auth_account_ip",
             Policy::AuthAccount => "rate_limit_auth_account",
             Policy::MailIp => "rate_limit_mail_ip",
             Policy::MailAccount => "rate_limit_mail_account",
@@ -99,7 +115,8 @@ impl Policy {
     pub fn default_rate(self) -> Rate {
         match self {
             Policy::AuthIp => Rate::per_minute(20),
-            Policy::AuthAccount => Rate::per_minute(10),
+            Policy::AuthAccountIp => Rate::per_hour(10),
+            Policy::AuthAccount => Rate::per_hour(100),
             Policy::MailIp => Rate::per_hour(20),
             Policy::MailAccount => Rate::per_hour(5),
         }
@@ -130,6 +147,8 @@ impl Policies {
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     async fn check(&self, policy: Policy, key: &str) -> Option<Decision>;
+    /// Gives back one request counted by `check` (a login that succeeded is no failed attempt).
+    async fn refund(&self, policy: Policy, key: &str);
     /// Forgets cells that no longer limit anything; the server calls it on a timer.
     async fn sweep(&self);
 }
@@ -190,6 +209,13 @@ impl Limiter for LocalLimiter {
         Some(decision)
     }
 
+    async fn refund(&self, policy: Policy, key: &str) {
+        let Some(rate) = self.policies.rate(policy) else { return };
+        if let Some(tat) = self.cells().get_mut(&(policy, key.to_owned())) {
+            *tat = refund(rate, *tat);
+        }
+    }
+
     async fn sweep(&self) {
         let now = self.now();
         let mut cells = self.cells();
@@ -238,6 +264,19 @@ mod tests {
         let (d, _) = gcra(rate, Some(t), 100 * SEC);
         assert_eq!(d.remaining, 4);
         assert_eq!(d.reset_after, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_refund_gives_back_exactly_one_request() {
+        let rate = Rate { burst: 2, period: Duration::from_secs(2) };
+        let (_, t) = gcra(rate, None, 0);
+        let (_, t) = gcra(rate, Some(t), 0);
+        assert!(!gcra(rate, Some(t), 0).0.allowed);
+        let t = refund(rate, t);
+        let (d, t) = gcra(rate, Some(t), 0);
+        assert!(d.allowed);
+        assert!(!gcra(rate, Some(t), 0).0.allowed);
+        assert_eq!(refund(rate, refund(rate, 0)), 0, "never below zero");
     }
 
     #[test]

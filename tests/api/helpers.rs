@@ -70,6 +70,7 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         ("log", "warn"),
         ("rate_limit_auth_ip", "off"),
         ("rate_limit_auth_account", "off"),
+        ("rate_limit_auth_account_ip", "off"),
         ("rate_limit_mail_ip", "off"),
         ("rate_limit_mail_account", "off"),
         // The suite's webhook receivers listen on loopback.

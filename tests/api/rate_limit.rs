@@ -64,9 +64,10 @@ async fn too_many_attempts_from_one_address_are_refused() {
 async fn an_account_is_limited_whatever_address_the_attempts_come_from() {
     let app =
         spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_ip", "100/h"), ("rate_limit_auth_account", "3/h")]).await;
-    app.customer("ada@example.com").await; // one attempt against ada
+    app.customer("ada@example.com").await;
     login_from(&app, "203.0.113.1", "ada@example.com", "guess one").await.problem(401, "invalid_credentials");
     login_from(&app, "203.0.113.2", "ADA@example.com", "guess two").await.problem(401, "invalid_credentials");
+    login_from(&app, "203.0.113.4", "ada@example.com", "guess three").await.problem(401, "invalid_credentials");
     // Even the right password is refused now, from yet another address.
     assert_rate_limited(&login_from(&app, "203.0.113.3", "ada@example.com", PASSWORD).await);
     // Another account from the same addresses is not affected.
@@ -96,7 +97,9 @@ async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
 async fn a_limited_client_is_not_told_whether_the_password_was_right() {
     let app = spawn_app_with(&[("rate_limit_auth_account", "2/h")]).await;
     app.customer("ada@example.com").await;
-    app.try_login("ada@example.com", "wrong password").await.problem(401, "invalid_credentials");
+    for _ in 0..2 {
+        app.try_login("ada@example.com", "wrong password").await.problem(401, "invalid_credentials");
+    }
     let right = app.try_login("ada@example.com", PASSWORD).await;
     let wrong = app.try_login("ada@example.com", "wrong again").await;
     assert_rate_limited(&right);
@@ -151,8 +154,7 @@ async fn resending_the_verification_mail_is_limited_per_address() {
 
 #[tokio::test]
 async fn resends_and_password_resets_do_not_spend_the_login_budgets() {
-    // Registering spends one attempt of the account, the login the other.
-    let app = spawn_app_with(&[("rate_limit_auth_account", "2/h")]).await;
+    let app = spawn_app_with(&[("rate_limit_auth_account", "1/h"), ("rate_limit_auth_account_ip", "1/h")]).await;
     let ada = app.customer("ada@example.com").await;
     for _ in 0..3 {
         app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
@@ -171,6 +173,67 @@ async fn password_reset_mails_are_limited_per_account() {
     forgot("203.0.113.2", "ADA@example.com").await.expect(202);
     assert_rate_limited(&forgot("203.0.113.3", "ada@example.com").await);
     forgot("203.0.113.3", "bob@example.com").await.expect(202);
+}
+
+/// The login budgets at their documented defaults, client addresses from `X-Forwarded-For`.
+async fn app_with_default_login_limits() -> TestApp {
+    spawn_app_with(&[
+        ("trusted_proxies", "127.0.0.1"),
+        ("rate_limit_auth_ip", "20/min"),
+        ("rate_limit_auth_account_ip", "10/h"),
+        ("rate_limit_auth_account", "100/h"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_from_ten_addresses_do_not_lock_the_owner_out_from_an_eleventh() {
+    let app = app_with_default_login_limits().await;
+    app.customer("ada@example.com").await;
+    for i in 1..=10 {
+        login_from(&app, &format!("203.0.113.{i}"), "ada@example.com", "a wrong guess").await.problem(401, "invalid_credentials");
+    }
+    login_from(&app, "198.51.100.11", "ada@example.com", PASSWORD).await.expect(200);
+}
+
+#[tokio::test]
+async fn the_owner_signs_in_from_another_address_while_one_address_hammers_the_account() {
+    let app = app_with_default_login_limits().await;
+    app.customer("ada@example.com").await;
+    let attacker = "203.0.113.66";
+    for _ in 0..10 {
+        login_from(&app, attacker, "ada@example.com", "a wrong guess").await.problem(401, "invalid_credentials");
+    }
+    for _ in 0..10 {
+        assert_rate_limited(&login_from(&app, attacker, "ada@example.com", "another guess").await);
+    }
+    // Even the right password is refused from the hammering address; its owner gets in elsewhere.
+    assert_rate_limited(&login_from(&app, attacker, "ada@example.com", PASSWORD).await);
+    login_from(&app, "198.51.100.20", "ada@example.com", PASSWORD).await.expect(200);
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_account_and_address_and_successful_ones_spend_nothing() {
+    let app = spawn_app_with(&[("trusted_proxies", "127.0.0.1"), ("rate_limit_auth_account_ip", "3/h")]).await;
+    app.customer("ada@example.com").await;
+    for _ in 0..5 {
+        login_from(&app, "203.0.113.5", "ada@example.com", PASSWORD).await.expect(200);
+    }
+    for _ in 0..3 {
+        login_from(&app, "203.0.113.5", "ada@example.com", "a wrong guess").await.problem(401, "invalid_credentials");
+    }
+    assert_rate_limited(&login_from(&app, "203.0.113.5", "ada@example.com", PASSWORD).await);
+    login_from(&app, "203.0.113.6", "ada@example.com", PASSWORD).await.expect(200);
+}
+
+#[tokio::test]
+async fn registering_spends_no_account_budget() {
+    let app = spawn_app_with(&[("rate_limit_auth_account", "1/h"), ("rate_limit_auth_account_ip", "1/h")]).await;
+    app.customer("ada@example.com").await;
+    app.try_register("ada@example.com", PASSWORD, "Ada").await.problem(409, "email_taken");
+    app.try_register("ada@example.com", PASSWORD, "Ada").await.problem(409, "email_taken");
+    app.try_login("ada@example.com", "a wrong guess").await.problem(401, "invalid_credentials");
+    assert_rate_limited(&app.try_login("ada@example.com", PASSWORD).await);
 }
 
 /// A login whose "email" is `len` bytes of junk.

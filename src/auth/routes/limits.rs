@@ -13,14 +13,26 @@ fn account_key(email: &str) -> String {
     sha256_hex(email.as_bytes())
 }
 
-/// Every attempt from one client address, spent before anything in the body is looked at.
+/// Every attempt from one client address (login, register, reset, verification), spent before
+/// anything in the body is looked at.
 pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
     enforce(limiter, &[(Policy::AuthIp, ip.0.to_string().as_str())]).await
 }
 
-/// Attempts against one account, from anywhere.
-pub(super) async fn limit_account(limiter: &dyn Limiter, email: &Email) -> ApiResult<RateLimitHeaders> {
-    enforce(limiter, &[(Policy::AuthAccount, account_key(email.as_str()).as_str())]).await
+/// The budgets of failed logins: per (account, client address), tight, then per account from
+/// anywhere, loose. A refusal of the first leaves the second untouched, so one address
+/// hammering an account spends little of what its owner signs in with from elsewhere.
+pub(super) async fn limit_login(limiter: &dyn Limiter, ip: ClientIp, email: &Email) -> ApiResult<RateLimitHeaders> {
+    let account = account_key(email.as_str());
+    let pair = format!("{account}/{}", ip.0);
+    enforce(limiter, &[(Policy::AuthAccountIp, pair.as_str()), (Policy::AuthAccount, account.as_str())]).await
+}
+
+/// A login that succeeded was no failed attempt: its account budgets get it back.
+pub(super) async fn forgive_login(limiter: &dyn Limiter, ip: ClientIp, email: &Email) {
+    let account = account_key(email.as_str());
+    limiter.refund(Policy::AuthAccountIp, &format!("{account}/{}", ip.0)).await;
+    limiter.refund(Policy::AuthAccount, &account).await;
 }
 
 /// Mail a client asks Keel to send to an account (`email` parsed, or as stored): per client

@@ -16,7 +16,7 @@ use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use axum::response::Response;
 
-use super::limits::{limit_account, limit_ip};
+use super::limits::{forgive_login, limit_ip, limit_login};
 use crate::security::rate_limit::Limiter;
 use crate::validation::Invalid;
 
@@ -65,15 +65,15 @@ pub async fn register(
     let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
     let name = invalid.check(parse_name("name", &req.name));
     let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Ok(by_ip.attach(Err::<(), _>(invalid.into()))) };
-    let rate = by_ip.and(limit_account(limiter.as_ref(), &email).await?);
-    let result = async {
-        let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
-        Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
-    };
-    Ok(rate.attach(result.await))
+    let result = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await;
+    Ok(by_ip.attach(result.map(|issued| (StatusCode::CREATED, Json(TokenResponse::from(issued)))).map_err(Into::into)))
 }
 
 /// Sign in with email and password.
+///
+/// Limited per client address (every attempt), and failed attempts per account from that
+/// address (tightly) and per account from anywhere (loosely): someone guessing from one
+/// address cannot lock the owner out of signing in from another.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse),
         (status = 401, description = "`invalid_credentials`, or `mfa_required` when MFA is on and `totp_code` is missing or wrong", body = Problem),
@@ -90,12 +90,12 @@ pub async fn login(
         Ok(email) => email,
         Err(invalid) => return Ok(by_ip.attach(Err::<(), _>(invalid.into()))),
     };
-    let rate = by_ip.and(limit_account(limiter.as_ref(), &email).await?);
-    let result = async {
-        let issued = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await?;
-        Ok(Json(TokenResponse::from(issued)))
-    };
-    Ok(rate.attach(result.await))
+    let rate = by_ip.and(limit_login(limiter.as_ref(), ip, &email).await?);
+    let result = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await;
+    if result.is_ok() {
+        forgive_login(limiter.as_ref(), ip, &email).await;
+    }
+    Ok(rate.attach(result.map(|issued| Json(TokenResponse::from(issued))).map_err(Into::into)))
 }
 
 /// Exchange a refresh token for a new pair.
