@@ -18,6 +18,7 @@ mod connections;
 mod conventions;
 mod demo;
 mod idempotency;
+mod integer_inputs;
 mod jobs;
 mod login;
 mod mail_flows;
