@@ -15,6 +15,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// Where the suite's webhook receivers listen (loopback): allowed to webhooks by default.
+pub const RECEIVER_NETWORKS: &str = "127.0.0.0/8,::1/128";
+
 /// A password that passes every rule; tests use it unless they are about passwords.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -73,8 +76,7 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         ("rate_limit_auth_account_ip", "off"),
         ("rate_limit_mail_ip", "off"),
         ("rate_limit_mail_account", "off"),
-        // The suite's webhook receivers listen on loopback.
-        ("webhook_allowed_networks", "127.0.0.0/8,::1/128"),
+        ("webhook_allowed_networks", RECEIVER_NETWORKS),
     ]
     .into_iter()
     .chain(database_url.as_deref().map(|url| ("database_url", url)))
