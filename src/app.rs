@@ -188,7 +188,7 @@ impl Application {
             outbox: services.outbox.clone(),
             store,
             grace: config.shutdown_grace,
-            limits: server_limits(&config),
+            limits: config.http,
             worker,
             bus,
             subscribers,
@@ -275,23 +275,6 @@ impl Application {
         self.store.close().await;
         Ok(())
     }
-}
-
-/// The configured connection limits, the connection cap lowered to what the open-file limit
-/// (raised first, where allowed) can hold.
-fn server_limits(config: &Config) -> ServerLimits {
-    let mut limits = config.http;
-    if let Some(fit) = crate::http::server::raise_fd_limit()
-        && (limits.max_connections as u64) > fit
-    {
-        tracing::warn!(
-            configured = limits.max_connections,
-            fit,
-            "http_max_connections is above what the open-file limit allows; using {fit}"
-        );
-        limits.max_connections = fit.max(1) as usize;
-    }
-    limits
 }
 
 /// Sweeps the rate limiter's expired cells until stopping begins.

@@ -482,8 +482,7 @@ fn http_limits(s: &Settings, request_timeout: Duration) -> Result<crate::http::s
         .unwrap_or_else(|| (request_timeout + Duration::from_secs(30)).max(Duration::from_secs(60)));
     Ok(crate::http::server::ServerLimits {
         max_connections: s
-            .parse("http_max_connections", "an integer from 1 to 1000000", |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?
-            .unwrap_or(20_000),
+            .parse("http_max_connections", "an integer from 1 to 1000000", |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         header_timeout: s.parse("http_header_timeout_secs", "seconds from 1 to 300", secs(1, 300))?.unwrap_or(Duration::from_secs(10)),
         idle_timeout: idle,
     })
@@ -645,7 +644,7 @@ mod tests {
         let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();
         assert_eq!(
             (c.http.header_timeout, c.http.idle_timeout, c.http.max_connections),
-            (Duration::from_secs(10), Duration::from_secs(60), 20_000)
+            (Duration::from_secs(10), Duration::from_secs(60), None)
         );
         let c = Config::from_pairs([("request_timeout_secs", "120")]).unwrap();
         assert_eq!(c.http.idle_timeout, Duration::from_secs(150));

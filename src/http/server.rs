@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -34,18 +35,23 @@ const MAX_HEADERS_PARSED: usize = 256;
 /// File descriptors kept for everything but client connections (database, files, peers).
 const RESERVED_FDS: u64 = 512;
 
+/// The connection cap when none is configured and the open-file limit allows more.
+const DEFAULT_MAX_CONNECTIONS: u64 = 20_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
-    pub max_connections: usize,
+    /// `None`: as many as the open-file limit holds, at most `DEFAULT_MAX_CONNECTIONS`.
+    pub max_connections: Option<usize>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module doc).
 pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
-    let max = limits.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+    let max = connection_cap(limits.max_connections).min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let open = Arc::new(AtomicUsize::new(0));
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(MAX_HEAD_BYTES).max_headers(MAX_HEADERS_PARSED);
@@ -68,7 +74,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
         let _ = stream.set_nodelay(true);
         let service = make_service.call(peer).await.unwrap_or_else(|never| match never {});
         let service = TowerToHyperService::new(service.map_request(|req: hyper::Request<Incoming>| req.map(Body::new)));
-        let io = TokioIo::new(Watched::new(stream, permit, limits.header_timeout, limits.idle_timeout));
+        let io = TokioIo::new(Watched::new(stream, Open::new(permit, &open), limits.header_timeout, limits.idle_timeout));
         let conn = http.serve_connection(io, service).with_upgrades();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -82,6 +88,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
                 tokio::select! {
                     result = conn.as_mut() => {
                         if let Err(e) = result {
+                            if e.is_timeout() {
+                                crate::telemetry::record_http_timed_out("headers");
+                            }
                             tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                         }
                         break;
@@ -111,9 +120,22 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// The connection cap: the configured one, lowered (with a warning) to what the open-file
+/// limit holds once raised.
+fn connection_cap(configured: Option<usize>) -> usize {
+    match (configured, raise_fd_limit()) {
+        (Some(n), Some(fit)) if n as u64 > fit => {
+            tracing::warn!(configured = n, fit, "http_max_connections is more than the open-file limit holds; using {fit}");
+            fit.max(1) as usize
+        }
+        (Some(n), _) => n,
+        (None, fit) => fit.unwrap_or(DEFAULT_MAX_CONNECTIONS).clamp(1, DEFAULT_MAX_CONNECTIONS) as usize,
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit where the system allows, and returns
 /// how many connections fit in it with `RESERVED_FDS` to spare (`None`: no limit known).
-pub fn raise_fd_limit() -> Option<u64> {
+fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         use rustix::process::{Resource, getrlimit, setrlimit};
@@ -136,38 +158,72 @@ pub fn raise_fd_limit() -> Option<u64> {
     None
 }
 
+/// One open connection: its permit, and its place in the `keel_http_connections` count.
+struct Open {
+    _permit: OwnedSemaphorePermit,
+    count: Arc<AtomicUsize>,
+}
+
+impl Open {
+    fn new(permit: OwnedSemaphorePermit, count: &Arc<AtomicUsize>) -> Self {
+        crate::telemetry::record_http_connections(count.fetch_add(1, Ordering::Relaxed) + 1);
+        Self { _permit: permit, count: count.clone() }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::telemetry::record_http_connections(self.count.fetch_sub(1, Ordering::Relaxed) - 1);
+    }
+}
+
 /// A connection's socket with an inactivity deadline: `first` until the first byte arrives,
 /// then `idle` after the last byte moved either way. A read or write waiting past it fails
 /// with `TimedOut`, which ends the connection. It holds its connection permit until it closes,
 /// whether hyper or an upgraded protocol (WebSocket) has it last.
-struct Watched {
-    inner: TcpStream,
-    _permit: OwnedSemaphorePermit,
+struct Watched<S> {
+    inner: S,
+    _open: Open,
     limit: Duration,
     idle: Duration,
     last: Instant,
     deadline: Pin<Box<Sleep>>,
+    /// Whether a byte has arrived yet (until then the header deadline applies).
+    heard: bool,
+    expired: bool,
 }
 
-impl Watched {
-    fn new(inner: TcpStream, permit: OwnedSemaphorePermit, first: Duration, idle: Duration) -> Self {
+impl<S> Watched<S> {
+    fn new(inner: S, open: Open, first: Duration, idle: Duration) -> Self {
         let now = Instant::now();
-        Self { inner, _permit: permit, limit: first, idle, last: now, deadline: Box::pin(tokio::time::sleep_until(now + first)) }
+        let deadline = Box::pin(tokio::time::sleep_until(now + first));
+        Self { inner, _open: open, limit: first, idle, last: now, deadline, heard: false, expired: false }
     }
 
     fn touch(&mut self) {
         self.last = Instant::now();
-        self.limit = self.idle;
+        if !self.heard {
+            // The deadline only moves later lazily; the switch to `idle` may bring it closer.
+            self.heard = true;
+            self.limit = self.idle;
+            self.deadline.as_mut().reset(self.last + self.idle);
+        }
     }
 
     /// Pending until the deadline passes with nothing moved; the deadline is pushed back
     /// lazily, so activity costs a clock read rather than a timer update.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "the connection was idle too long");
+        if self.expired {
+            return Poll::Ready(timed_out());
+        }
         loop {
             ready!(self.deadline.as_mut().poll(cx));
             let due = self.last + self.limit;
             if Instant::now() >= due {
-                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "the connection was idle too long"));
+                self.expired = true;
+                crate::telemetry::record_http_timed_out(if self.heard { "idle" } else { "headers" });
+                return Poll::Ready(timed_out());
             }
             self.deadline.as_mut().reset(due);
         }
@@ -189,7 +245,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
@@ -204,7 +260,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
         self.written(cx, poll)
@@ -231,5 +287,55 @@ impl AsyncWrite for Watched {
             Poll::Pending => self.on_pending(cx),
             ready => ready,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    fn open() -> Open {
+        Open::new(Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(), &Arc::new(AtomicUsize::new(0)))
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_sends_nothing_meets_the_first_deadline() {
+        let (_peer, ours) = tokio::io::duplex(64);
+        let mut watched = Watched::new(ours, open(), 2 * SECOND, 60 * SECOND);
+        let started = Instant::now();
+        let err = watched.read(&mut [0u8; 8]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), 2 * SECOND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activity_pushes_the_deadline_back_and_a_stalled_write_meets_it() {
+        let (mut peer, ours) = tokio::io::duplex(64);
+        let mut watched = Watched::new(ours, open(), 2 * SECOND, 5 * SECOND);
+        let started = Instant::now();
+        for _ in 0..3 {
+            tokio::time::sleep(4 * SECOND).await;
+            peer.write_all(b"x").await.unwrap();
+            assert_eq!(watched.read(&mut [0u8; 1]).await.unwrap(), 1);
+        }
+        // The peer stops reading: 64 bytes fit in the pipe, then the write waits until the deadline.
+        let err = watched.write_all(&[0u8; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), 12 * SECOND + 5 * SECOND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_first_deadline_applies_from_the_first_byte() {
+        let (mut peer, ours) = tokio::io::duplex(64);
+        let mut watched = Watched::new(ours, open(), 300 * SECOND, 2 * SECOND);
+        peer.write_all(b"x").await.unwrap();
+        assert_eq!(watched.read(&mut [0u8; 1]).await.unwrap(), 1);
+        let started = Instant::now();
+        let err = watched.read(&mut [0u8; 1]).await.unwrap_err();
+        assert_eq!((err.kind(), started.elapsed()), (io::ErrorKind::TimedOut, 2 * SECOND));
     }
 }

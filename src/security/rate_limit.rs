@@ -165,6 +165,7 @@ pub struct LocalLimiter {
 
 impl LocalLimiter {
     pub fn new(policies: Policies, max_keys: usize) -> Self {
+        crate::telemetry::record_rate_limit_keys(0);
         Self { policies, max_keys: max_keys.max(1), epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
     }
 

@@ -96,6 +96,16 @@ async fn too_large_or_too_many_headers_are_a_431_problem() {
 }
 
 #[tokio::test]
+async fn a_connection_with_nothing_moving_is_closed_after_the_idle_timeout() {
+    // The header deadline is far off: only the idle timeout can close the connection in time.
+    let app = spawn_app_with(&[("http_header_timeout_secs", "300"), ("request_timeout_secs", "1"), ("http_idle_timeout_secs", "2")]).await;
+    let mut socket = connect(&app).await;
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: keel\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut socket).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(read_to_close(&mut socket).await, "", "closed once nothing moved for the idle timeout");
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_wait_for_one_to_close() {
     let app = spawn_app_with(&[("http_max_connections", "2"), ("http_header_timeout_secs", "300")]).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: keel\r\n\r\n";
