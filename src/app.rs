@@ -28,13 +28,15 @@ use crate::events::{Bus, LocalBus, Outbox};
 use crate::http::HttpSettings;
 use crate::http::extract::TrustedProxies;
 use crate::http::idempotency::guard::IdempotencyKeys;
+use crate::http::server::ServerLimits;
 use crate::jobs::maintenance::{self, PurgeEvents, PurgeIdempotencyKeys, PurgeJobs, ReleaseExpiredReservations};
 use crate::jobs::worker::{Worker, WorkerSettings};
 use crate::jobs::{Jobs, Registry};
 use crate::ledger::{Ledger, Wallet};
+use crate::notify::delivery::Deliver;
 use crate::notify::mail::{FileMailer, Mailer, SendMail, SmtpMailer};
 use crate::notify::notifications::{Notifications, NotifyUsers};
-use crate::notify::webhooks::{Deliver, FanOut, RetryPolicy, Webhooks};
+use crate::notify::webhooks::{FanOut, RetryPolicy, Webhooks};
 use crate::orders::Orders;
 use crate::orders::card::{CardPayments, Reconcile};
 use crate::orders::receipt::SendReceipt;
@@ -44,7 +46,8 @@ use crate::pricing::service::ReloadRules;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::realtime::{Realtime, Settings as RealtimeSettings};
 use crate::security::crypto::FieldCipher;
-use crate::security::rate_limit::{Limiter, LocalLimiter, Policies};
+use crate::security::egress::Egress;
+use crate::security::rate_limit::{Limiter, LocalLimiter};
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
 
@@ -56,6 +59,9 @@ const REALTIME_QUEUE: usize = 512;
 
 /// How often the scheduler looks for recurring jobs due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
+
+/// How often the rate limiter forgets expired cells.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 /// What handlers can reach.
 #[derive(Clone, FromRef)]
@@ -91,6 +97,7 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
+    limits: ServerLimits,
     worker: Option<Worker>,
     outbox: Arc<Outbox>,
     bus: Arc<dyn Bus>,
@@ -99,6 +106,7 @@ pub struct Application {
     jobs: Jobs,
     relay: bool,
     realtime: Arc<Realtime>,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl Application {
@@ -133,6 +141,7 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
+        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys));
         let settings =
             RealtimeSettings { origins: config.cors_origins.clone(), ping: config.realtime_ping, heartbeat: config.realtime_heartbeat };
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), settings));
@@ -150,10 +159,7 @@ impl Application {
             outbox: services.outbox.clone(),
             cipher: services.cipher.clone(),
             webhook_retry: config.webhook_retry,
-            limiter: Arc::new(LocalLimiter::new(Policies {
-                auth_ip: config.rate_limit_auth_ip,
-                auth_account: config.rate_limit_auth_account,
-            })),
+            limiter: limiter.clone(),
             store: services.store.clone(),
             nats: nats.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
@@ -184,6 +190,7 @@ impl Application {
             outbox: services.outbox.clone(),
             store,
             grace: config.shutdown_grace,
+            limits: config.http,
             worker,
             bus,
             subscribers,
@@ -191,6 +198,7 @@ impl Application {
             jobs: services.jobs,
             relay: config.run_relay,
             realtime,
+            limiter,
         })
     }
 
@@ -238,22 +246,22 @@ impl Application {
                 realtime.hub.close_all(Close::Restart);
             }
         });
+        let sweeper = tokio::spawn(sweep_limiter(self.limiter.clone(), stopping_rx.clone()));
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let serve = crate::http::server::serve(self.listener, self.router, self.limits, signal);
         let grace = self.grace;
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve => result.context("serving HTTP")?,
+            () = serve => {}
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
-        for task in [hub, sessions, close_streams] {
+        for task in [hub, sessions, close_streams, sweeper] {
             let _ = task.await;
         }
         if let Some(relay) = relay {
@@ -268,6 +276,16 @@ impl Application {
         }
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// Sweeps the rate limiter's expired cells until stopping begins.
+async fn sweep_limiter(limiter: Arc<dyn Limiter>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    while !*stopping.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(LIMITER_SWEEP) => limiter.sweep().await,
+            _ = stopping.changed() => {}
+        }
     }
 }
 
@@ -337,13 +355,14 @@ impl Services {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),
         };
-        let webhooks = Arc::new(Webhooks::new(store.clone()));
+        let egress = Arc::new(Egress::new(config.webhook_allowed_networks.clone()));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), egress.clone()));
         let idempotency = Arc::new(IdempotencyKeys::new(store.clone(), config.idempotency_lease));
         let payments = crate::payments::build_provider(&config.payment).context("setting up the payment provider")?;
         let registry = Registry::default()
             .with(SendMail { mailer, cipher: cipher.clone(), base_url: config.mail_base_url() })
             .with(PasswordResetRequests(accounts.clone()))
-            .with(Deliver::new(store.clone(), cipher.clone(), config.webhook_retry)?)
+            .with(Deliver::new(store.clone(), cipher.clone(), egress, config.webhook_retry)?)
             .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()))
             .with(PurgeIdempotencyKeys(idempotency.repo().clone()));

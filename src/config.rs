@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::security::rate_limit::Rate;
+use crate::security::rate_limit::{Policies, Policy, Rate};
 
 /// Every accepted key, as written in `keel.toml` (env: `KEEL_` + upper case).
 const KEYS: &[&str] = &[
@@ -30,6 +30,9 @@ const KEYS: &[&str] = &[
     "request_timeout_secs",
     "body_limit_bytes",
     "shutdown_grace_secs",
+    "http_max_connections",
+    "http_header_timeout_secs",
+    "http_idle_timeout_secs",
     "jwt_issuer",
     "jwt_audience",
     "access_token_ttl_secs",
@@ -39,12 +42,17 @@ const KEYS: &[&str] = &[
     "encryption_key",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
+    "rate_limit_auth_account_ip",
+    "rate_limit_mail_ip",
+    "rate_limit_mail_account",
+    "rate_limit_max_keys",
     "trusted_proxies",
     "smtp_url",
     "mail_from",
     "app_base_url",
     "webhook_retry_base_ms",
     "webhook_max_attempts",
+    "webhook_allowed_networks",
     "nats_url",
     "nats_subject_prefix",
     "run_workers",
@@ -101,6 +109,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Open client connections, the time a request's headers may take, and how long a
+    /// connection may sit with nothing moving.
+    pub http: crate::http::server::ServerLimits,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -110,8 +121,10 @@ pub struct Config {
     /// still accepted until they expire, and the JWKS publishes them.
     pub previous_signing_keys: Vec<SecretString>,
     pub encryption_key: Option<SecretString>,
-    pub rate_limit_auth_ip: Option<Rate>,
-    pub rate_limit_auth_account: Option<Rate>,
+    /// The rate of each rate-limited action (`rate_limit_<policy>`).
+    pub rate_limits: Policies,
+    /// Cells the in-process rate limiter may hold (its memory bound).
+    pub rate_limit_max_keys: usize,
     pub trusted_proxies: Vec<IpAddr>,
     /// SMTP server for mail; without it, mail is written as `.eml` files under `data_dir/mail`.
     pub smtp_url: Option<SecretString>,
@@ -125,6 +138,8 @@ pub struct Config {
     pub nats_subject_prefix: String,
     /// Webhook retries: the first delay (doubling per attempt up to an hour) and the attempts.
     pub webhook_retry: crate::notify::webhooks::RetryPolicy,
+    /// Networks webhooks may reach besides public addresses (development receivers on loopback).
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
     /// Run job workers inside `serve` (`keel worker` runs them alone).
     pub run_workers: bool,
     pub worker_concurrency: usize,
@@ -238,6 +253,7 @@ impl Config {
         let payment = payment(&s)?;
         let data_dir = s.parse("data_dir", "a directory path", |v| Some(PathBuf::from(v)))?.unwrap_or_else(|| PathBuf::from("keel-data"));
         let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("keel.db").display());
+        let request_timeout = s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30));
         let database_url = s.parse("database_url", "a sqlite://… or postgres://… URL", |v| {
             (v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")).then(|| v.to_owned())
         })?;
@@ -271,7 +287,8 @@ impl Config {
                     _ => None,
                 })?
                 .unwrap_or(LogFormat::Json),
-            request_timeout: s.parse("request_timeout_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
+            request_timeout,
+            http: http_limits(&s, request_timeout)?,
             body_limit_bytes: s
                 .parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?
                 .unwrap_or(1 << 20),
@@ -306,12 +323,12 @@ impl Config {
                     .is_ok_and(|key| key.len() == 32)
                     .then(|| SecretString::from(v.to_owned()))
             })?,
-            rate_limit_auth_ip: s
-                .parse("rate_limit_auth_ip", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
-                .unwrap_or(Some(Rate::per_minute(20))),
-            rate_limit_auth_account: s
-                .parse("rate_limit_auth_account", "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?
-                .unwrap_or(Some(Rate::per_minute(10))),
+            rate_limits: rate_limits(&s)?,
+            rate_limit_max_keys: s
+                .parse("rate_limit_max_keys", "an integer from 1 to 100000000", |v| {
+                    v.parse().ok().filter(|n| (1..=100_000_000).contains(n))
+                })?
+                .unwrap_or(100_000),
             trusted_proxies: s
                 .parse("trusted_proxies", "comma-separated IP addresses", |v| {
                     v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect()
@@ -346,6 +363,15 @@ impl Config {
                     .parse("webhook_max_attempts", "an integer from 1 to 100", |v| v.parse().ok().filter(|n| (1..=100).contains(n)))?
                     .unwrap_or(crate::notify::webhooks::RetryPolicy::default().max_attempts),
             },
+            webhook_allowed_networks: s
+                .parse("webhook_allowed_networks", "comma-separated networks (CIDR, such as 127.0.0.0/8) or addresses", |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| n.parse::<ipnet::IpNet>().or_else(|_| n.parse::<IpAddr>().map(ipnet::IpNet::from)).ok())
+                        .collect()
+                })?
+                .unwrap_or_default(),
             run_workers: s.parse("run_workers", "true or false", |v| v.parse().ok())?.unwrap_or(true),
             worker_lease: s.parse("worker_lease_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
             run_relay: s.parse("run_relay", "true or false", |v| v.parse().ok())?.unwrap_or(true),
@@ -454,6 +480,30 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
         config.reconcile_delay = delay;
     }
     Ok(config)
+}
+
+/// The `http_*` keys. A connection idle for longer than a request may run would cut requests
+/// off, so the idle timeout must exceed `request_timeout_secs` (by default it does, by 30 s).
+fn http_limits(s: &Settings, request_timeout: Duration) -> Result<crate::http::server::ServerLimits, ConfigError> {
+    let idle = s
+        .parse("http_idle_timeout_secs", "seconds from 1 to 86400, more than request_timeout_secs", |v| {
+            secs(1, 86_400)(v).filter(|idle| *idle > request_timeout)
+        })?
+        .unwrap_or_else(|| (request_timeout + Duration::from_secs(30)).max(Duration::from_secs(60)));
+    Ok(crate::http::server::ServerLimits {
+        max_connections: s
+            .parse("http_max_connections", "an integer from 1 to 1000000", |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
+        header_timeout: s.parse("http_header_timeout_secs", "seconds from 1 to 300", secs(1, 300))?.unwrap_or(Duration::from_secs(10)),
+        idle_timeout: idle,
+    })
+}
+
+/// Each policy's `rate_limit_<policy>` key, or its default.
+fn rate_limits(s: &Settings) -> Result<Policies, ConfigError> {
+    Policy::ALL.into_iter().try_fold(Policies::default(), |policies, policy| {
+        let rate = s.parse(policy.setting(), "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?;
+        Ok(policies.with(policy, rate.unwrap_or(Some(policy.default_rate()))))
+    })
 }
 
 struct Settings(BTreeMap<String, String>);
@@ -599,6 +649,39 @@ mod tests {
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_idle_timeout_outlasts_the_request_timeout() {
+        let c = Config::from_pairs(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(
+            (c.http.header_timeout, c.http.idle_timeout, c.http.max_connections),
+            (Duration::from_secs(10), Duration::from_secs(60), None)
+        );
+        let c = Config::from_pairs([("request_timeout_secs", "120")]).unwrap();
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(150));
+        let err = Config::from_pairs([("request_timeout_secs", "30"), ("http_idle_timeout_secs", "30")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_HTTP_IDLE_TIMEOUT_SECS") && err.contains("more than request_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn every_rate_limit_policy_has_a_key() {
+        for policy in Policy::ALL {
+            assert!(KEYS.contains(&policy.setting()), "{} is a known key", policy.setting());
+        }
+        let c = Config::from_pairs([("rate_limit_mail_account", "off"), ("rate_limit_auth_ip", "3/h")]).unwrap();
+        assert_eq!(c.rate_limits.rate(Policy::MailAccount), None);
+        assert_eq!(c.rate_limits.rate(Policy::AuthIp), Some(Rate { burst: 3, period: Duration::from_secs(3600) }));
+        assert_eq!(c.rate_limits.rate(Policy::MailIp), Some(Policy::MailIp.default_rate()));
+    }
+
+    #[test]
+    fn webhook_networks_are_cidrs_or_addresses() {
+        let c = Config::from_pairs([("webhook_allowed_networks", "127.0.0.0/8, ::1, 10.1.0.0/16")]).unwrap();
+        let shown: Vec<String> = c.webhook_allowed_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]);
+        assert!(Config::from_pairs([("webhook_allowed_networks", "")]).unwrap().webhook_allowed_networks.is_empty());
+        assert!(Config::from_pairs([("webhook_allowed_networks", "localhost")]).is_err());
     }
 
     #[test]

@@ -145,6 +145,9 @@ pub async fn start_keel(extra: &[(&str, &str)]) -> (String, std::path::PathBuf, 
         ("log", "error".to_owned()),
         ("rate_limit_auth_ip", "off".to_owned()),
         ("rate_limit_auth_account", "off".to_owned()),
+        ("rate_limit_auth_account_ip", "off".to_owned()),
+        ("rate_limit_mail_ip", "off".to_owned()),
+        ("rate_limit_mail_account", "off".to_owned()),
     ]
     .into_iter()
     .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())))

@@ -16,8 +16,12 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Email, Invalid> {
-        let email = raw.trim().to_lowercase();
         let bad = || Invalid::one(field, "invalid", "must be an email address such as name@example.com");
+        // Judge the length before copying: a client may send a megabyte.
+        if raw.trim().len() > 254 {
+            return Err(bad());
+        }
+        let email = raw.trim().to_lowercase();
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }

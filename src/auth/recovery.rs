@@ -41,10 +41,17 @@ impl Accounts {
         };
         let token =
             NewAccountToken { hash: sha256_hex(raw.as_bytes()), user_id: user_id.to_owned(), purpose, now: at, expires_at: at + ttl };
-        (token, mail_job(&self.cipher, email, template, &json!({"name": name, "token": raw})))
+        let mail = mail_job(&self.cipher, email, template, &json!({"name": name, "token": raw}));
+        let mail = match purpose {
+            // One verification mail waits at a time (the key holds while its job is unsent).
+            TokenPurpose::VerifyEmail => mail.unique(format!("verify-email:{user_id}")),
+            TokenPurpose::ResetPassword => mail,
+        };
+        (token, mail)
     }
 
-    /// Mails a new verification link (the previous one stops working).
+    /// Mails a new verification link (the previous one stops working), unless one is still
+    /// waiting to be sent: its link is the one to use, and a second mail would only void it.
     pub async fn resend_verification(&self, who: &Principal) -> Result<(), AuthError> {
         let row = self.user_row(&who.user_id).await?;
         if row.email_verified {
@@ -54,10 +61,15 @@ impl Accounts {
         let (token, mail) = (&token, &mail);
         self.store
             .transact(|mut tx| async move {
-                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
-                Ok((tx, ()))
+                // The job goes first: when a live one holds its unique key, no token is issued.
+                if self.jobs.repo().enqueue(&mut tx, mail, token.now).await?.is_some() {
+                    self.repo.issue_token(&mut tx, token).await?;
+                }
+                Ok::<_, StoreError>((tx, ()))
             })
-            .await
+            .await?;
+        self.jobs.wake().notify_one();
+        Ok(())
     }
 
     /// Stores `token` and enqueues the job that mails it, as steps of the caller's unit of work.

@@ -307,7 +307,8 @@ pub async fn adjust_stock(
     Json(req): Json<StockAdjustment>,
 ) -> ApiResult<Json<Product>> {
     let mut invalid = Invalid::default();
-    if req.delta == 0 || req.delta.abs() > MAX_STOCK {
+    // A range check, not `abs()`: `i64::MIN` has no absolute value in an `i64`.
+    if req.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&req.delta) {
         invalid.add("delta", "out_of_range", format!("must be a non-zero integer from -{MAX_STOCK} to {MAX_STOCK}"));
     }
     let reason = invalid.check(parse_text("reason", &req.reason, 200, true));

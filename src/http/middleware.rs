@@ -1,9 +1,10 @@
-//! Cross-cutting middleware: request ids + logs + metrics in one span, and the time limit.
+//! Cross-cutting middleware: request ids + logs + metrics in one span, the request-size limits,
+//! and the time limit.
 
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
@@ -54,4 +55,31 @@ pub async fn time_limit(State(limit): State<Duration>, req: Request, next: Next)
         Ok(response) => response,
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response(),
     }
+}
+
+/// The longest request target (path and query) Keel reads.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names, values and separators) and headers in one request.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADERS: usize = 100;
+
+/// Refuses, before any handler and as problem+json, what no route takes: a request target
+/// over `MAX_URI_BYTES` (414), headers over `MAX_HEADER_BYTES` or `MAX_HEADERS` (431), and a
+/// declared `Content-Length` over the body limit (413 at once, without waiting for the body).
+pub async fn request_limits(State(body_limit): State<usize>, req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        let detail = format!("the request target is longer than {MAX_URI_BYTES} bytes");
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", detail).into_response();
+    }
+    let header_bytes: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if header_bytes > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADERS {
+        let detail = format!("the request has more than {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes of them");
+        return ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", detail).into_response();
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > body_limit as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large").into_response();
+    }
+    next.run(req).await
 }

@@ -11,6 +11,7 @@ mod ops;
 mod pages;
 pub mod pagination;
 pub mod rate_limit;
+pub mod server;
 
 use std::time::Duration;
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router
         .layer(security_header(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"))
         .layer(security_header(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
         .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(axum::middleware::from_fn_with_state(settings.body_limit_bytes, middleware::request_limits))
         .layer(cors(&settings.cors_origins)?)
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
             ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()

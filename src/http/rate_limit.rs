@@ -47,6 +47,14 @@ impl RateLimitHeaders {
     pub fn attach<T: IntoResponse>(self, result: Result<T, ApiError>) -> Response {
         (self, result).into_response()
     }
+
+    /// The headers of whichever of two checks left less room.
+    pub fn and(self, other: RateLimitHeaders) -> RateLimitHeaders {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => RateLimitHeaders(Some(if b.remaining < a.remaining { b } else { a })),
+            (a, b) => RateLimitHeaders(a.or(b)),
+        }
+    }
 }
 
 /// Checks each (policy, key) in order and stops at the first refusal.

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::notifications::{Notification, Notifications};
-use super::webhooks::{Delivery, Endpoint, RetryPolicy, Webhooks, delivery_job, seal_secret};
+use super::webhooks::{Delivery, Endpoint, EndpointError, RetryPolicy, Webhooks, delivery_job, seal_secret};
 use crate::app::AppState;
 use crate::auth::extract::{AdminUser, AuthUser};
 use crate::events::catalogue::{ALL_EVENTS, EventSubscription};
@@ -108,14 +108,24 @@ pub struct CreatedEndpoint {
     pub secret: String,
 }
 
-fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::Refused(refused) => Invalid::one("url", "forbidden_address", refused.to_string()).into(),
+            EndpointError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn parse_endpoint(req: NewEndpoint) -> Result<(reqwest::Url, Vec<String>), Invalid> {
     let mut invalid = Invalid::default();
-    // The parsed form is what is stored and called (percent-encoded, normalised).
+    // The parsed form is what is stored and called (percent-encoded, normalised: `0x7f000001`
+    // is `127.0.0.1` here).
     let url = match reqwest::Url::parse(req.url.trim()) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.as_str().len() <= 2048 => url.to_string(),
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.as_str().len() <= 2048 => Some(url),
         _ => {
             invalid.add("url", "invalid", "must be an absolute http(s) URL");
-            String::new()
+            None
         }
     };
     if req.events.is_empty() || req.events.len() > 100 {
@@ -129,10 +139,16 @@ fn parse_endpoint(req: NewEndpoint) -> Result<(String, Vec<String>), Invalid> {
             invalid.add(&format!("events[{i}]"), "unknown_event_type", message);
         }
     }
-    invalid.finish().map(|()| (url, req.events))
+    invalid.clone().finish()?;
+    Ok((url.ok_or(invalid)?, req.events))
 }
 
 /// Register a webhook endpoint (admin). The response carries its signing secret, once.
+///
+/// The URL must reach a public address: one that is (or whose name resolves to) a loopback,
+/// private, link-local, cloud metadata or other special-use address is `422` (field `url`,
+/// code `forbidden_address`), unless the operator allowed its network (`webhook_allowed_networks`).
+/// Every delivery checks again.
 #[utoipa::path(post, path = "/v1/admin/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = NewEndpoint,
     responses((status = 201, body = CreatedEndpoint)))]
 pub async fn create_endpoint(
@@ -142,9 +158,9 @@ pub async fn create_endpoint(
     Json(req): Json<NewEndpoint>,
 ) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
     let (url, events) = parse_endpoint(req)?;
-    let endpoint = Endpoint { id: crate::ids::new("whe"), url, events, created_at: now() };
+    let endpoint = Endpoint { id: crate::ids::new("whe"), url: url.to_string(), events, created_at: now() };
     let secret = format!("whsec_{}", crate::security::random_token());
-    webhooks.create(&endpoint, &seal_secret(&cipher, &secret)).await?;
+    webhooks.create(&endpoint, &url, &seal_secret(&cipher, &secret)).await?;
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
 }
 

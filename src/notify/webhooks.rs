@@ -1,27 +1,27 @@
-//! Outgoing webhooks: endpoints, signed deliveries by job, and the log of every attempt.
+//! Outgoing webhooks: endpoints, signed deliveries by job (`delivery`), and the log of every
+//! attempt.
 //!
 //! Deliveries are signed with `Keel-Signature` (`security::signature`, shared with the payment
 //! provider's incoming webhooks): a receiver recomputes the HMAC over the raw body with its
 //! endpoint's secret, compares in constant time, and refuses timestamps older than 5 minutes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::events::Event;
 use crate::events::subscriber::Subscriber;
-use crate::jobs::{Completion, Done, Job, JobHandler, Jobs, NewJob};
+use crate::jobs::{Jobs, NewJob};
 use crate::security::crypto::FieldCipher;
-use crate::security::signature;
+use crate::security::egress::Egress;
 use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, now};
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
-const SECRET_COLUMN: &str = "webhook_endpoints.secret";
+pub(super) const SECRET_COLUMN: &str = "webhook_endpoints.secret";
 /// How deliveries are retried. With the defaults (30 s doubling to 1 h, each delay scaled
 /// by a jitter of ±25 %), 31 attempts span about 24 h on average (30 waits: 3 810 s while
 /// doubling, then 23 × 1 h), then the delivery is dead.
@@ -98,7 +98,7 @@ pub trait WebhookRepo: Send + Sync {
 }
 
 /// The webhook repository of `store`'s backend.
-fn repo_for(store: &Store) -> Arc<dyn WebhookRepo> {
+pub(super) fn repo_for(store: &Store) -> Arc<dyn WebhookRepo> {
     struct Repo;
     impl Build for Repo {
         type Output = Arc<dyn WebhookRepo>;
@@ -117,11 +117,22 @@ struct SqlWebhooks<DB: Backend> {
 pub struct Webhooks {
     store: Store,
     repo: Arc<dyn WebhookRepo>,
+    egress: Arc<Egress>,
+}
+
+/// Why an endpoint was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// Its URL reaches an address webhooks may not call.
+    #[error("{0}")]
+    Refused(crate::security::egress::EgressError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Webhooks {
-    pub fn new(store: Store) -> Self {
-        Self { repo: repo_for(&store), store }
+    pub fn new(store: Store, egress: Arc<Egress>) -> Self {
+        Self { repo: repo_for(&store), store, egress }
     }
 
     /// Endpoints and deliveries as stored (reads, from the reader pool).
@@ -129,13 +140,16 @@ impl Webhooks {
         &self.repo
     }
 
-    pub async fn create(&self, endpoint: &Endpoint, sealed_secret: &str) -> Result<(), StoreError> {
+    /// Stores an endpoint whose URL (parsed) reaches an allowed address, as resolved now.
+    pub async fn create(&self, endpoint: &Endpoint, url: &reqwest::Url, sealed_secret: &str) -> Result<(), EndpointError> {
+        self.egress.check_url(url).await.map_err(EndpointError::Refused)?;
         self.store
             .transact(|mut tx| async move {
                 self.repo.insert(&mut tx, endpoint, sealed_secret).await?;
-                Ok((tx, ()))
+                Ok::<_, StoreError>((tx, ()))
             })
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Removes an endpoint and its delivery log; false when there is no such endpoint.
@@ -259,9 +273,9 @@ impl<DB: Backend> WebhookRepo for SqlWebhooks<DB> {
 
 /// What a delivery job carries: the endpoint and the event as it will be sent.
 #[derive(Debug, Serialize, Deserialize)]
-struct DeliverPayload {
-    endpoint_id: String,
-    event: Event,
+pub(super) struct DeliverPayload {
+    pub(super) endpoint_id: String,
+    pub(super) event: Event,
 }
 
 /// The job that delivers `event` to `endpoint_id`, keyed once per (endpoint, event).
@@ -304,110 +318,6 @@ impl Subscriber for FanOut {
     }
 }
 
-pub struct Deliver {
-    store: Store,
-    repo: Arc<dyn WebhookRepo>,
-    cipher: Arc<FieldCipher>,
-    client: reqwest::Client,
-    policy: RetryPolicy,
-}
-
-impl Deliver {
-    pub fn new(store: Store, cipher: Arc<FieldCipher>, policy: RetryPolicy) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Keel-Webhooks/1")
-            .build()?;
-        Ok(Self { repo: repo_for(&store), store, cipher, client, policy })
-    }
-}
-
 pub fn seal_secret(cipher: &FieldCipher, secret: &str) -> String {
     cipher.encrypt(SECRET_COLUMN, secret)
-}
-
-#[async_trait::async_trait]
-impl JobHandler for Deliver {
-    fn kind(&self) -> &'static str {
-        DELIVER_KIND
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(30)
-    }
-
-    fn retry_delay(&self, job: &Job) -> Duration {
-        crate::jobs::model::backoff(job.attempts, self.policy.first_delay, Duration::from_secs(3600), crate::jobs::model::jitter_of(job))
-    }
-
-    async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done> {
-        let payload: DeliverPayload = serde_json::from_value(job.payload.clone()).context("webhook job payload")?;
-        // A deleted endpoint gets nothing more.
-        let Some((endpoint, sealed)) = self.repo.get(&payload.endpoint_id).await? else { return completion.done().await };
-        let secret = self.cipher.decrypt(SECRET_COLUMN, &sealed)?;
-        let body = serde_json::to_vec(&payload.event)?;
-        let started = Instant::now();
-        let response = self
-            .client
-            .post(&endpoint.url)
-            .header("content-type", "application/json")
-            .header("keel-signature", signature::sign(secret.as_bytes(), Utc::now().timestamp(), &body))
-            .header("keel-event-id", payload.event.id.as_str())
-            .body(body)
-            .send()
-            .await;
-        let duration = started.elapsed();
-        let (status_code, error) = match &response {
-            Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-            Ok(r) => (Some(r.status().as_u16()), Some(format!("the receiver answered {}", r.status()))),
-            Err(e) => (None, Some(without_url(e))),
-        };
-        let last = job.attempts >= job.max_attempts;
-        let next_retry_at = (error.is_some() && !last).then(|| now() + self.retry_delay(job));
-        let delivery = NewDelivery {
-            endpoint_id: &endpoint.id,
-            event: &payload.event,
-            attempt: job.attempts,
-            status_code,
-            duration,
-            error: error.clone(),
-            next_retry_at,
-        };
-        // The request went out before any transaction opened; its log line then commits with
-        // the job's completion, or on its own before the failure is recorded.
-        let (repo, delivery) = (&self.repo, &delivery);
-        match error {
-            None => {
-                let (done, ()) = completion
-                    .finish(|mut tx| async move {
-                        repo.record(&mut tx, delivery).await?;
-                        Ok((tx, ()))
-                    })
-                    .await?;
-                Ok(done)
-            }
-            Some(e) => {
-                self.store
-                    .transact(|mut tx| async move {
-                        repo.record(&mut tx, delivery).await?;
-                        Ok::<_, StoreError>((tx, ()))
-                    })
-                    .await?;
-                Err(anyhow::anyhow!(e))
-            }
-        }
-    }
-}
-
-/// A transport error's text without the URL (it may carry credentials).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", std::error::Error::source(e).map(ToString::to_string).unwrap_or_default())
 }

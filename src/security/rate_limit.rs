@@ -17,6 +17,10 @@ impl Rate {
         Self { burst, period: Duration::from_secs(60) }
     }
 
+    pub fn per_hour(burst: u32) -> Self {
+        Self { burst, period: Duration::from_secs(3600) }
+    }
+
     /// Parses `N/s`, `N/min`, `N/h`, or `off` (`Some(None)`).
     pub fn parse_setting(v: &str) -> Option<Option<Rate>> {
         if v == "off" {
@@ -50,7 +54,7 @@ pub struct Decision {
 /// and the new `tat` to store (unchanged when refused).
 pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     let period = rate.period.as_nanos() as u64;
-    let interval = (period / u64::from(rate.burst)).max(1);
+    let interval = interval(rate);
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat + interval;
     // The request fits if, after adding it, the bucket holds at most `period` of work.
@@ -65,70 +69,159 @@ pub fn gcra(rate: Rate, tat: Option<u64>, now: u64) -> (Decision, u64) {
     (decision, new_tat)
 }
 
-/// The limited actions, each with its own rate (from configuration).
+/// The time one request adds to a cell.
+fn interval(rate: Rate) -> u64 {
+    (rate.period.as_nanos() as u64 / u64::from(rate.burst)).max(1)
+}
+
+/// The TAT after giving one request back: a refunded request leaves no trace (a TAT at or
+/// before now is the same as no cell).
+pub fn refund(rate: Rate, tat: u64) -> u64 {
+    tat.saturating_sub(interval(rate))
+}
+
+/// The limited actions: one table, each with its setting and default rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// Login and register attempts from one client address.
+    /// Sign-in attempts of every kind from one client address (login, register, password
+    /// reset, email verification).
     AuthIp,
-    /// Login attempts against one account (email), from anywhere.
+    /// Failed logins against one account from one client address: tight, so one address
+    /// guessing is stopped long before the account's own budget runs out.
+    AuthAccountIp,
+    /// Failed logins against one account from anywhere: loose, a ceiling for guessing spread
+    /// over many addresses, high enough that one address cannot lock the owner out.
     AuthAccount,
+    /// Mail a client makes Keel send (verification resends, password resets) from one address.
+    MailIp,
+    /// Mail sent to one account at a client's request.
+    MailAccount,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Policies {
-    pub auth_ip: Option<Rate>,
-    pub auth_account: Option<Rate>,
-}
+impl Policy {
+    pub const ALL: [Policy; 5] = [Policy::AuthIp, Policy::AuthAccountIp, Policy::AuthAccount, Policy::MailIp, Policy::MailAccount];
 
-impl Policies {
-    fn rate(&self, policy: Policy) -> Option<Rate> {
-        match policy {
-            Policy::AuthIp => self.auth_ip,
-            Policy::AuthAccount => self.auth_account,
+    /// The configuration key of this policy's rate.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Policy::AuthIp => "rate_limit_auth_ip",
+            Policy::AuthAccountIp => "rate_limit_auth_account_ip",
+            Policy::AuthAccount => "rate_limit_auth_account",
+            Policy::MailIp => "rate_limit_mail_ip",
+            Policy::MailAccount => "rate_limit_mail_account",
         }
+    }
+
+    pub fn default_rate(self) -> Rate {
+        match self {
+            Policy::AuthIp => Rate::per_minute(20),
+            Policy::AuthAccountIp => Rate::per_hour(10),
+            Policy::AuthAccount => Rate::per_hour(100),
+            Policy::MailIp => Rate::per_hour(20),
+            Policy::MailAccount => Rate::per_hour(5),
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|p| *p == self).expect("every policy is in ALL")
     }
 }
 
-/// Checks and counts one request against a policy for a key (an IP, an email).
+/// The rate of each policy; `None` turns a policy off.
+#[derive(Debug, Clone, Default)]
+pub struct Policies([Option<Rate>; Policy::ALL.len()]);
+
+impl Policies {
+    pub fn with(mut self, policy: Policy, rate: Option<Rate>) -> Self {
+        self.0[policy.index()] = rate;
+        self
+    }
+
+    pub fn rate(&self, policy: Policy) -> Option<Rate> {
+        self.0[policy.index()]
+    }
+}
+
+/// Checks and counts one request against a policy for a key (an IP, an account's hash).
 /// `None` means the policy is off.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     async fn check(&self, policy: Policy, key: &str) -> Option<Decision>;
+    /// Gives back one request counted by `check` (a login that succeeded is no failed attempt).
+    async fn refund(&self, policy: Policy, key: &str);
+    /// Forgets cells that no longer limit anything; the server calls it on a timer.
+    async fn sweep(&self);
 }
 
-/// Per-process limiter: correct for one instance; bounded memory by purging idle keys.
+/// Per-process limiter: correct for one instance. Its memory is bounded: at most `max_keys`
+/// cells, expired cells swept on a timer, and when every cell is live the ones closest to
+/// expiring make room (they hold the least of what they record).
 pub struct LocalLimiter {
     policies: Policies,
+    max_keys: usize,
     epoch: Instant,
     cells: Mutex<HashMap<(Policy, String), u64>>,
 }
 
-const PURGE_ABOVE: usize = 100_000;
-
 impl LocalLimiter {
-    pub fn new(policies: Policies) -> Self {
-        Self { policies, epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
+    pub fn new(policies: Policies, max_keys: usize) -> Self {
+        crate::telemetry::record_rate_limit_keys(0);
+        Self { policies, max_keys: max_keys.max(1), epoch: Instant::now(), cells: Mutex::new(HashMap::new()) }
     }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<(Policy, String), u64>> {
+        self.cells.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes room for one more cell in a full table: expired cells go first (a cell whose TAT
+/// has passed is the same as no cell); if all are live, the tenth closest to expiring goes,
+/// so a flood of new keys costs one scan per tenth of the table, not one per request.
+fn make_room(cells: &mut HashMap<(Policy, String), u64>, max_keys: usize, now: u64) {
+    cells.retain(|_, tat| *tat > now);
+    if cells.len() < max_keys {
+        return;
+    }
+    let mut tats: Vec<u64> = cells.values().copied().collect();
+    let evict = (max_keys / 10).max(1).min(tats.len());
+    let (_, threshold, _) = tats.select_nth_unstable(evict - 1);
+    let threshold = *threshold;
+    cells.retain(|_, tat| *tat > threshold);
 }
 
 #[async_trait::async_trait]
 impl Limiter for LocalLimiter {
     async fn check(&self, policy: Policy, key: &str) -> Option<Decision> {
         let rate = self.policies.rate(policy)?;
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        if cells.len() > PURGE_ABOVE {
-            // A cell whose TAT has passed is the same as no cell.
-            cells.retain(|_, tat| *tat > now);
-        }
-        let entry = cells.entry((policy, key.to_owned()));
-        let tat = match &entry {
-            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
-            std::collections::hash_map::Entry::Vacant(_) => None,
-        };
+        let now = self.now();
+        let mut cells = self.cells();
+        let cell = (policy, key.to_owned());
+        let tat = cells.get(&cell).copied();
         let (decision, new_tat) = gcra(rate, tat, now);
-        *entry.or_insert(new_tat) = new_tat;
+        if tat.is_none() && cells.len() >= self.max_keys {
+            make_room(&mut cells, self.max_keys, now);
+        }
+        cells.insert(cell, new_tat);
+        crate::telemetry::record_rate_limit_keys(cells.len());
         Some(decision)
+    }
+
+    async fn refund(&self, policy: Policy, key: &str) {
+        let Some(rate) = self.policies.rate(policy) else { return };
+        if let Some(tat) = self.cells().get_mut(&(policy, key.to_owned())) {
+            *tat = refund(rate, *tat);
+        }
+    }
+
+    async fn sweep(&self) {
+        let now = self.now();
+        let mut cells = self.cells();
+        cells.retain(|_, tat| *tat > now);
+        crate::telemetry::record_rate_limit_keys(cells.len());
     }
 }
 
@@ -175,6 +268,19 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_gives_back_exactly_one_request() {
+        let rate = Rate { burst: 2, period: Duration::from_secs(2) };
+        let (_, t) = gcra(rate, None, 0);
+        let (_, t) = gcra(rate, Some(t), 0);
+        assert!(!gcra(rate, Some(t), 0).0.allowed);
+        let t = refund(rate, t);
+        let (d, t) = gcra(rate, Some(t), 0);
+        assert!(d.allowed);
+        assert!(!gcra(rate, Some(t), 0).0.allowed);
+        assert_eq!(refund(rate, refund(rate, 0)), 0, "never below zero");
+    }
+
+    #[test]
     fn parses_settings() {
         assert_eq!(Rate::parse_setting("off"), Some(None));
         assert_eq!(Rate::parse_setting("5/min"), Some(Some(Rate::per_minute(5))));
@@ -183,8 +289,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_table_never_holds_more_than_max_keys_and_busy_keys_survive_a_flood() {
+        let limiter = LocalLimiter::new(Policies::default().with(Policy::AuthIp, Some(Rate::per_minute(3))), 10);
+        for _ in 0..3 {
+            assert!(limiter.check(Policy::AuthIp, "busy").await.unwrap().allowed);
+        }
+        for i in 0..1000 {
+            limiter.check(Policy::AuthIp, &format!("flood-{i}")).await;
+            assert!(limiter.cells().len() <= 10);
+        }
+        assert!(!limiter.check(Policy::AuthIp, "busy").await.unwrap().allowed, "new keys evict the cells closest to expiring first");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_forgets_expired_cells() {
+        let rate = Rate { burst: 1, period: Duration::from_millis(1) };
+        let limiter = LocalLimiter::new(
+            Policies::default().with(Policy::AuthIp, Some(rate)).with(Policy::AuthAccount, Some(Rate::per_minute(1))),
+            100,
+        );
+        limiter.check(Policy::AuthIp, "a").await;
+        limiter.check(Policy::AuthAccount, "b").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        limiter.sweep().await;
+        let cells = limiter.cells();
+        assert_eq!(cells.keys().map(|(p, k)| (*p, k.as_str())).collect::<Vec<_>>(), [(Policy::AuthAccount, "b")]);
+    }
+
+    #[tokio::test]
     async fn keys_are_independent() {
-        let limiter = LocalLimiter::new(Policies { auth_ip: Some(Rate::per_minute(1)), auth_account: None });
+        let limiter = LocalLimiter::new(Policies::default().with(Policy::AuthIp, Some(Rate::per_minute(1))), 100);
         assert!(limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(!limiter.check(Policy::AuthIp, "a").await.unwrap().allowed);
         assert!(limiter.check(Policy::AuthIp, "b").await.unwrap().allowed);

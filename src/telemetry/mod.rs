@@ -47,6 +47,9 @@ const RT_SENT: &str = "keel_realtime_messages_sent_total";
 const RT_SLOW: &str = "keel_realtime_slow_consumers_total";
 const RT_REPLAYED: &str = "keel_realtime_replayed_events_total";
 const RT_FANOUT: &str = "keel_realtime_fanout_seconds";
+const RATE_LIMIT_KEYS: &str = "keel_rate_limit_keys";
+const HTTP_CONNECTIONS: &str = "keel_http_connections";
+const HTTP_TIMED_OUT: &str = "keel_http_connections_timed_out_total";
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
@@ -67,6 +70,12 @@ fn describe() {
         RT_FANOUT,
         Unit::Seconds,
         "Time from an event's commit until it was written to a real-time connection (live events)."
+    );
+    describe_gauge!(RATE_LIMIT_KEYS, "Cells (policy and key) the in-process rate limiter holds; bounded by rate_limit_max_keys.");
+    describe_gauge!(HTTP_CONNECTIONS, "Open client connections (upgraded ones included); bounded by http_max_connections.");
+    describe_counter!(
+        HTTP_TIMED_OUT,
+        "Client connections closed for taking too long, by phase: headers (http_header_timeout_secs) or idle (http_idle_timeout_secs)."
     );
     process::describe();
 }
@@ -183,4 +192,17 @@ pub fn record_realtime_slow_consumer() {
 
 pub fn record_realtime_replayed(events: usize) {
     metrics::counter!(RT_REPLAYED).increment(events as u64);
+}
+
+pub fn record_rate_limit_keys(cells: usize) {
+    metrics::gauge!(RATE_LIMIT_KEYS).set(cells as f64);
+}
+
+pub fn record_http_connections(open: usize) {
+    metrics::gauge!(HTTP_CONNECTIONS).set(open as f64);
+}
+
+/// A connection closed because a deadline passed: `headers` or `idle`.
+pub fn record_http_timed_out(phase: &'static str) {
+    metrics::counter!(HTTP_TIMED_OUT, "phase" => phase).increment(1);
 }

@@ -15,11 +15,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// Where the suite's webhook receivers listen (loopback): allowed to webhooks by default.
+pub const RECEIVER_NETWORKS: &str = "127.0.0.0/8,::1/128";
+
 /// A password that passes every rule; tests use it unless they are about passwords.
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Spawns the server with test defaults: port 0, a fresh data dir and database, quiet logs,
-/// rate limits off.
+/// every rate limit off.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -40,7 +43,15 @@ pub async fn spawn_app_process() -> TestApp {
 /// Like `spawn_app_process`, with some configuration keys set or replaced.
 pub async fn spawn_app_process_with(overrides: &[(&str, &str)]) -> TestApp {
     let (settings, data_dir, database_url) = test_settings(overrides).await;
-    TestApp::start_process(settings, data_dir, database_url).await
+    TestApp::start_process(settings, data_dir, database_url, None).await
+}
+
+/// Like `spawn_app_process`, but `keel serve` is started by `sh` after the shell command
+/// `prelude` (such as `ulimit -Sn 256`), so it inherits what the prelude set.
+#[cfg(unix)]
+pub async fn spawn_app_process_after(prelude: &str) -> TestApp {
+    let (settings, data_dir, database_url) = test_settings(&[]).await;
+    TestApp::start_process(settings, data_dir, database_url, Some(prelude)).await
 }
 
 /// The test defaults with `overrides`, a fresh data dir path, and a fresh PostgreSQL database
@@ -62,6 +73,10 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         ("log", "warn"),
         ("rate_limit_auth_ip", "off"),
         ("rate_limit_auth_account", "off"),
+        ("rate_limit_auth_account_ip", "off"),
+        ("rate_limit_mail_ip", "off"),
+        ("rate_limit_mail_account", "off"),
+        ("webhook_allowed_networks", RECEIVER_NETWORKS),
     ]
     .into_iter()
     .chain(database_url.as_deref().map(|url| ("database_url", url)))
@@ -140,10 +155,23 @@ impl TestApp {
 
     /// Runs `keel serve` with `settings` as `KEEL_*` variables; reads the bound address from its
     /// `listening` log line.
-    async fn start_process(settings: Vec<(String, String)>, data_dir: PathBuf, database_url: Option<String>) -> TestApp {
+    async fn start_process(
+        settings: Vec<(String, String)>,
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        prelude: Option<&str>,
+    ) -> TestApp {
         use tokio::io::AsyncBufReadExt as _;
         std::fs::create_dir_all(&data_dir).expect("a data dir");
-        let mut cmd = keel_command(&["serve"]);
+        let mut cmd = match prelude {
+            None => keel_command(&["serve"]),
+            Some(prelude) => {
+                let mut sh = tokio::process::Command::new("sh");
+                sh.arg("-c").arg(format!("{prelude} && exec \"$0\" serve")).arg(env!("CARGO_BIN_EXE_keel")).kill_on_drop(true);
+                without_keel_env(&mut sh);
+                sh
+            }
+        };
         cmd.current_dir(&data_dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -215,7 +243,7 @@ impl TestApp {
             settings.push((key.to_owned(), value.to_owned()));
         }
         if was_process {
-            TestApp::start_process(settings, self.data_dir.clone(), self.database_url.clone()).await
+            TestApp::start_process(settings, self.data_dir.clone(), self.database_url.clone(), None).await
         } else {
             TestApp::start(settings, self.data_dir.clone(), self.database_url.clone()).await
         }
@@ -514,10 +542,15 @@ pub fn url_encode(s: &str) -> String {
 pub fn keel_command(args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"));
     cmd.args(args).kill_on_drop(true);
+    without_keel_env(&mut cmd);
+    cmd
+}
+
+/// Leaves this process's `KEEL_*` variables out of `cmd`'s environment.
+fn without_keel_env(cmd: &mut tokio::process::Command) {
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
         cmd.env_remove(key);
     }
-    cmd
 }
 
 /// Runs the `keel` binary with only the given `KEEL_*` variables, in a scratch directory

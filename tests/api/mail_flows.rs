@@ -24,8 +24,15 @@ async fn the_verification_mail_reaches_an_smtp_server_and_its_token_verifies_the
 #[tokio::test]
 async fn a_resent_verification_link_replaces_the_first() {
     let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
     let ada = app.customer("ada@example.com").await;
     let first = eventually(20, "the first mail", || async { mail_files(&app.data_dir).first().cloned() }).await;
+    // The file is written just before its job is marked done; until then a resend queues nothing.
+    eventually(20, "the first mail's job done", || async {
+        let jobs = app.get_authed("/v1/admin/jobs?kind=mail.send&state=done", &admin.access).await.expect(200).json();
+        (!jobs["data"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
     app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
     let second = eventually(20, "the second mail", || async { mail_files(&app.data_dir).into_iter().find(|m| *m != first) }).await;
 
@@ -33,6 +40,24 @@ async fn a_resent_verification_link_replaces_the_first() {
     let new = token_in(&second, "/verify-email");
     app.post_json("/v1/auth/verify-email", &json!({ "token": old })).await.problem(422, "validation_failed");
     app.post_json("/v1/auth/verify-email", &json!({ "token": new })).await.expect(204);
+}
+
+#[tokio::test]
+async fn a_resend_while_the_verification_mail_is_unsent_queues_nothing() {
+    let app = spawn_app_with(&[("run_workers", "false")]).await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    for _ in 0..3 {
+        app.post_json_authed("/v1/auth/verify-email/resend", &ada.access, &json!({})).await.expect(202);
+    }
+    let queued = app.get_authed("/v1/admin/jobs?kind=mail.send", &admin.access).await.expect(200).json()["data"].clone();
+    assert_eq!(queued.as_array().unwrap().len(), 1, "only the registration's mail: {queued:#}");
+
+    // Once sent, that mail's link still verifies: the resends voided nothing.
+    let app = app.restart_with(&[("run_workers", "true")]).await;
+    let mail = eventually(20, "the verification mail", || async { mail_files(&app.data_dir).first().cloned() }).await;
+    app.post_json("/v1/auth/verify-email", &json!({ "token": token_in(&mail, "/verify-email") })).await.expect(204);
+    assert_eq!(mail_files(&app.data_dir).len(), 1);
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ pub fn spawn_keel(app: &crate::helpers::TestApp, args: &[&str], extra_env: &[(&s
     let mut cmd = crate::helpers::keel_command(args);
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     cmd.current_dir(&app.data_dir).env("KEEL_DATA_DIR", &app.data_dir).env("KEEL_LOG", "warn");
+    cmd.env("KEEL_WEBHOOK_ALLOWED_NETWORKS", crate::helpers::RECEIVER_NETWORKS);
     if let Some(url) = &app.database_url {
         cmd.env("KEEL_DATABASE_URL", url);
     }

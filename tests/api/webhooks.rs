@@ -161,3 +161,61 @@ async fn endpoints_page_with_limit_and_cursor() {
         app.get_authed(&format!("{path}?{bad}"), &admin.access).await.problem(422, "validation_failed");
     }
 }
+
+#[tokio::test]
+async fn endpoints_that_reach_loopback_private_link_local_or_metadata_addresses_are_refused() {
+    let app = spawn_app_with(&[("webhook_allowed_networks", "")]).await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let path = "/v1/admin/webhook-endpoints";
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://0x7f000001/hook",
+        "http://2130706433/hook",
+        "http://127.1/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://localhost:8080/hook",
+        "http://10.0.0.5/hook",
+        "http://172.16.4.2/hook",
+        "http://192.168.1.1/hook",
+        "http://100.100.100.200/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://0.0.0.0/hook",
+    ] {
+        let reply = app.post_json_authed(path, &admin.access, &json!({ "url": url, "events": ["*"] })).await;
+        let error = reply.field_error("url");
+        assert_eq!(error["code"], "forbidden_address", "{url}: {error}");
+        assert!(error["message"].as_str().unwrap().contains("refused"), "{url}: {error}");
+    }
+    create_endpoint(&app, &admin, "https://203.0.114.7/hook", json!(["*"])).await;
+    let listed = app.get_authed(path, &admin.access).await.expect(200).json();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "only the public endpoint was created: {listed}");
+}
+
+#[tokio::test]
+async fn a_delivery_to_an_address_that_is_no_longer_allowed_sends_nothing_and_says_why() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let receiver = webhook_receiver(vec![]).await;
+    let by_address = create_endpoint(&app, &admin, &receiver.url, json!(["*"])).await["id"].as_str().unwrap().to_owned();
+    let by_name = create_endpoint(&app, &admin, &receiver.url.replace("127.0.0.1", "localhost"), json!(["*"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The endpoints were accepted while loopback was allowed; now it is not (as if DNS changed).
+    let app = app.restart_with(&[("webhook_allowed_networks", "")]).await;
+    for id in [&by_address, &by_name] {
+        app.post_json_authed(&format!("/v1/admin/webhook-endpoints/{id}/ping"), &admin.access, &json!({})).await.expect(202);
+        let log = eventually(20, "a logged attempt", || async {
+            let log = deliveries(&app, &admin, id).await;
+            (!log.is_empty()).then_some(log)
+        })
+        .await;
+        assert!(log[0]["status_code"].is_null(), "{log:#?}");
+        let error = log[0]["error"].as_str().unwrap();
+        assert!(error.contains("refused") && error.contains("loopback"), "{error}");
+    }
+    assert!(receiver.received.lock().unwrap().is_empty(), "no request reached the receiver");
+}

@@ -1,6 +1,7 @@
 //! HTTP routes of accounts and sessions. Handlers parse, call one use case, and map.
 
 mod admin;
+mod limits;
 mod mfa;
 mod profile;
 mod recovery;

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::sessions::{limit_auth, limit_ip};
+use super::limits::{limit_ip, limit_mail};
 use crate::auth::extract::AuthUser;
 use crate::auth::model::Email;
 use crate::auth::service::Accounts;
@@ -55,6 +55,9 @@ pub async fn verify_email(
 }
 
 /// Mail a new verification link to the caller (the previous link stops working).
+///
+/// While a verification mail to the caller is still waiting to be sent, nothing more is queued
+/// (its link is the one to use). Limited per account and per client address.
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
     responses((status = 202), (status = 429, body = Problem)))]
 pub async fn resend_verification(
@@ -63,8 +66,8 @@ pub async fn resend_verification(
     ip: ClientIp,
     AuthUser(me): AuthUser,
 ) -> ApiResult<Response> {
-    // Each resend mails the owner: limited like sign-in, so a stolen token cannot flood an inbox.
-    let rate = limit_auth(limiter.as_ref(), ip, &me.account.email).await?;
+    // Each resend mails the owner: limited, so a stolen token cannot flood an inbox.
+    let rate = limit_mail(limiter.as_ref(), ip, &me.account.email).await?;
     Ok(rate.attach(accounts.resend_verification(&me).await.map(|()| StatusCode::ACCEPTED).map_err(Into::into)))
 }
 
@@ -77,9 +80,13 @@ pub async fn forgot_password(
     ip: ClientIp,
     Json(req): Json<ForgotRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let email = match Email::parse("email", &req.email) {
+        Ok(email) => email,
+        Err(invalid) => return Ok(by_ip.attach(Err::<(), _>(invalid.into()))),
+    };
+    let rate = by_ip.and(limit_mail(limiter.as_ref(), ip, email.as_str()).await?);
     let result = async {
-        let email = Email::parse("email", &req.email)?;
         accounts.request_password_reset(&email).await?;
         Ok(StatusCode::ACCEPTED)
     };

@@ -16,8 +16,8 @@ use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::http::pagination::{Page, PageQuery};
 use axum::response::Response;
 
-use crate::http::rate_limit::{RateLimitHeaders, enforce};
-use crate::security::rate_limit::{Limiter, Policy};
+use super::limits::{forgive_login, limit_ip, limit_login};
+use crate::security::rate_limit::Limiter;
 use crate::validation::Invalid;
 
 #[derive(Deserialize, ToSchema)]
@@ -49,17 +49,6 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-/// Routes that take a secret from the mail but no account (token guessing) are limited per client address.
-pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
-    enforce(limiter, &[(Policy::AuthIp, ip.0.to_string().as_str())]).await
-}
-
-pub(super) async fn limit_auth(limiter: &dyn Limiter, ip: ClientIp, email: &str) -> ApiResult<RateLimitHeaders> {
-    let ip = ip.0.to_string();
-    let account = email.trim().to_lowercase();
-    enforce(limiter, &[(Policy::AuthIp, ip.as_str()), (Policy::AuthAccount, account.as_str())]).await
-}
-
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = TokenResponse), (status = 409, description = "`email_taken`", body = Problem), (status = 429, body = Problem)))]
@@ -70,20 +59,21 @@ pub async fn register(
     headers: HeaderMap,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
-    let result = async {
-        let mut invalid = Invalid::default();
-        let email = invalid.check(Email::parse("email", &req.email));
-        let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
-        let name = invalid.check(parse_name("name", &req.name));
-        let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Err(invalid.into()) };
-        let issued = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await?;
-        Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
-    };
-    Ok(rate.attach(result.await))
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let mut invalid = Invalid::default();
+    let email = invalid.check(Email::parse("email", &req.email));
+    let password = invalid.check(Password::parse("password", &req.password, email.as_ref()));
+    let name = invalid.check(parse_name("name", &req.name));
+    let (Some(email), Some(password), Some(name)) = (email, password, name) else { return Ok(by_ip.attach(Err::<(), _>(invalid.into()))) };
+    let result = accounts.register(NewAccount { email, password, name }, client(ip, &headers)).await;
+    Ok(by_ip.attach(result.map(|issued| (StatusCode::CREATED, Json(TokenResponse::from(issued)))).map_err(Into::into)))
 }
 
 /// Sign in with email and password.
+///
+/// Limited per client address (every attempt), and failed attempts per account from that
+/// address (tightly) and per account from anywhere (loosely): someone guessing from one
+/// address cannot lock the owner out of signing in from another.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse),
         (status = 401, description = "`invalid_credentials`, or `mfa_required` when MFA is on and `totp_code` is missing or wrong", body = Problem),
@@ -95,13 +85,17 @@ pub async fn login(
     headers: HeaderMap,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
-    let rate = limit_auth(limiter.as_ref(), ip, &req.email).await?;
-    let result = async {
-        let email = Email::parse("email", &req.email)?;
-        let issued = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await?;
-        Ok(Json(TokenResponse::from(issued)))
+    let by_ip = limit_ip(limiter.as_ref(), ip).await?;
+    let email = match Email::parse("email", &req.email) {
+        Ok(email) => email,
+        Err(invalid) => return Ok(by_ip.attach(Err::<(), _>(invalid.into()))),
     };
-    Ok(rate.attach(result.await))
+    let rate = by_ip.and(limit_login(limiter.as_ref(), ip, &email).await?);
+    let result = accounts.login(&email, &req.password, req.totp_code.as_deref(), client(ip, &headers)).await;
+    if result.is_ok() {
+        forgive_login(limiter.as_ref(), ip, &email).await;
+    }
+    Ok(rate.attach(result.map(|issued| Json(TokenResponse::from(issued))).map_err(Into::into)))
 }
 
 /// Exchange a refresh token for a new pair.
