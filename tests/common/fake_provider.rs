@@ -139,6 +139,16 @@ fn refusal(fault: &Fault) -> Option<Response> {
     }
 }
 
+/// Records the call and takes its fault: `Err` with the answer when it stops there (a wrong
+/// key, a scripted status), else the fault to apply after the work (a lost answer) if any.
+fn admit(state: &Shared, method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Option<Fault>, Box<Response>> {
+    let fault = arrive(state, method, uri, headers, body).map_err(|refused| Box::new(refused.into_response()))?;
+    match fault.as_ref().and_then(refusal) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(fault),
+    }
+}
+
 async fn answer(fault: Option<Fault>, status: u16, body: Value) -> Response {
     if let Some(Fault::LoseAnswer(delay)) = fault {
         tokio::time::sleep(delay).await;
@@ -147,13 +157,10 @@ async fn answer(fault: Option<Fault>, status: u16, body: Value) -> Response {
 }
 
 async fn create_intent(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let fault = match arrive(&state, method, &uri, &headers, &body) {
+    let fault = match admit(&state, method, &uri, &headers, &body) {
         Ok(fault) => fault,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = fault.as_ref().and_then(refusal) {
-        return refused;
-    }
     let (status, body) = {
         let mut p = state.lock().unwrap();
         let call = p.calls.last().unwrap().clone();
@@ -190,13 +197,10 @@ async fn create_intent(State(state): State<Shared>, method: Method, uri: Uri, he
 }
 
 async fn get_intent(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let fault = match arrive(&state, method, &uri, &headers, b"") {
+    let fault = match admit(&state, method, &uri, &headers, b"") {
         Ok(fault) => fault,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = fault.as_ref().and_then(refusal) {
-        return refused;
-    }
     let intent = state.lock().unwrap().intents.get(&id).cloned();
     match intent {
         Some(intent) => answer(fault, 200, intent).await,
@@ -205,13 +209,10 @@ async fn get_intent(State(state): State<Shared>, method: Method, uri: Uri, heade
 }
 
 async fn create_refund(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let fault = match arrive(&state, method, &uri, &headers, &body) {
+    let fault = match admit(&state, method, &uri, &headers, &body) {
         Ok(fault) => fault,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = fault.as_ref().and_then(refusal) {
-        return refused;
-    }
     let (status, body) = {
         let mut p = state.lock().unwrap();
         let call = p.calls.last().unwrap().clone();
