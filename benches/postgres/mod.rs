@@ -39,7 +39,8 @@ impl Scratch {
     /// Drops the database, closing whatever connections are still open on it.
     pub async fn remove(self) {
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await;
+            let dropped =
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await;
             if let Err(e) = dropped {
                 eprintln!("could not drop the scratch database {}: {e}", self.name);
             }
