@@ -6,18 +6,20 @@
 //! The load generator shares the machine with the servers, so compare the ratios printed
 //! here, not absolute figures across machines.
 
+mod baseline;
 mod common;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{abort, compare, expect_status, start_keel};
+use baseline::compare;
+use common::{abort, env_or, expect_status, start_keel};
 use keel::auth::password::Hasher;
 use serde_json::{Value, json};
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let secs: u64 = env_or("BENCH_SECS", 5);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -33,7 +35,8 @@ fn main() {
         let hash_time = samples[samples.len() / 2];
         let bound = cores as f64 / hash_time.as_secs_f64();
 
-        let (keel, _dir, _stop) = start_keel(&[]).await;
+        let server = start_keel(&[]).await;
+        let keel = server.base.clone();
         let client = reqwest::Client::new();
         let credentials = json!({"email": "bench@example.com", "password": "correct horse battery", "name": "Bench"});
         let registered = client.post(format!("{keel}/v1/auth/register")).json(&credentials).send().await.unwrap();
@@ -68,5 +71,6 @@ fn main() {
         })
         .await;
         println!("  = {:.0} % of the argon2 bound", 100.0 * login.rate() / bound);
+        server.stop().await;
     });
 }

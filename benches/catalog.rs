@@ -5,11 +5,13 @@
 //!
 //! Run: `cargo bench --bench catalog` (env: BENCH_SECS, BENCH_CONCURRENCY).
 
+mod baseline;
 mod common;
 
 use std::sync::Arc;
 
-use common::{abort, compare, expect_status, start_keel};
+use baseline::compare;
+use common::{abort, env_or, expect_status, start_keel};
 use keel::app::Services;
 use keel::config::Config;
 
@@ -23,14 +25,15 @@ fn cache_count(metrics: &str, result: &str) -> f64 {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let secs: u64 = env_or("BENCH_SECS", 5);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let (keel, dir, _stop) = start_keel(&[]).await;
+        let server = start_keel(&[]).await;
+        let keel = server.base.clone();
         // Seed the demo catalog through a second handle on the same database.
-        let config = Config::from_pairs([("data_dir", dir.display().to_string()), ("log", "error".to_owned())]).unwrap();
+        let config = Config::from_pairs([("data_dir", server.dir.display().to_string()), ("log", "error".to_owned())]).unwrap();
         let services = Services::build(&config).await.unwrap();
         let seeded = keel::demo::seed(&services).await.unwrap();
         services.store.close().await;
@@ -62,5 +65,6 @@ fn main() {
         let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
         let misses = cache_count(&after, "miss") - cache_count(&before, "miss");
         println!("cache hit ratio over the three phases: {:.4} ({hits} hits, {misses} misses)", hits / (hits + misses).max(1.0));
+        server.stop().await;
     });
 }

@@ -7,6 +7,8 @@
 //! Run: `cargo bench --bench jobs` (env: BENCH_JOBS, BENCH_EVENTS, BENCH_PG_URL — default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; set it to `off` to skip PostgreSQL).
 
+mod postgres;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use keel::events::{Bus, Effects, Event, LocalBus, NewEvent, Outbox};
 use keel::jobs::worker::{Worker, WorkerSettings};
 use keel::jobs::{Completion, Done, Job, JobHandler, JobState, Jobs, NewJob, Registry};
 use keel::store::{Store, StoreOptions};
+use postgres::Scratch;
 use tokio::sync::{Notify, watch};
 
 /// Does nothing but note which job ran, and tells the benchmark when `target` distinct jobs
@@ -62,22 +65,6 @@ async fn open(url: &str) -> Store {
         .expect("connecting");
     store.migrate().await.expect("migrating");
     store
-}
-
-async fn fresh_postgres(admin_url: &str) -> Option<(String, String)> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.ok()?;
-    let name = format!("keel_bench_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    Some((format!("{base}/{name}"), name))
-}
-
-async fn drop_postgres(admin_url: &str, name: &str) {
-    use sqlx::Connection as _;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
-    }
 }
 
 /// Enqueues `count` no-op jobs from 8 tasks, then runs them with 4 workers of `slots` each.
@@ -170,20 +157,19 @@ async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
 fn main() {
     let count: usize = std::env::var("BENCH_JOBS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
     let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
-    let pg_admin = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = std::env::temp_dir().join(format!("keel-bench-jobs-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut backends = vec![("SQLite", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()), None)];
-        if pg_admin != "off" {
-            match fresh_postgres(&pg_admin).await {
-                Some((url, name)) => backends.push(("PostgreSQL", url, Some(name))),
-                None => println!("PostgreSQL not reachable at BENCH_PG_URL; skipping it"),
+        if let Some(admin_url) = postgres::admin_url() {
+            match Scratch::create(&admin_url).await {
+                Ok(scratch) => backends.push(("PostgreSQL", scratch.url.clone(), Some(scratch))),
+                Err(e) => println!("PostgreSQL skipped: {e}"),
             }
         }
         println!("\nkeel jobs benchmark — {count} no-op jobs per run (8 concurrent enqueuers; 4 workers), {events} events");
-        for (name, url, pg_name) in backends {
+        for (name, url, scratch) in backends {
             let store = open(&url).await;
             for slots in [1, 8] {
                 let (enqueue, complete, repeats) = jobs_per_second(&store, count, slots).await;
@@ -194,8 +180,8 @@ fn main() {
             let (p50, p99) = outbox_latency(&store, events).await;
             println!("{name:<11} outbox→subscriber p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
             store.close().await;
-            if let Some(db) = pg_name {
-                drop_postgres(&pg_admin, &db).await;
+            if let Some(scratch) = scratch {
+                scratch.remove().await;
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,7 @@
-//! The load driver shared by the HTTP benchmarks: concurrent clients for a fixed time,
-//! the Keel server on a fresh SQLite database, and a bare axum handler answering a body of the
-//! same size as the baseline of each phase. A phase with errors, or with no request completed,
-//! aborts the benchmark (exit code 1) instead of printing a meaningless rate.
+//! The load driver shared by the HTTP benchmarks: concurrent clients for a fixed time, their
+//! latencies, and Keel serving in-process on a fresh database (the bare baseline the read
+//! benchmarks compare it to is in `baseline/`). A phase with errors, or with no request
+//! completed, aborts the benchmark (exit code 1) instead of printing a meaningless rate.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,12 +63,13 @@ pub fn abort(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Drives `concurrency` clients for `secs`, each sending `make(client)` in a loop; `make`
-/// says what went wrong when a request fails.
-pub async fn drive<F, Fut>(concurrency: usize, secs: u64, make: F) -> Report
+/// Runs `concurrency` clients for `secs`, client `i` calling `make(i)` in a loop; each call
+/// returns the latency of the part it times (its whole work, or one request of several), or
+/// what went wrong.
+pub async fn run_clients<F, Fut>(concurrency: usize, secs: u64, make: F) -> Report
 where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Duration, String>> + Send,
 {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
@@ -76,15 +77,13 @@ where
     let first_error = Arc::new(Mutex::new(None));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
         let (make, stop, errors, first_error) = (make.clone(), stop.clone(), errors.clone(), first_error.clone());
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match make(client.clone()).await {
-                    Ok(()) => latencies.push(t.elapsed().as_micros() as u64),
+                match make(i).await {
+                    Ok(took) => latencies.push(took.as_micros() as u64),
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         first_error.lock().unwrap().get_or_insert(e);
@@ -106,6 +105,11 @@ where
     Report { requests: latencies_us.len() as u64, errors: errors.load(Ordering::Relaxed), first_error, elapsed, latencies_us }
 }
 
+/// An HTTP client of its own for one simulated client: one kept-alive connection.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap()
+}
+
 /// Sends a request and succeeds on `status`; returns the body length.
 pub async fn expect_status(request: reqwest::RequestBuilder, status: u16) -> Result<usize, String> {
     let response = request.send().await.map_err(|e| format!("request failed: {e}"))?;
@@ -114,30 +118,29 @@ pub async fn expect_status(request: reqwest::RequestBuilder, status: u16) -> Res
     if got == status { Ok(body.len()) } else { Err(format!("status {got} (expected {status}): {}", String::from_utf8_lossy(&body))) }
 }
 
-/// Runs one phase against Keel, then the same load against a bare handler answering a body of
-/// the same size, and prints both with their ratio. Aborts when either phase had errors.
-pub async fn compare<F, Fut>(name: &str, concurrency: usize, secs: u64, body_bytes: usize, keel: F) -> Report
-where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    let keel_report = drive(concurrency, secs, keel).await;
-    keel_report.require_clean(name);
-    let bare = Arc::new(start_bare(body_bytes).await);
-    let bare_report = drive(concurrency, secs, move |c| {
-        let bare = bare.clone();
-        async move { expect_status(c.get(bare.as_str()), 200).await.map(drop) }
-    })
-    .await;
-    let bare_name = format!("bare handler, {body_bytes} B body");
-    bare_report.require_clean(&bare_name);
-    println!("{}", keel_report.line(name));
-    println!("{}", bare_report.line(&format!("  {bare_name}")));
-    println!("  keel/bare = {:.2}", keel_report.rate() / bare_report.rate());
-    keel_report
+/// Keel serving in this process on a fresh data directory.
+pub struct Keel {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub dir: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-pub async fn start_keel(extra: &[(&str, &str)]) -> (String, std::path::PathBuf, tokio::sync::oneshot::Sender<()>) {
+impl Keel {
+    /// Shuts the server down and waits until its workers have stopped and its pools are closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Ok(Err(e)) = self.served.await {
+            abort(&format!("keel did not stop cleanly: {e:#}"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts Keel on a fresh data directory (SQLite unless `extra` sets `database_url`), with the
+/// sign-in rate limits off; `extra` adds or overrides settings.
+pub async fn start_keel(extra: &[(&str, &str)]) -> Keel {
     let dir = std::env::temp_dir().join(format!("keel-bench-{}", uuid::Uuid::now_v7().simple()));
     let config = vec![
         ("listen", "127.0.0.1:0".to_owned()),
@@ -155,23 +158,14 @@ pub async fn start_keel(extra: &[(&str, &str)]) -> (String, std::path::PathBuf, 
     let config = Config::from_pairs(config).unwrap();
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(app.run_until(async move {
+    let (stop, rx) = tokio::sync::oneshot::channel();
+    let served = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    (base, dir, tx)
+    Keel { base, dir, stop, served }
 }
 
-/// The baseline: the smallest axum handler, answering any request with a JSON body of exactly
-/// `bytes` bytes (the size of what the Keel route under test answers).
-pub async fn start_bare(bytes: usize) -> String {
-    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes.saturating_sub(10)));
-    let app = axum::Router::new().fallback(move || {
-        let body = body.clone();
-        async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+/// `name` parsed from the environment, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -18,13 +18,14 @@ pub struct StoredCart {
 pub trait CartRepo: Send + Sync {
     async fn load(&self, user_id: &str) -> Result<StoredCart, StoreError>;
     /// Creates the user's cart row or, if it exists, locks it for the rest of the transaction.
-    /// Every cart write takes this first, so two writes to one cart lock `carts` before
-    /// `cart_items` in the same order and cannot deadlock.
+    /// Every cart write takes this first (`delete` locks the row by deleting it first), so two
+    /// writes to one cart lock `carts` before `cart_items` in the same order and cannot deadlock.
     async fn lock(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Sets a line's quantity; 0 removes the line.
     async fn set_quantity(&self, tx: &mut Tx, user_id: &str, product_id: &str, quantity: u32, now: DateTime<Utc>)
     -> Result<(), StoreError>;
-    /// Removes the cart row and every line.
+    /// Removes the cart row (its first step, which takes the lock of [`CartRepo::lock`]), then
+    /// every line.
     async fn delete(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError>;
     async fn set_coupon(&self, tx: &mut Tx, user_id: &str, code: Option<&str>) -> Result<(), StoreError>;
 }
@@ -49,16 +50,23 @@ struct SqlCarts<DB: Backend> {
 impl<DB: Backend> CartRepo for SqlCarts<DB> {
     async fn load(&self, user_id: &str) -> Result<StoredCart, StoreError> {
         let mut conn = self.db.reader().await?;
-        let coupon = Sql::<DB>::new("SELECT coupon_code FROM carts WHERE user_id = $1").bind(user_id).fetch_optional(&mut conn).await?;
-        let rows = Sql::<DB>::new("SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY added_at, product_id")
-            .bind(user_id)
-            .fetch_all(&mut conn)
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| Ok((r.text("product_id")?, u32::try_from(r.int("quantity")?).unwrap_or(0))))
-            .collect::<Result<_, StoreError>>()?;
-        Ok(StoredCart { coupon_code: coupon.map(|r| r.opt_text("coupon_code")).transpose()?.flatten(), items })
+        // One read: every line is written after its cart row (`lock`), so a cart's lines are
+        // all joined to it; a cart without lines is one row with no product.
+        let rows = Sql::<DB>::new(
+            "SELECT c.coupon_code, i.product_id, i.quantity FROM carts c LEFT JOIN cart_items i ON i.user_id = c.user_id \
+             WHERE c.user_id = $1 ORDER BY i.added_at, i.product_id",
+        )
+        .bind(user_id)
+        .fetch_all(&mut conn)
+        .await?;
+        let mut cart = StoredCart::default();
+        for r in &rows {
+            cart.coupon_code = r.opt_text("coupon_code")?;
+            if let Some(product_id) = r.opt_text("product_id")? {
+                cart.items.push((product_id, u32::try_from(r.int("quantity")?).unwrap_or(0)));
+            }
+        }
+        Ok(cart)
     }
 
     async fn lock(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -105,8 +113,8 @@ impl<DB: Backend> CartRepo for SqlCarts<DB> {
 
     async fn delete(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
         let conn = tx.conn::<DB>()?;
-        Sql::<DB>::new("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(conn).await?;
         Sql::<DB>::new("DELETE FROM carts WHERE user_id = $1").bind(user_id).execute(conn).await?;
+        Sql::<DB>::new("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(conn).await?;
         Ok(())
     }
 

@@ -158,7 +158,6 @@ impl Carts {
 
     /// Empties the cart as one step of the caller's unit of work (checkout, when the order is paid).
     pub async fn clear_in(&self, tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
-        self.repo.lock(tx, user_id, now()).await?;
         self.repo.delete(tx, user_id).await
     }
 

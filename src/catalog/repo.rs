@@ -76,10 +76,10 @@ pub trait CatalogRepo: Send + Sync {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Reserves `quantity` units of an active product if that many are available; false
-    /// otherwise. The conditional update is atomic on both backends: concurrent holds never
-    /// take more than is available.
-    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<bool, StoreError>;
+    /// Reserves `quantity` units of an active product if that many are available, and returns
+    /// the product as it is then; `None` otherwise. The conditional update is atomic on both
+    /// backends: concurrent holds never take more than is available.
+    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<Option<Product>, StoreError>;
     async fn insert_reservation(
         &self,
         tx: &mut Tx,
@@ -91,8 +91,9 @@ pub trait CatalogRepo: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Ends a held reservation; its (product id, quantity), or `None` when it was not held.
     async fn end_reservation(&self, tx: &mut Tx, id: &str, outcome: Settle) -> Result<Option<(String, i64)>, StoreError>;
-    /// Gives back `quantity` reserved units, of which `sold` leave on hand.
-    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<(), StoreError>;
+    /// Gives back `quantity` reserved units, of which `sold` leave on hand, and returns the
+    /// product as it is then (`None` when there is no such product).
+    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<Option<Product>, StoreError>;
 }
 
 /// The catalog repository of `store`'s backend, showing prices in `currency`.
@@ -116,6 +117,13 @@ impl<DB: Backend> SqlCatalog<DB> {
     async fn fetch(&self, conn: &mut DB::Connection, id: &str) -> Result<Option<Product>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
         let row = Sql::<DB>::assembled(sql).bind(id).fetch_optional(conn).await?;
+        row.map(|r| product_from(&r, &self.currency)).transpose()
+    }
+
+    /// Runs a stock update ending in `RETURNING` the product's columns: the product as the
+    /// update left it, without reading it again.
+    async fn update_returning(&self, conn: &mut DB::Connection, sql: Sql<DB>) -> Result<Option<Product>, StoreError> {
+        let row = sql.fetch_optional(conn).await?;
         row.map(|r| product_from(&r, &self.currency)).transpose()
     }
 }
@@ -264,13 +272,11 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
         Ok(())
     }
 
-    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<bool, StoreError> {
-        let n = Sql::<DB>::new("UPDATE products SET reserved = reserved + $2 WHERE id = $1 AND active = TRUE AND on_hand - reserved >= $2")
-            .bind(product_id)
-            .bind(quantity)
-            .execute(tx.conn::<DB>()?)
-            .await?;
-        Ok(n == 1)
+    async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<Option<Product>, StoreError> {
+        let sql = format!(
+            "UPDATE products SET reserved = reserved + $2 WHERE id = $1 AND active = TRUE AND on_hand - reserved >= $2 RETURNING {COLUMNS}"
+        );
+        self.update_returning(tx.conn::<DB>()?, Sql::<DB>::assembled(sql).bind(product_id).bind(quantity)).await
     }
 
     async fn insert_reservation(
@@ -309,13 +315,8 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
         row.map(|r| Ok((r.text("product_id")?, r.int("quantity")?))).transpose()
     }
 
-    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<(), StoreError> {
-        Sql::<DB>::new("UPDATE products SET reserved = reserved - $2, on_hand = on_hand - $3 WHERE id = $1")
-            .bind(product_id)
-            .bind(quantity)
-            .bind(sold)
-            .execute(tx.conn::<DB>()?)
-            .await?;
-        Ok(())
+    async fn unhold(&self, tx: &mut Tx, product_id: &str, quantity: i64, sold: i64) -> Result<Option<Product>, StoreError> {
+        let sql = format!("UPDATE products SET reserved = reserved - $2, on_hand = on_hand - $3 WHERE id = $1 RETURNING {COLUMNS}");
+        self.update_returning(tx.conn::<DB>()?, Sql::<DB>::assembled(sql).bind(product_id).bind(quantity).bind(sold)).await
     }
 }

@@ -186,12 +186,12 @@ impl Catalog {
     pub async fn hold_in(&self, tx: &mut Tx, product_id: &str, quantity: i64, ttl: Duration) -> Result<Option<String>, CatalogError> {
         let at = now();
         let until = at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?;
-        if !self.repo.hold(tx, product_id, quantity).await? {
+        let Some(held) = self.repo.hold(tx, product_id, quantity).await? else {
             return Ok(None);
-        }
+        };
         let id = crate::ids::new("rsv");
         self.repo.insert_reservation(tx, &id, product_id, quantity, until, at).await?;
-        self.announced(tx, product_id).await?;
+        announce(&held).write(tx, at).await?;
         Ok(Some(id))
     }
 
@@ -229,8 +229,9 @@ impl Catalog {
         };
         // Committed units are sold and leave on hand; released ones are available again.
         let sold = if outcome == Settle::Commit { quantity } else { 0 };
-        self.repo.unhold(tx, &product_id, quantity, sold).await?;
-        self.announced(tx, &product_id).await?;
+        let product =
+            self.repo.unhold(tx, &product_id, quantity, sold).await?.ok_or_else(|| StoreError::Corrupt("product vanished".into()))?;
+        announce(&product).write(tx, now()).await?;
         Ok(Some(product_id))
     }
 

@@ -93,6 +93,9 @@ impl Effects {
         for event in &self.events {
             repo::record_in::<DB>(conn, event, now).await?;
         }
+        if !self.events.is_empty() {
+            repo::wake_relays_in::<DB>(conn).await?;
+        }
         Ok(())
     }
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use super::{Bus, Event, NewEvent};
 use crate::store::{Backend, Build, Columns, Db, Lease, Sql, Store, StoreError, Tx};
 
-/// Records `event` on the caller's connection, inside its transaction.
+/// Records `event` on the caller's connection, inside its transaction; the caller wakes the
+/// relays ([`wake_relays_in`]) once for all the events it records.
 pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
     let id = crate::ids::new("evt");
     Sql::<DB>::new("INSERT INTO events (id, kind, user_id, data, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -18,10 +19,16 @@ pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &Ne
         .bind(now)
         .execute(conn)
         .await?;
+    Ok(id)
+}
+
+/// Wakes the event relays of every process when the caller's transaction commits (PostgreSQL;
+/// elsewhere relays are woken in-process and poll).
+pub(super) async fn wake_relays_in<DB: Backend>(conn: &mut DB::Connection) -> Result<(), StoreError> {
     if let Some(notify) = DB::NOTIFY_EVENTS {
         Sql::<DB>::new(notify).execute(conn).await?;
     }
-    Ok(id)
+    Ok(())
 }
 
 /// An event from a row of `publish_seq, id, kind, user_id, data, created_at`.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::{Bus, Event, Outbox};
 
@@ -24,8 +25,12 @@ pub trait Subscriber: Send + Sync + 'static {
     }
 }
 
-/// A durable subscriber records its offset when the bus is idle, or after this many events.
+/// A durable subscriber records its offset after this many events, when the bus is idle (at
+/// most once per [`SAVE_INTERVAL`]), and when it stops. Each save is a write transaction, so
+/// under a steady stream of events saving at every idle moment would cost several commits for
+/// every use case that emits an event; a crash re-handles what came after the last save.
 const SAVE_EVERY: u32 = 100;
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Handles the outbox's published events after `after`, oldest first; returns the last
 /// handled id (or `after` when there were none).
@@ -94,19 +99,36 @@ pub async fn run(sub: Arc<dyn Subscriber>, bus: Arc<dyn Bus>, outbox: Arc<Outbox
         }
     }
     let mut unsaved = 0u32;
+    let mut saved_at = Instant::now();
     loop {
+        // Handled events not yet recorded are recorded once the interval since the last save
+        // is over, even if no other event comes.
+        let save_due = (sub.durable() && unsaved > 0).then(|| saved_at + SAVE_INTERVAL);
         let received = tokio::select! {
             received = events.recv() => received,
-            _ = stop.changed() => return,
+            () = tokio::time::sleep_until(save_due.unwrap_or_else(Instant::now)), if save_due.is_some() => {
+                if let Some(last) = &last_id {
+                    save(sub.as_ref(), outbox.as_ref(), last).await;
+                }
+                (unsaved, saved_at) = (0, Instant::now());
+                continue;
+            }
+            _ = stop.changed() => {
+                if let Some(last) = last_id.as_deref().filter(|_| sub.durable() && unsaved > 0) {
+                    save(sub.as_ref(), outbox.as_ref(), last).await;
+                }
+                return;
+            }
         };
         match received {
             Ok(event) => {
                 handle_until_done(sub.as_ref(), &event, &stop).await;
                 last_id = Some(event.id.clone());
                 unsaved += 1;
-                if sub.durable() && (events.is_empty() || unsaved >= SAVE_EVERY) {
+                let idle = events.is_empty() && saved_at.elapsed() >= SAVE_INTERVAL;
+                if sub.durable() && (idle || unsaved >= SAVE_EVERY) {
                     save(sub.as_ref(), outbox.as_ref(), &event.id).await;
-                    unsaved = 0;
+                    (unsaved, saved_at) = (0, Instant::now());
                 }
             }
             Err(RecvError::Lagged(missed)) => {

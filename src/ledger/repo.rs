@@ -33,12 +33,10 @@ pub struct Audit {
 /// Reads use the reader pool; every write is one step of the caller's unit of work.
 #[async_trait::async_trait]
 pub trait LedgerRepo: Send + Sync {
-    /// Creates the account at balance 0 if it does not exist yet.
-    async fn open_account(&self, tx: &mut Tx, account: &Account, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Adds `amount` to the cached balance and returns the new balance; `None` when the
-    /// constraint that keeps wallets from going negative refused it (the transaction must then
-    /// roll back).
-    async fn add_to_balance(&self, tx: &mut Tx, account: &Account, amount: i64) -> Result<Option<i64>, StoreError>;
+    /// Adds `amount` to the cached balance, opening the account (from 0) if it does not exist
+    /// yet, and returns the new balance; `None` when the constraint that keeps wallets from
+    /// going negative refused it (the transaction must then roll back).
+    async fn add_to_balance(&self, tx: &mut Tx, account: &Account, amount: i64, now: DateTime<Utc>) -> Result<Option<i64>, StoreError>;
     async fn insert_transaction(
         &self,
         tx: &mut Tx,
@@ -90,26 +88,31 @@ fn kind_name(kind: AccountKind) -> &'static str {
 
 #[async_trait::async_trait]
 impl<DB: Backend> LedgerRepo for SqlLedger<DB> {
-    async fn open_account(&self, tx: &mut Tx, account: &Account, now: DateTime<Utc>) -> Result<(), StoreError> {
-        Sql::<DB>::new(
-            "INSERT INTO ledger_accounts (account, kind, balance, created_at) VALUES ($1, $2, 0, $3) ON CONFLICT (account) DO NOTHING",
-        )
-        .bind(account.to_string())
-        .bind(kind_name(account.kind()))
-        .bind(now)
-        .execute(tx.conn::<DB>()?)
-        .await?;
-        Ok(())
-    }
-
-    async fn add_to_balance(&self, tx: &mut Tx, account: &Account, amount: i64) -> Result<Option<i64>, StoreError> {
+    async fn add_to_balance(&self, tx: &mut Tx, account: &Account, amount: i64, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        // The account usually exists: one statement. Otherwise it is opened with the amount as
+        // its balance (both databases check a constraint on the row an upsert proposes, so the
+        // insert cannot start from 0 and add); a concurrent opening lands in the update.
         let updated = Sql::<DB>::new("UPDATE ledger_accounts SET balance = balance + $2 WHERE account = $1 RETURNING balance")
             .bind(account.to_string())
             .bind(amount)
-            .fetch_one(tx.conn::<DB>()?)
+            .fetch_optional(tx.conn::<DB>()?)
             .await;
+        let updated = match updated {
+            Ok(None) => Sql::<DB>::new(
+                "INSERT INTO ledger_accounts (account, kind, balance, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account) DO UPDATE SET balance = ledger_accounts.balance + excluded.balance RETURNING balance",
+            )
+            .bind(account.to_string())
+            .bind(kind_name(account.kind()))
+            .bind(amount)
+            .bind(now)
+            .fetch_one(tx.conn::<DB>()?)
+            .await
+            .map(Some),
+            other => other,
+        };
         match updated {
-            Ok(row) => Ok(Some(row.int("balance")?)),
+            Ok(row) => row.map(|r| r.int("balance")).transpose(),
             Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_check_violation() => Ok(None),
             Err(e) => Err(e),
         }

@@ -75,8 +75,7 @@ impl Ledger {
         postings.sort_by(|a, b| a.account.cmp(&b.account));
         let mut balances = Vec::with_capacity(postings.len());
         for posting in postings {
-            self.repo.open_account(tx, &posting.account, at).await?;
-            let balance = self.repo.add_to_balance(tx, &posting.account, posting.amount).await?.ok_or(PostError::InsufficientFunds)?;
+            let balance = self.repo.add_to_balance(tx, &posting.account, posting.amount, at).await?.ok_or(PostError::InsufficientFunds)?;
             self.repo.insert_entry(tx, &id, &posting.account, posting.amount, balance, at).await?;
             balances.push((posting.account.clone(), balance));
         }
