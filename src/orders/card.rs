@@ -195,9 +195,14 @@ impl Orders {
                 Outcome::Paid(Some(r)) if matches!(order.status, OrderStatus::Cancelled | OrderStatus::Failed) => Some(r.clone()),
                 _ => None,
             };
-            let result = match settler {
-                Settler::Checkout { .. } => Err(StateError::InvalidState { from: order.status, event: EventKind::Pay }.into()),
-                Settler::Later { .. } => Ok(None),
+            let result = match (settler, outcome) {
+                // The webhook was faster than the charge's own answer: the checkout answers as if it had settled.
+                (Settler::Checkout { claim, .. }, Outcome::Paid(_)) if order.status == OrderStatus::Paid => {
+                    self.carts.clear_in(&mut tx, &order.user_id).await?;
+                    Ok(Some(self.answer(&mut tx, &order, StatusCode::CREATED, claim).await?))
+                }
+                (Settler::Checkout { .. }, _) => Err(StateError::InvalidState { from: order.status, event: EventKind::Pay }.into()),
+                (Settler::Later { .. }, _) => Ok(None),
             };
             return Ok((tx, (order, result, void)));
         }

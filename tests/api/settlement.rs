@@ -172,6 +172,31 @@ async fn the_webhook_settles_a_pending_order_once_and_a_redelivery_changes_nothi
 }
 
 #[tokio::test]
+async fn a_webhook_faster_than_the_charges_answer_leaves_the_checkout_a_201_and_one_payment() {
+    let fake = FakeProvider::start().await;
+    let app = app_on_fake(&fake, &[("payment_timeout_ms", "10000"), ("payment_webhook_secret", SECRET)]).await;
+    let (admin, mug, ada) = shop(&app).await;
+    add(&app, &ada, &mug, 2).await;
+    // The charge is taken at once but its answer takes 3 s; the webhook comes in between.
+    fake.script([Fault::LoseAnswer(Duration::from_secs(3))]);
+    let body = json!({ "payment_method": "card", "card_token": "tok_visa" });
+    let (placed, id) = tokio::join!(checkout(&app, &ada, &body), async {
+        let id = eventually(30, "the pending order", || async {
+            let orders = app.get_authed("/v1/admin/orders?status=pending_payment", &admin.access).await.expect(200).json();
+            orders["data"][0]["id"].as_str().map(str::to_owned)
+        })
+        .await;
+        webhook(&app, &event("evt_fast", "payment_intent.succeeded", &id, 2500, "usd")).await.expect(200);
+        id
+    });
+    let placed = placed.expect(201).json();
+    assert_eq!((placed["id"].as_str(), placed["status"].as_str()), (Some(id.as_str()), Some("paid")));
+    assert_eq!(verify(&app, &admin).await["entries"], 2, "paid once");
+    assert_eq!(available(&app, &mug).await, 8);
+    assert_eq!(app.get_authed("/v1/cart", &ada.access).await.expect(200).json()["items"], json!([]));
+}
+
+#[tokio::test]
 async fn a_webhook_for_another_amount_or_currency_never_marks_the_order_paid() {
     let fake = FakeProvider::start().await;
     let app = app_on(&fake, "3600").await;
