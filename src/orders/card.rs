@@ -315,8 +315,9 @@ impl Orders {
     /// provider still has not answered: the job tries again later.
     async fn reconcile(&self, order_id: &str, card_token: String) -> anyhow::Result<()> {
         let Some(order) = self.repo.get(order_id).await? else { anyhow::bail!("order {order_id} does not exist") };
-        if order.status != OrderStatus::PendingPayment {
-            // Settled by the webhook first, or cancelled.
+        // Settled by the webhook first. A cancelled order is still asked about: a charge taken
+        // for it must go back (settling finds it cancelled and refunds the charge whole).
+        if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::Cancelled) {
             return Ok(());
         }
         let request = self.charge_request(&order, card_token);

@@ -256,6 +256,26 @@ async fn a_charge_found_for_an_order_cancelled_meanwhile_is_given_back_whole() {
 }
 
 #[tokio::test]
+async fn reconciliation_gives_back_a_charge_taken_for_an_order_cancelled_while_pending() {
+    let fake = FakeProvider::start().await;
+    let app = app_on(&fake, "2").await;
+    let Pending { admin, ada, mug, order: pending } = pending_order(&app, &fake).await;
+    let id = pending["id"].as_str().unwrap();
+    app.post_json_authed(&format!("/v1/orders/{id}/cancel"), &ada.access, &json!({})).await.expect(200);
+
+    let refunds = eventually(30, "the void refund", || async {
+        let refunds: Vec<_> = fake.calls().into_iter().filter(|c| c.path == "/v1/refunds").collect();
+        (!refunds.is_empty()).then_some(refunds)
+    })
+    .await;
+    assert_eq!((refunds[0].field("payment_intent"), refunds[0].field("amount")), (Some("pi_fake_1"), Some("2500")));
+    assert_eq!(refunds[0].idempotency_key, Some(format!("keel_void_{id}")));
+    assert_eq!(order(&app, &ada, id).await["status"], "cancelled");
+    assert_eq!(available(&app, &mug).await, 10);
+    assert_eq!(verify(&app, &admin).await["entries"], 0);
+}
+
+#[tokio::test]
 async fn unsigned_forged_stale_and_unconfigured_webhooks_are_400_invalid_signature() {
     let fake = FakeProvider::start().await;
     let app = app_on(&fake, "3600").await;
