@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::checkout::{add, available, checkout, shop};
-use crate::fake_provider::{FakeProvider, Fault};
+use crate::fake_provider::{Call, FakeProvider, Fault};
 use crate::helpers::{Reply, TestApp, Tokens, spawn_app};
 use crate::payments_faults::app_on_fake;
 use crate::support::{eventually, mail_files};
@@ -94,6 +94,19 @@ async fn webhook(app: &TestApp, body: &str) -> Reply {
 
 fn charge_keys(fake: &FakeProvider) -> Vec<Option<String>> {
     fake.calls().into_iter().filter(|c| c.path == "/v1/payment_intents").map(|c| c.idempotency_key).collect()
+}
+
+fn refund_calls(fake: &FakeProvider) -> Vec<Call> {
+    fake.calls().into_iter().filter(|c| c.path == "/v1/refunds").collect()
+}
+
+/// The refund calls, once the void of a charge has reached the provider.
+async fn void_refunds(fake: &FakeProvider) -> Vec<Call> {
+    eventually(30, "the void refund", || async {
+        let refunds = refund_calls(fake);
+        (!refunds.is_empty()).then_some(refunds)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -227,7 +240,7 @@ async fn a_failed_payment_webhook_fails_the_pending_order_and_releases_its_stock
     webhook(&app, &event("evt_s", "payment_intent.succeeded", id, 2500, "usd")).await.expect(200);
     assert_eq!(order(&app, &ada, id).await["status"], "failed");
     assert_eq!(verify(&app, &admin).await["entries"], 0);
-    let voids: Vec<_> = fake.calls().into_iter().filter(|c| c.path == "/v1/refunds").collect();
+    let voids = refund_calls(&fake);
     assert_eq!(voids.len(), 1, "{voids:?}");
     assert_eq!(voids[0].idempotency_key, Some(format!("keel_void_{id}")));
     assert_eq!((voids[0].field("payment_intent"), voids[0].field("amount")), (Some("pi_from_webhook"), Some("2500")));
@@ -244,11 +257,7 @@ async fn a_charge_found_for_an_order_cancelled_meanwhile_is_given_back_whole() {
 
     // The provider's late success event meets the cancelled order: the charge goes back.
     webhook(&app, &event("evt_late", "payment_intent.succeeded", id, 2500, "usd")).await.expect(200);
-    let refunds = eventually(30, "the void refund", || async {
-        let refunds: Vec<_> = fake.calls().into_iter().filter(|c| c.path == "/v1/refunds").collect();
-        (!refunds.is_empty()).then_some(refunds)
-    })
-    .await;
+    let refunds = void_refunds(&fake).await;
     assert_eq!(refunds[0].field("amount"), Some("2500"));
     assert_eq!(order(&app, &ada, id).await["status"], "cancelled");
     assert_eq!(available(&app, &mug).await, 10);
@@ -263,11 +272,7 @@ async fn reconciliation_gives_back_a_charge_taken_for_an_order_cancelled_while_p
     let id = pending["id"].as_str().unwrap();
     app.post_json_authed(&format!("/v1/orders/{id}/cancel"), &ada.access, &json!({})).await.expect(200);
 
-    let refunds = eventually(30, "the void refund", || async {
-        let refunds: Vec<_> = fake.calls().into_iter().filter(|c| c.path == "/v1/refunds").collect();
-        (!refunds.is_empty()).then_some(refunds)
-    })
-    .await;
+    let refunds = void_refunds(&fake).await;
     assert_eq!((refunds[0].field("payment_intent"), refunds[0].field("amount")), (Some("pi_fake_1"), Some("2500")));
     assert_eq!(refunds[0].idempotency_key, Some(format!("keel_void_{id}")));
     assert_eq!(order(&app, &ada, id).await["status"], "cancelled");
