@@ -149,6 +149,20 @@ fn admit(state: &Shared, method: Method, uri: &Uri, headers: &HeaderMap, body: &
     }
 }
 
+/// Stripe's idempotency: the first answer under a key is replayed for that key; `work` makes
+/// it for a new key (and for every request without one).
+fn idempotent(state: &Shared, work: impl FnOnce(&mut Provider, &Call) -> (u16, Value)) -> (u16, Value) {
+    let mut p = state.lock().unwrap();
+    let call = p.calls.last().unwrap().clone();
+    let key = call.idempotency_key.clone().unwrap_or_default();
+    if let Some(first) = p.answers.get(&key).filter(|_| !key.is_empty()) {
+        return first.clone();
+    }
+    let first = work(&mut p, &call);
+    p.answers.insert(key, first.clone());
+    first
+}
+
 async fn answer(fault: Option<Fault>, status: u16, body: Value) -> Response {
     if let Some(Fault::LoseAnswer(delay)) = fault {
         tokio::time::sleep(delay).await;
@@ -161,38 +175,29 @@ async fn create_intent(State(state): State<Shared>, method: Method, uri: Uri, he
         Ok(fault) => fault,
         Err(refused) => return *refused,
     };
-    let (status, body) = {
-        let mut p = state.lock().unwrap();
-        let call = p.calls.last().unwrap().clone();
-        let key = call.idempotency_key.clone().unwrap_or_default();
-        if let Some(first) = p.answers.get(&key).filter(|_| !key.is_empty()) {
-            first.clone()
-        } else {
-            p.next_id += 1;
-            let id = format!("pi_fake_{}", p.next_id);
-            let amount: i64 = call.field("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
-            let declined = match call.field("payment_method") {
-                Some("tok_chargeDeclined") => Some("generic_decline"),
-                Some("tok_insufficientFunds") => Some("insufficient_funds"),
-                _ => None,
-            };
-            let intent = json!({
-                "id": id, "object": "payment_intent", "amount": amount, "currency": call.field("currency"),
-                "status": if declined.is_some() { "requires_payment_method" } else { "succeeded" },
-                "last_payment_error": declined.map(|code| json!({"type": "card_error", "code": "card_declined", "decline_code": code})),
-            });
-            p.intents.insert(id.clone(), intent.clone());
-            let first = match declined {
-                Some(code) => (
-                    402,
-                    json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": code, "message": "Your card was declined.", "payment_intent": intent}}),
-                ),
-                None => (200, intent),
-            };
-            p.answers.insert(key, first.clone());
-            first
+    let (status, body) = idempotent(&state, |p, call| {
+        p.next_id += 1;
+        let id = format!("pi_fake_{}", p.next_id);
+        let amount: i64 = call.field("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let declined = match call.field("payment_method") {
+            Some("tok_chargeDeclined") => Some("generic_decline"),
+            Some("tok_insufficientFunds") => Some("insufficient_funds"),
+            _ => None,
+        };
+        let intent = json!({
+            "id": id, "object": "payment_intent", "amount": amount, "currency": call.field("currency"),
+            "status": if declined.is_some() { "requires_payment_method" } else { "succeeded" },
+            "last_payment_error": declined.map(|code| json!({"type": "card_error", "code": "card_declined", "decline_code": code})),
+        });
+        p.intents.insert(id.clone(), intent.clone());
+        match declined {
+            Some(code) => (
+                402,
+                json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": code, "message": "Your card was declined.", "payment_intent": intent}}),
+            ),
+            None => (200, intent),
         }
-    };
+    });
     answer(fault, status, body).await
 }
 
@@ -213,34 +218,25 @@ async fn create_refund(State(state): State<Shared>, method: Method, uri: Uri, he
         Ok(fault) => fault,
         Err(refused) => return *refused,
     };
-    let (status, body) = {
-        let mut p = state.lock().unwrap();
-        let call = p.calls.last().unwrap().clone();
-        let key = call.idempotency_key.clone().unwrap_or_default();
-        if let Some(first) = p.answers.get(&key).filter(|_| !key.is_empty()) {
-            first.clone()
-        } else {
-            let intent_id = call.field("payment_intent").unwrap_or_default().to_owned();
-            let amount: i64 = call.field("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
-            let charged = p.intents.get(&intent_id).and_then(|i| i["amount"].as_i64());
-            let refunded = p.refunded.get(&intent_id).copied().unwrap_or(0);
-            let first = match charged {
-                None => (404, json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
-                Some(charged) if amount <= 0 || refunded + amount > charged => {
-                    (400, json!({"error": {"type": "invalid_request_error", "code": "amount_too_large"}}))
-                }
-                Some(_) => {
-                    p.next_id += 1;
-                    *p.refunded.entry(intent_id.clone()).or_default() += amount;
-                    (
-                        200,
-                        json!({"id": format!("re_fake_{}", p.next_id), "object": "refund", "amount": amount, "payment_intent": intent_id, "status": "succeeded"}),
-                    )
-                }
-            };
-            p.answers.insert(key, first.clone());
-            first
+    let (status, body) = idempotent(&state, |p, call| {
+        let intent_id = call.field("payment_intent").unwrap_or_default().to_owned();
+        let amount: i64 = call.field("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let charged = p.intents.get(&intent_id).and_then(|i| i["amount"].as_i64());
+        let refunded = p.refunded.get(&intent_id).copied().unwrap_or(0);
+        match charged {
+            None => (404, json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
+            Some(charged) if amount <= 0 || refunded + amount > charged => {
+                (400, json!({"error": {"type": "invalid_request_error", "code": "amount_too_large"}}))
+            }
+            Some(_) => {
+                p.next_id += 1;
+                *p.refunded.entry(intent_id.clone()).or_default() += amount;
+                (
+                    200,
+                    json!({"id": format!("re_fake_{}", p.next_id), "object": "refund", "amount": amount, "payment_intent": intent_id, "status": "succeeded"}),
+                )
+            }
         }
-    };
+    });
     answer(fault, status, body).await
 }
