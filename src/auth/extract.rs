@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use super::model::Role;
 use super::service::{Accounts, Principal};
 use crate::http::error::ApiError;
+use crate::http::extract::{ClientIp, TrustedProxies};
 
 /// Any signed-in user whose session is live.
 pub struct AuthUser(pub Principal);
@@ -31,18 +32,22 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // The caller carries where the request came from, for the audit entries of what they do.
+        let origin = ClientIp::from_request_parts(parts, state).await.map(ClientIp::origin).unwrap_or_default();
         // A middleware that authenticated already (the idempotency guard) leaves the caller here,
         // so the handler's extractor does not look the session up a second time.
         if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(AuthUser(principal.clone()));
+            return Ok(AuthUser(Principal { origin, ..principal.clone() }));
         }
         let token = bearer(parts)?;
-        let principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
+        let mut principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
         tracing::Span::current().record("user.id", principal.user_id.as_str());
+        principal.origin = origin;
         parts.extensions.insert(principal.clone());
         Ok(AuthUser(principal))
     }
@@ -51,6 +56,7 @@ where
 impl<S: Send + Sync> FromRequestParts<S> for StaffUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -63,6 +69,7 @@ where
 impl<S: Send + Sync> FromRequestParts<S> for AdminUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 
