@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod repo;
+pub mod routes;
 
 use std::sync::Arc;
 
