@@ -7,7 +7,8 @@
 //! registered with the hub before the replay reads the outbox, and an event is numbered (and
 //! committed) before it is published, so an event is either in the replay (numbered before the
 //! last read) or still to be heard live (numbered after it), or both; what the replay covered is
-//! dropped when its live copy arrives, by place, so nothing is sent twice or skipped.
+//! dropped when its live copy arrives, by place, so nothing is sent twice or skipped. Live
+//! frames sent between (re)subscribing and the resume are left out of the replay.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,6 +23,9 @@ use crate::store::StoreError;
 pub const REPLAY_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// Events read from the outbox per query while replaying.
 const PAGE: u32 = 500;
+/// Live frames remembered until the first resume: a client resumes as soon as it has
+/// (re)subscribed, and what it heard live in between must not come again in the replay.
+const HEARD_BEFORE_RESUME: usize = 64;
 
 pub enum Next {
     Frame(Frame),
@@ -43,11 +47,14 @@ pub struct Feed {
     replay: Option<Replay>,
     /// Live frames up to this place were covered by the last replay.
     replayed_through: Option<i64>,
+    /// Places of the live frames sent before the first resume (at most [`HEARD_BEFORE_RESUME`]).
+    heard: Vec<i64>,
+    resumed: bool,
 }
 
 impl Feed {
     pub fn new(conn: Connection, repo: Arc<dyn RealtimeRepo>) -> Feed {
-        Feed { conn, repo, channels: HashSet::new(), replay: None, replayed_through: None }
+        Feed { conn, repo, channels: HashSet::new(), replay: None, replayed_through: None, heard: Vec::new(), resumed: false }
     }
 
     pub fn id(&self) -> u64 {
@@ -77,6 +84,7 @@ impl Feed {
             return Ok(false);
         }
         self.replay = Some(Replay { after, since, backlog: VecDeque::new(), exhausted: false });
+        self.resumed = true;
         Ok(true)
     }
 
@@ -92,7 +100,11 @@ impl Feed {
                 }
                 if !replay.exhausted {
                     let page = self.repo.numbered_after(replay.after, replay.since, PAGE).await?;
-                    let wanted: Vec<Frame> = page.iter().filter(|e| self.wants(e)).map(|e| Frame::of(e, true)).collect();
+                    let wanted: Vec<Frame> = page
+                        .iter()
+                        .filter(|e| self.wants(e) && !e.publish_seq.is_some_and(|place| self.heard.contains(&place)))
+                        .map(|e| Frame::of(e, true))
+                        .collect();
                     crate::telemetry::record_realtime_replayed(wanted.len());
                     let replay = self.replay.as_mut().expect("replaying");
                     if let Some(last) = page.last().and_then(|e| e.publish_seq) {
@@ -117,6 +129,7 @@ impl Feed {
                     if self.covered(&frame) {
                         continue;
                     }
+                    self.hear(&frame);
                     return Ok(Next::Frame(frame));
                 }
             }
@@ -135,8 +148,16 @@ impl Feed {
         loop {
             let frame = self.conn.frames.try_recv().ok()?;
             if !self.covered(&frame) {
+                self.hear(&frame);
                 return Some(frame);
             }
+        }
+    }
+
+    /// Remembers a live frame sent before the first resume.
+    fn hear(&mut self, frame: &Frame) {
+        if let Some(place) = frame.publish_seq.filter(|_| !self.resumed && self.heard.len() < HEARD_BEFORE_RESUME) {
+            self.heard.push(place);
         }
     }
 

@@ -148,8 +148,15 @@ async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
     set_price(&app, &admin, &mug, 1001).await;
     let first = next_json(&mut ws1).await;
     drop(ws1);
+    // An observer hears the three changes go out, so all three are missed, not live, for ws2.
+    let mut observer = ws(&app, &admin).await;
+    send(&mut observer, json!({ "type": "subscribe", "channel": channel })).await;
+    next_json(&mut observer).await;
     for amount in [1002, 1003, 1004] {
         set_price(&app, &admin, &mug, amount).await;
+    }
+    for amount in [1002, 1003, 1004] {
+        assert_eq!(next_json(&mut observer).await["data"]["price"]["amount"], amount);
     }
     let mut ws2 = ws(&app, &ada).await;
     send(&mut ws2, json!({ "type": "subscribe", "channel": channel })).await;
@@ -162,6 +169,36 @@ async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
     set_price(&app, &admin, &mug, 1005).await;
     prices.push(next_json(&mut ws2).await["data"]["price"]["amount"].as_i64().unwrap());
     assert_eq!(prices, [1002, 1003, 1004, 1005]);
+}
+
+#[tokio::test]
+async fn an_event_heard_live_before_the_resume_is_not_replayed_again() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let mug = product(&app, &admin, "MUG").await;
+    let channel = format!("product:{mug}");
+    let mut ws1 = ws(&app, &ada).await;
+    send(&mut ws1, json!({ "type": "subscribe", "channel": channel })).await;
+    next_json(&mut ws1).await;
+    set_price(&app, &admin, &mug, 1001).await;
+    let first = next_json(&mut ws1).await;
+    drop(ws1);
+    let mut observer = ws(&app, &admin).await;
+    send(&mut observer, json!({ "type": "subscribe", "channel": channel })).await;
+    next_json(&mut observer).await;
+    set_price(&app, &admin, &mug, 1002).await;
+    assert_eq!(next_json(&mut observer).await["data"]["price"]["amount"], 1002);
+    let mut ws2 = ws(&app, &ada).await;
+    send(&mut ws2, json!({ "type": "subscribe", "channel": channel })).await;
+    next_json(&mut ws2).await;
+    set_price(&app, &admin, &mug, 1003).await;
+    let price = |frame: Value| frame["data"]["price"]["amount"].as_i64().unwrap();
+    assert_eq!(price(next_json(&mut ws2).await), 1003, "heard live");
+    send(&mut ws2, json!({ "type": "resume", "last_event_id": first["id"] })).await;
+    set_price(&app, &admin, &mug, 1004).await;
+    let rest = [price(next_json(&mut ws2).await), price(next_json(&mut ws2).await)];
+    assert_eq!(rest, [1002, 1004], "the replay holds only what was missed");
 }
 
 #[tokio::test]
