@@ -47,7 +47,9 @@ use crate::realtime::hub::{Close, Hub, Limits};
 use crate::realtime::{Realtime, Settings as RealtimeSettings};
 use crate::security::crypto::FieldCipher;
 use crate::security::egress::Egress;
+use crate::redis::Redis;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
+use crate::security::redis_limiter::RedisLimiter;
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
 
@@ -72,6 +74,8 @@ pub struct AppState {
     pub currency: Currency,
     /// Present when the bus is NATS (readiness checks it).
     pub nats: Option<Arc<NatsBus>>,
+    /// Present when Redis is configured (readiness checks it).
+    pub redis: Option<Arc<Redis>>,
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
@@ -141,7 +145,11 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
-        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys));
+        let local = LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys);
+        let limiter: Arc<dyn Limiter> = match &services.redis {
+            Some(redis) => Arc::new(RedisLimiter::new(redis.clone(), config.rate_limits.clone(), local)),
+            None => Arc::new(local),
+        };
         let settings =
             RealtimeSettings { origins: config.cors_origins.clone(), ping: config.realtime_ping, heartbeat: config.realtime_heartbeat };
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), settings));
@@ -162,6 +170,7 @@ impl Application {
             limiter: limiter.clone(),
             store: services.store.clone(),
             nats: nats.clone(),
+            redis: services.redis.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
             wallet: Arc::new(Wallet::new(
                 services.store.clone(),
@@ -310,6 +319,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// The domain services every entry point (API, worker, command line) is built from.
 pub struct Services {
     pub store: Store,
+    /// Shared by every instance when configured: rate limits and the cache's second tier.
+    pub redis: Option<Arc<Redis>>,
     pub catalog: Arc<Catalog>,
     pub pricing: Arc<Pricing>,
     pub jobs: Jobs,
@@ -331,6 +342,7 @@ pub struct Services {
 impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Services> {
         let store = open_store(config).await?;
+        let redis = config.redis.as_ref().map(Redis::connect).transpose()?.map(Arc::new);
         let jobs = Jobs::new(store.clone());
         let outbox = Arc::new(Outbox::new(store.clone()));
         let signing_key = match &config.signing_key {
@@ -402,6 +414,7 @@ impl Services {
             webhooks,
             outbox,
             store,
+            redis,
             jobs,
             accounts,
             cipher,

@@ -1,9 +1,10 @@
-//! Security building blocks: rate limits, persisted secrets, field encryption, random tokens, webhook signatures,
+//! Security building blocks: rate limits (in-process, or shared through Redis), persisted secrets, field encryption, random tokens, webhook signatures,
 //! and where outgoing requests may go.
 
 pub mod crypto;
 pub mod egress;
 pub mod rate_limit;
+pub mod redis_limiter;
 pub mod secrets;
 pub mod signature;
 
