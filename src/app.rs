@@ -16,7 +16,8 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
-use crate::cache::LocalCache;
+use crate::cache::shared::SharedCache;
+use crate::cache::{Cache, LocalCache};
 use crate::cart::Carts;
 use crate::catalog::Catalog;
 use crate::catalog::routes::Currency;
@@ -45,9 +46,9 @@ use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::realtime::{Realtime, Settings as RealtimeSettings};
+use crate::redis::Redis;
 use crate::security::crypto::FieldCipher;
 use crate::security::egress::Egress;
-use crate::redis::Redis;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
 use crate::security::redis_limiter::RedisLimiter;
 use crate::security::{random_bytes, secrets};
@@ -378,7 +379,11 @@ impl Services {
             .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()))
             .with(PurgeIdempotencyKeys(idempotency.repo().clone()));
-        let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
+        let local = LocalCache::new(50_000, Duration::from_secs(300));
+        let cache: Arc<dyn Cache> = match &redis {
+            Some(redis) => Arc::new(SharedCache::new(local, redis.clone())),
+            None => Arc::new(local),
+        };
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);

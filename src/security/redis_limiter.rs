@@ -102,8 +102,13 @@ impl Limiter for RedisLimiter {
         let Some(rate) = self.policies.rate(policy) else { return };
         let cell = self.cell(policy, key);
         let script = &self.refund;
-        let done =
-            self.redis.call("rate limit refund", |mut conn| async move { script.key(cell).arg(interval_us(rate)).invoke_async::<u8>(&mut conn).await }).await;
+        let done = self
+            .redis
+            .call(
+                "rate limit refund",
+                |mut conn| async move { script.key(cell).arg(interval_us(rate)).invoke_async::<u8>(&mut conn).await },
+            )
+            .await;
         if done.is_none() {
             self.local.refund(policy, key).await;
         }

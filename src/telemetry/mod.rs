@@ -75,7 +75,10 @@ fn describe() {
     );
     describe_gauge!(RATE_LIMIT_KEYS, "Cells (policy and key) the in-process rate limiter holds; bounded by rate_limit_max_keys.");
     describe_counter!(RATE_LIMIT_FALLBACK, "Rate-limit decisions made by this instance's own limiter because Redis did not answer.");
-    describe_gauge!(REDIS_UP, "1 while Redis answers (or was not tried yet), 0 from a failed call until one succeeds; absent without redis_url.");
+    describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers (or was not tried yet), 0 from a failed call until one succeeds; absent without redis_url."
+    );
     describe_gauge!(HTTP_CONNECTIONS, "Open client connections (upgraded ones included); bounded by http_max_connections.");
     describe_counter!(
         HTTP_TIMED_OUT,
