@@ -63,8 +63,11 @@ impl SharedCache {
         self.redis.key(&format!("gen:{scope}"))
     }
 
+    /// A value's key, without its generations: its family, then a digest of the whole key
+    /// (list keys hold a client's search words; Redis keys stay short and plain).
     fn value_key(&self, key: &str) -> String {
-        self.redis.key(&format!("c:{key}"))
+        let (family, _) = family_and_group(key);
+        self.redis.key(&format!("c:{family}{}", &crate::security::sha256_hex(key.as_bytes())[..32]))
     }
 
     /// Moves the counters of `scopes` on; `false` when Redis did not take it.
