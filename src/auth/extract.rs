@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 
 use super::model::Role;
 use super::service::{Accounts, Principal};
+use super::tokens::Claims;
 use crate::http::error::ApiError;
 
 /// Any signed-in user whose session is live.
@@ -28,12 +29,13 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
-/// The user an access token was signed for, when the request carries one whose signature and
-/// lifetime check out (the session is not looked up: rate limits key on it, routes still
-/// authenticate).
-pub fn token_subject(parts: &Parts, accounts: &Accounts) -> Option<String> {
-    let token = bearer(parts).ok()?;
-    accounts.signer().verify(token).ok().map(|claims| claims.sub)
+/// The claims of the request's access token when its signature and lifetime check out, kept in
+/// the request's extensions so `AuthUser` does not verify it again. The session is not looked
+/// up here: rate limits key on the subject, and routes still authenticate.
+pub fn verified_claims(parts: &mut Parts, accounts: &Accounts) -> Option<Claims> {
+    let claims = accounts.signer().verify(bearer(parts).ok()?).ok()?;
+    parts.extensions.insert(claims.clone());
+    Some(claims)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser
@@ -48,8 +50,11 @@ where
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(AuthUser(principal.clone()));
         }
-        let token = bearer(parts)?;
-        let principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
+        let accounts = Arc::<Accounts>::from_ref(state);
+        let principal = match parts.extensions.get::<Claims>() {
+            Some(claims) => accounts.session_principal(&claims.sub, &claims.sid).await?,
+            None => accounts.authenticate(bearer(parts)?).await?,
+        };
         tracing::Span::current().record("user.id", principal.user_id.as_str());
         parts.extensions.insert(principal.clone());
         Ok(AuthUser(principal))

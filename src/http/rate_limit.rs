@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::extract::ClientIp;
 use super::idempotency::guard::ROUTES as MONEY_ROUTES;
 use crate::app::AppState;
-use crate::auth::extract::token_subject;
+use crate::auth::extract::verified_claims;
 use crate::security::rate_limit::{Decision, Limiter, Policy};
 
 /// The headers of the tightest policy a request was checked against.
@@ -124,8 +124,8 @@ pub async fn limit_requests(State(state): State<AppState>, req: Request, next: N
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let caller = match token_subject(&parts, &state.accounts) {
-        Some(user) => Caller::User(user),
+    let caller = match verified_claims(&mut parts, &state.accounts) {
+        Some(claims) => Caller::User(claims.sub),
         None => match ClientIp::from_request_parts(&mut parts, &state).await {
             Ok(ClientIp(ip)) => Caller::Anonymous(ip),
             Err(e) => return e.into_response(),
