@@ -80,13 +80,16 @@ pub trait CatalogRepo: Send + Sync {
     /// the product as it is then; `None` otherwise. The conditional update is atomic on both
     /// backends: concurrent holds never take more than is available.
     async fn hold(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<Option<Product>, StoreError>;
+    /// Takes `quantity` available units off hand at once; `None` when fewer are available.
+    async fn sell(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<Option<Product>, StoreError>;
+    /// Records a reservation held until `until`, or (`None`) one committed as it is made.
     async fn insert_reservation(
         &self,
         tx: &mut Tx,
         id: &str,
         product_id: &str,
         quantity: i64,
-        until: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Ends a held reservation; its (product id, quantity), or `None` when it was not held.
@@ -279,22 +282,30 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
         self.update_returning(tx.conn::<DB>()?, Sql::<DB>::assembled(sql).bind(product_id).bind(quantity)).await
     }
 
+    async fn sell(&self, tx: &mut Tx, product_id: &str, quantity: i64) -> Result<Option<Product>, StoreError> {
+        let sql = format!(
+            "UPDATE products SET on_hand = on_hand - $2 WHERE id = $1 AND active = TRUE AND on_hand - reserved >= $2 RETURNING {COLUMNS}"
+        );
+        self.update_returning(tx.conn::<DB>()?, Sql::<DB>::assembled(sql).bind(product_id).bind(quantity)).await
+    }
+
     async fn insert_reservation(
         &self,
         tx: &mut Tx,
         id: &str,
         product_id: &str,
         quantity: i64,
-        until: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         Sql::<DB>::new(
-            "INSERT INTO stock_reservations (id, product_id, quantity, state, expires_at, created_at) VALUES ($1, $2, $3, 'held', $4, $5)",
+            "INSERT INTO stock_reservations (id, product_id, quantity, state, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(product_id)
         .bind(quantity)
-        .bind(until)
+        .bind(if until.is_some() { "held" } else { "committed" })
+        .bind(until.unwrap_or(now))
         .bind(now)
         .execute(tx.conn::<DB>()?)
         .await?;

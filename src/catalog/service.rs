@@ -45,6 +45,15 @@ pub struct Catalog {
     cache: Arc<dyn Cache>,
 }
 
+/// How a use case takes units of stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Held for this long, to be settled later (a payment still to come).
+    Hold(Duration),
+    /// Sold at once (the payment commits in the same unit of work).
+    Sell,
+}
+
 fn announce(p: &Product) -> Effects {
     let data = json!({ "id": p.id, "price": p.price, "stock_available": p.stock_available, "active": p.active, "version": p.version });
     Effects::default().public_event(EventType::ProductUpdated, data)
@@ -172,7 +181,7 @@ impl Catalog {
         let id = self
             .store
             .transact(|mut tx| async move {
-                let id = self.hold_in(&mut tx, product_id, quantity, ttl).await?;
+                let id = self.take_in(&mut tx, product_id, quantity, Take::Hold(ttl)).await?;
                 Ok::<_, CatalogError>((tx, id))
             })
             .await?;
@@ -180,18 +189,23 @@ impl Catalog {
         Ok(id)
     }
 
-    /// `reserve` as one step of the caller's unit of work (checkout holds every line in one), with
-    /// its `product.updated`; the caller calls `forget` once it commits. `None` when fewer units
-    /// are available: nothing was written.
-    pub async fn hold_in(&self, tx: &mut Tx, product_id: &str, quantity: i64, ttl: Duration) -> Result<Option<String>, CatalogError> {
+    /// `reserve` (or a sale at once) as one step of the caller's unit of work (checkout takes
+    /// every line in one), with its `product.updated`; the caller calls `forget` once it commits.
+    /// `None` when fewer units are available: nothing was written.
+    pub async fn take_in(&self, tx: &mut Tx, product_id: &str, quantity: i64, take: Take) -> Result<Option<String>, CatalogError> {
         let at = now();
-        let until = at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?;
-        let Some(held) = self.repo.hold(tx, product_id, quantity).await? else {
+        let (taken, until) = match take {
+            Take::Hold(ttl) => {
+                (self.repo.hold(tx, product_id, quantity).await?, Some(at + TimeDelta::from_std(ttl).map_err(anyhow::Error::from)?))
+            }
+            Take::Sell => (self.repo.sell(tx, product_id, quantity).await?, None),
+        };
+        let Some(product) = taken else {
             return Ok(None);
         };
         let id = crate::ids::new("rsv");
         self.repo.insert_reservation(tx, &id, product_id, quantity, until, at).await?;
-        announce(&held).write(tx, at).await?;
+        announce(&product).write(tx, at).await?;
         Ok(Some(id))
     }
 

@@ -177,6 +177,7 @@ impl Wallet {
             idempotency_key: claim.derived_key(),
             metadata: BTreeMap::from([("user_id".to_owned(), user_id.to_owned()), ("purpose".to_owned(), "wallet_top_up".to_owned())]),
         };
+        self.keys.hold(claim).await?;
         let charged = match self.provider.charge(&charge).await {
             Ok(charged) => charged,
             // The answer was lost, maybe not the charge: ask for it by its key once (the provider

@@ -24,6 +24,7 @@ use super::model::{OrderEvent, OrderStatus};
 use super::repo::OrderRow;
 use super::service::{HOLD, OrderError, Orders, PaymentMethod, Placed, ShortLine};
 use crate::catalog::repo::Settle;
+use crate::catalog::service::Take;
 use crate::events::Effects;
 use crate::http::idempotency::repo::Claim;
 use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
@@ -93,7 +94,8 @@ impl Orders {
             .transact(|mut tx| {
                 let mut order = order.clone();
                 async move {
-                    self.hold_lines(&mut tx, &mut order).await?;
+                    self.keys.hold_in(&mut tx, claim).await?;
+                    self.take_lines(&mut tx, &mut order, Take::Hold(HOLD)).await?;
                     self.repo.insert(&mut tx, &order).await?;
                     self.announce(&order).write(&mut tx, order.created_at).await?;
                     Ok::<_, OrderError>((tx, order))
@@ -266,13 +268,8 @@ impl Orders {
             if self.catalog.settle_in(tx, &line.reservation_id, Settle::Commit).await?.is_some() {
                 continue;
             }
-            match self.catalog.hold_in(tx, &line.product_id, line.quantity, HOLD).await? {
-                Some(again) => {
-                    self.catalog.settle_in(tx, &again, Settle::Commit).await?;
-                }
-                None => {
-                    return Err(OrderError::InsufficientStock(vec![ShortLine { index, product_id: line.product_id.clone() }]));
-                }
+            if self.catalog.take_in(tx, &line.product_id, line.quantity, Take::Sell).await?.is_none() {
+                return Err(OrderError::InsufficientStock(vec![ShortLine { index, product_id: line.product_id.clone() }]));
             }
         }
         Ok(())

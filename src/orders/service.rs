@@ -1,8 +1,8 @@
 //! Checkout and orders: the saga from a priced cart to a paid order, the reads, the customer's
 //! cancel and the back office's moves and refunds.
 //!
-//! A wallet checkout is one unit of work: stock held and committed, the order `paid`, the
-//! wallet debited, the cart emptied, the events, the receipt job and the stored response. A
+//! A wallet checkout is one unit of work: stock sold, the order `paid`, the wallet debited,
+//! the cart emptied, the events, the receipt job and the idempotency key with its response. A
 //! card checkout is two, around the provider's call (`card`).
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::cart::Carts;
 use crate::cart::service::CartError;
 use crate::catalog::Catalog;
 use crate::catalog::repo::Settle;
-use crate::catalog::service::CatalogError;
+use crate::catalog::service::{CatalogError, Take};
 use crate::events::{Effects, EventType};
 use crate::http::idempotency::guard::{IdempotencyKeys, KeyLost};
 use crate::http::idempotency::repo::Claim;
@@ -182,7 +182,7 @@ pub struct Orders {
     pub(super) catalog: Arc<Catalog>,
     pub(super) carts: Arc<Carts>,
     pub(super) ledger: Arc<Ledger>,
-    keys: Arc<IdempotencyKeys>,
+    pub(super) keys: Arc<IdempotencyKeys>,
     pub(super) card: CardPayments,
     currency: String,
 }
@@ -305,12 +305,12 @@ impl Orders {
         }
     }
 
-    /// Holds every line's stock, all or nothing: a short line is named, and the caller's
-    /// transaction rolls back so nothing stays held.
-    pub(super) async fn hold_lines(&self, tx: &mut Tx, order: &mut OrderRow) -> Result<(), OrderError> {
+    /// Takes every line's stock, all or nothing: a short line is named, and the caller's
+    /// transaction rolls back so nothing stays taken.
+    pub(super) async fn take_lines(&self, tx: &mut Tx, order: &mut OrderRow, take: Take) -> Result<(), OrderError> {
         let mut short = Vec::new();
         for (index, line) in order.lines.iter_mut().enumerate() {
-            match self.catalog.hold_in(tx, &line.product_id, line.quantity, HOLD).await? {
+            match self.catalog.take_in(tx, &line.product_id, line.quantity, take).await? {
                 Some(reservation) => line.reservation_id = reservation,
                 None => short.push(ShortLine { index, product_id: line.product_id.clone() }),
             }
@@ -351,14 +351,15 @@ impl Orders {
         Ok(Placed { status, body })
     }
 
-    /// One unit of work; `402 insufficient_funds` rolls all of it back, holds included.
+    /// One unit of work that sells the stock outright (no hold to settle); `402
+    /// insufficient_funds` rolls all of it back.
     async fn pay_from_wallet(&self, order: OrderRow, claim: &Claim) -> Result<Placed, OrderError> {
         let (order, placed) = self
             .store
             .transact(|mut tx| {
                 let mut order = order.clone();
                 async move {
-                    self.hold_lines(&mut tx, &mut order).await?;
+                    self.take_lines(&mut tx, &mut order, Take::Sell).await?;
                     order.status = order.status.apply(OrderEvent::Pay)?;
                     order.payment_status = "succeeded".to_owned();
                     self.repo.insert(&mut tx, &order).await?;
@@ -372,7 +373,6 @@ impl Orders {
                         let data = serde_json::json!({ "balance": self.money(balance), "transaction_id": posted.id });
                         effects = effects.event(EventType::WalletUpdated, &order.user_id, data);
                     }
-                    self.settle_lines(&mut tx, &order, Settle::Commit).await?;
                     self.carts.clear_in(&mut tx, &order.user_id).await?;
                     effects.write(&mut tx, order.updated_at).await?;
                     let placed = self.answer(&mut tx, &order, StatusCode::CREATED, claim).await?;
@@ -515,6 +515,7 @@ impl Orders {
         };
         // Refused before the provider is asked; checked again on the locked row below.
         seen.status.apply(OrderEvent::Refund { amount, refunded_so_far: seen.refunded, total: seen.total })?;
+        self.keys.hold(claim).await?;
         self.give_back(&seen, amount, claim.derived_key()).await?;
         self.store
             .transact(|mut tx| async move {

@@ -1,6 +1,11 @@
 //! The guard of [idem] routes, a middleware: it authenticates the caller, reads the body,
-//! claims the key (or answers with the stored response, `409` or `422`), runs the handler with
-//! the [`Claim`] in the request's extensions, and settles the key after it.
+//! looks the key up (and answers with the stored response, `409` or `422`), runs the handler
+//! with the [`Claim`] in the request's extensions, and settles the key after it.
+//!
+//! A new key costs no write of its own: a use case that stays inside the database (a transfer,
+//! a wallet checkout) writes it with its effect, and two requests racing with one key meet at
+//! the key's primary key, where the second rolls back with `409`. A use case that calls the
+//! payment provider first writes the key in flight ([`IdempotencyKeys::hold`]).
 //!
 //! Which responses are kept (Stripe's rule: once the route started its work): a success is stored
 //! by the use case itself, in the transaction of its effect ([`IdempotencyKeys::complete`]); a
@@ -16,13 +21,14 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 
 use super::repo::{Claim, IdempotencyRepo};
 use super::{Decision, IdempotencyKey, KeyError, decide, fingerprint};
 use crate::app::AppState;
 use crate::auth::extract::AuthUser;
 use crate::http::error::ApiError;
-use crate::store::{Store, StoreError, Tx, now};
+use crate::store::{Store, StoreError, Transient, Tx, now};
 use crate::validation::Invalid;
 
 /// The routes that need an `Idempotency-Key` (method, path as routed).
@@ -60,52 +66,70 @@ impl IdempotencyKeys {
         &self.repo
     }
 
+    /// Decides from the key's record, read without a write: a new key is written by the use
+    /// case itself, with its effect (one commit), or by [`Self::hold`] before a network call.
     async fn claim(&self, user_id: &str, route: &str, key: &IdempotencyKey, fingerprint: &str) -> Result<Claimed, StoreError> {
+        let now = now();
+        let claim = Claim {
+            user_id: user_id.to_owned(),
+            route: route.to_owned(),
+            key: key.as_str().to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            locked_until: now + self.lease,
+        };
+        let record = self.repo.find(user_id, route, key.as_str()).await?;
+        Ok(match decide(record.as_ref(), fingerprint, now, self.lease) {
+            Decision::Run { .. } if record.is_none() => Claimed::Run(claim),
+            Decision::Run { .. } if self.take_over(&claim, now).await? => Claimed::Run(claim),
+            // Another request took the expired key over first.
+            Decision::Run { .. } | Decision::InUse => Claimed::Answer(in_use()),
+            Decision::Reuse => Claimed::Answer(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reuse",
+                "this Idempotency-Key was used with another request body; use a new key for a new request",
+            )),
+            Decision::Replay { status, body } => Claimed::Replay { status, body },
+        })
+    }
+
+    async fn take_over(&self, claim: &Claim, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.store
             .transact(|mut tx| async move {
-                let now = now();
-                let locked_until = now + self.lease;
-                let claim = Claim { user_id: user_id.to_owned(), route: route.to_owned(), key: key.as_str().to_owned(), locked_until };
-                if self.repo.insert(&mut tx, &claim, fingerprint, now).await? {
-                    return Ok((tx, Claimed::Run(claim)));
-                }
-                let record = self.repo.find(&mut tx, user_id, route, key.as_str()).await?;
-                let claimed = match decide(record.as_ref(), fingerprint, now, self.lease) {
-                    Decision::Run { .. } if self.repo.take_over(&mut tx, &claim, now).await? => Claimed::Run(claim),
-                    // Another request took the expired key over first.
-                    Decision::Run { .. } | Decision::InUse => Claimed::Answer(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "idempotency_key_in_use",
-                        "a request with this Idempotency-Key is still running; try again when it has finished",
-                    )),
-                    Decision::Reuse => Claimed::Answer(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency_key_reuse",
-                        "this Idempotency-Key was used with another request body; use a new key for a new request",
-                    )),
-                    Decision::Replay { status, body } => Claimed::Replay { status, body },
-                };
-                Ok((tx, claimed))
+                let taken = self.repo.take_over(&mut tx, claim, now).await?;
+                Ok((tx, taken))
             })
             .await
     }
 
-    /// Stores the first response in the use case's transaction. A claim that lost its key
-    /// (its lease ran out and another request took it over) is refused, so the caller's effect
-    /// rolls back rather than happening twice.
-    pub async fn complete(&self, tx: &mut Tx, claim: &Claim, status: StatusCode, body: &[u8]) -> Result<(), KeyLost> {
-        match self.repo.complete(tx, claim, status.as_u16(), body).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(KeyLost::TakenOver),
-            Err(e) => Err(KeyLost::Store(e)),
-        }
-    }
-
-    async fn store_answer(&self, claim: &Claim, status: StatusCode, body: &[u8]) -> Result<(), StoreError> {
+    /// Writes the key in flight before the use case calls another system (the payment
+    /// provider), so a concurrent request with the key gets `409` rather than a second call.
+    pub async fn hold(&self, claim: &Claim) -> Result<(), KeyLost> {
         self.store
             .transact(|mut tx| async move {
-                self.repo.complete(&mut tx, claim, status.as_u16(), body).await?;
+                self.hold_in(&mut tx, claim).await?;
                 Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// [`Self::hold`] as a step of the caller's unit of work.
+    pub async fn hold_in(&self, tx: &mut Tx, claim: &Claim) -> Result<(), KeyLost> {
+        if self.repo.hold(tx, claim, now()).await? { Ok(()) } else { Err(KeyLost::TakenOver) }
+    }
+
+    /// Stores the first response in the use case's transaction. A claim that lost its key
+    /// (another request with it ran at the same time, or took it over after the lease) is
+    /// refused, so the caller's effect rolls back rather than happening twice.
+    pub async fn complete(&self, tx: &mut Tx, claim: &Claim, status: StatusCode, body: &[u8]) -> Result<(), KeyLost> {
+        if self.repo.complete(tx, claim, status.as_u16(), body, now()).await? { Ok(()) } else { Err(KeyLost::TakenOver) }
+    }
+
+    /// False when another request with the key answered first.
+    async fn store_answer(&self, claim: &Claim, status: StatusCode, body: &[u8]) -> Result<bool, StoreError> {
+        self.store
+            .transact(|mut tx| async move {
+                let stored = self.repo.complete(&mut tx, claim, status.as_u16(), body, now()).await?;
+                Ok((tx, stored))
             })
             .await
     }
@@ -123,23 +147,34 @@ impl IdempotencyKeys {
 /// Storing the response failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLost {
-    #[error("the idempotency key was taken over by another request")]
+    #[error("another request holds or answered the idempotency key")]
     TakenOver,
     #[error(transparent)]
-    Store(StoreError),
+    Store(#[from] StoreError),
+}
+
+impl Transient for KeyLost {
+    fn is_transient(&self) -> bool {
+        matches!(self, KeyLost::Store(e) if e.is_transient())
+    }
 }
 
 impl From<KeyLost> for ApiError {
     fn from(e: KeyLost) -> Self {
         match e {
-            KeyLost::TakenOver => ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_in_use",
-                "this request held its Idempotency-Key past the lease and another request took it over",
-            ),
+            KeyLost::TakenOver => in_use(),
             KeyLost::Store(e) => ApiError::internal(e),
         }
     }
+}
+
+/// `409 idempotency_key_in_use`: another request with the key is running (or just answered).
+fn in_use() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_in_use",
+        "a request with this Idempotency-Key is still running; try again when it has finished",
+    )
 }
 
 /// The middleware; routes not in [`ROUTES`] pass through untouched.
@@ -184,7 +219,10 @@ async fn guarded_run(state: &AppState, route: &str, request: Request, next: Next
     if status == StatusCode::PAYMENT_REQUIRED {
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")).into_response())?;
-        keys.store_answer(&claim, status, &body).await.map_err(|e| ApiError::internal(e).into_response())?;
+        if !keys.store_answer(&claim, status, &body).await.map_err(|e| ApiError::internal(e).into_response())? {
+            // A concurrent request with the key succeeded: its answer is the one to replay.
+            return Err(in_use().into_response());
+        }
         return Ok(Response::from_parts(parts, Body::from(body)));
     }
     if let Err(e) = keys.release(&claim).await {
