@@ -118,3 +118,35 @@ impl Redis {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn after_a_failure_calls_skip_redis_instead_of_each_waiting_for_it() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let redis = Redis::connect(&RedisSettings {
+            url: SecretString::from(format!("redis://127.0.0.1:{port}")),
+            key_prefix: "t:".into(),
+            connect_timeout: Duration::from_millis(200),
+            response_timeout: Duration::from_millis(200),
+        })
+        .unwrap();
+        let tries = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let answer = redis
+                .call("test", |mut conn| {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    async move { redis::cmd("PING").query_async::<String>(&mut conn).await }
+                })
+                .await;
+            assert!(answer.is_none());
+        }
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "one probe, then the gate");
+        assert_eq!(redis.ping().await, "error");
+        assert_eq!(redis.key("rl:x"), "t:rl:x");
+    }
+}
