@@ -135,7 +135,11 @@ async fn outbox_latency(store: &Store, count: usize) -> (f64, f64) {
     for i in 0..count {
         let committed = Instant::now();
         let data = serde_json::json!({ "i": i });
-        let effects = Effects { jobs: Vec::new(), events: vec![NewEvent { kind: "bench.event", user_id: None, data: data.clone() }] };
+        let effects = Effects {
+            jobs: Vec::new(),
+            events: vec![NewEvent { kind: "bench.event", user_id: None, data: data.clone() }],
+            ..Effects::default()
+        };
         let mut tx = store.begin().await.unwrap();
         effects.write(&mut tx, keel::store::now()).await.unwrap();
         tx.commit().await.unwrap();

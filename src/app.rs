@@ -47,6 +47,7 @@ use crate::pricing::service::ReloadRules;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::realtime::{Realtime, Settings as RealtimeSettings};
 use crate::redis::Redis;
+use crate::security::audit::AuditTrail;
 use crate::security::crypto::FieldCipher;
 use crate::security::egress::Egress;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
@@ -95,6 +96,7 @@ pub struct AppState {
     /// The one configured provider (with its breaker) that every use case that charges shares.
     pub payments: Arc<dyn PaymentProvider>,
     pub realtime: Arc<Realtime>,
+    pub audit: Arc<AuditTrail>,
 }
 
 pub struct Application {
@@ -185,6 +187,7 @@ impl Application {
             idempotency: services.idempotency.clone(),
             payments: services.payments.clone(),
             realtime: realtime.clone(),
+            audit: Arc::new(AuditTrail::new(&services.store)),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,

@@ -11,6 +11,7 @@ use crate::auth::service::NewAccount;
 use crate::catalog::model::NewProduct;
 use crate::catalog::service::CatalogError;
 use crate::pricing::RuleSpec;
+use crate::security::audit::Actor;
 
 const CATEGORIES: &[(&str, &[&str])] = &[
     ("kitchen", &["mug", "kettle", "skillet", "knife", "cutting board", "teapot", "colander", "whisk"]),
@@ -103,7 +104,7 @@ pub async fn seed(services: &Services) -> anyhow::Result<SeedReport> {
     let existing: Vec<String> = services.pricing.rules().rules.iter().map(|r| r.spec.name.clone()).collect();
     let specs: Vec<RuleSpec> = serde_json::from_value(demo_rules())?;
     for spec in specs.into_iter().filter(|s| !existing.contains(&s.name)) {
-        services.pricing.create(spec).await.map_err(|e| anyhow::anyhow!("creating a demo pricing rule: {e:?}"))?;
+        services.pricing.create(spec, &Actor::keel()).await.map_err(|e| anyhow::anyhow!("creating a demo pricing rule: {e:?}"))?;
         report.rules_created += 1;
     }
     Ok(report)

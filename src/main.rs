@@ -11,6 +11,7 @@ use keel::auth::error::AuthError;
 use keel::auth::model::{Email, Password, Role, Roles, parse_name};
 use keel::auth::service::NewAccount;
 use keel::config::Config;
+use keel::security::audit::{Actor, AuditTrail};
 
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Commerce backend in one binary")]
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -57,6 +63,13 @@ enum Command {
 enum LedgerAction {
     /// Check that every transaction sums to zero and every cached balance equals the sum of its
     /// entries; exits with 1 on any discrepancy.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain of the audit trail: every entry unchanged and none missing; exits
+    /// with 1 and names the first bad entry when it is broken.
     Verify,
 }
 
@@ -132,6 +145,7 @@ fn main() -> ExitCode {
             }
             Command::Demo { action: DemoAction::Seed } => demo_seed(config).await,
             Command::Ledger { action: LedgerAction::Verify } => ledger_verify(config).await,
+            Command::Audit { action: AuditAction::Verify } => audit_verify(config).await,
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });
@@ -239,7 +253,7 @@ async fn demo_seed(config: Config) -> anyhow::Result<()> {
 
 async fn ledger_verify(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let verified = keel::ledger::Ledger::new(&store).verify().await;
+    let verified = keel::ledger::Ledger::new(&store).verify(&Actor::keel()).await;
     store.close().await;
     let report = verified.context("reading the ledger")?;
     println!("{} accounts, {} entries", report.accounts, report.entries);
@@ -250,6 +264,20 @@ async fn ledger_verify(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the ledger has {} discrepancies", report.discrepancies.len());
     }
     println!("the ledger is balanced");
+    Ok(())
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let verified = AuditTrail::new(&store).verify().await;
+    store.close().await;
+    let verdict = verified.context("reading the audit trail")?;
+    println!("{} entries checked", verdict.entries);
+    if let Some(bad) = &verdict.first_bad {
+        println!("first bad entry: seq {} id {} ({})", bad.seq, bad.id.as_deref().unwrap_or("-"), bad.reason.name());
+        anyhow::bail!("the audit trail is broken at entry {}", bad.seq);
+    }
+    println!("the audit trail is intact");
     Ok(())
 }
 

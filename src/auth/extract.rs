@@ -10,6 +10,7 @@ use super::model::Role;
 use super::service::{Accounts, Principal};
 use super::tokens::Claims;
 use crate::http::error::ApiError;
+use crate::http::extract::{ClientIp, TrustedProxies};
 
 /// Any signed-in user whose session is live.
 pub struct AuthUser(pub Principal);
@@ -41,21 +42,25 @@ pub fn verified_claims(parts: &mut Parts, accounts: &Accounts) -> Option<Claims>
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // The caller carries where the request came from, for the audit entries of what they do.
+        let origin = ClientIp::from_request_parts(parts, state).await.map(ClientIp::origin).unwrap_or_default();
         // A middleware that authenticated already (the idempotency guard) leaves the caller here,
         // so the handler's extractor does not look the session up a second time.
         if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(AuthUser(principal.clone()));
+            return Ok(AuthUser(Principal { origin, ..principal.clone() }));
         }
         let accounts = Arc::<Accounts>::from_ref(state);
-        let principal = match parts.extensions.get::<Claims>() {
+        let mut principal = match parts.extensions.get::<Claims>() {
             Some(claims) => accounts.session_principal(&claims.sub, &claims.sid).await?,
             None => accounts.authenticate(bearer(parts)?).await?,
         };
         tracing::Span::current().record("user.id", principal.user_id.as_str());
+        principal.origin = origin;
         parts.extensions.insert(principal.clone());
         Ok(AuthUser(principal))
     }
@@ -64,6 +69,7 @@ where
 impl<S: Send + Sync> FromRequestParts<S> for StaffUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -76,6 +82,7 @@ where
 impl<S: Send + Sync> FromRequestParts<S> for AdminUser
 where
     Arc<Accounts>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
 {
     type Rejection = ApiError;
 

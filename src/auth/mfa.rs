@@ -8,6 +8,7 @@ use super::error::AuthError;
 use super::repo::UserRow;
 use super::service::{Accounts, Principal};
 use crate::events::{Effects, EventType};
+use crate::security::audit::{Action, NewEntry};
 use crate::security::{random_bytes, sha256_hex};
 use crate::store::{Tx, now};
 use crate::validation::Invalid;
@@ -97,7 +98,9 @@ impl Accounts {
         let step = check(&totp(&secret, &row.email)?, code).ok_or_else(|| Invalid::one("code", "invalid", "the code is not valid"))?;
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
-        let effects = Effects::default().event(EventType::AccountMfaEnabled, &who.user_id, serde_json::json!({}));
+        let effects = Effects::default()
+            .event(EventType::AccountMfaEnabled, &who.user_id, serde_json::json!({}))
+            .audit(NewEntry::new(Action::MfaEnabled, &who.actor()).target(&who.user_id));
         let (user_id, sealed, hashes, effects) = (who.user_id.as_str(), sealed.as_str(), hashes.as_slice(), &effects);
         self.store
             .transact(|mut tx| async move {
@@ -115,7 +118,9 @@ impl Accounts {
         if !row.mfa_enabled {
             return Ok(());
         }
-        let effects = Effects::default().event(EventType::AccountMfaDisabled, &who.user_id, serde_json::json!({}));
+        let effects = Effects::default()
+            .event(EventType::AccountMfaDisabled, &who.user_id, serde_json::json!({}))
+            .audit(NewEntry::new(Action::MfaDisabled, &who.actor()).target(&who.user_id));
         let (user_id, effects) = (who.user_id.as_str(), &effects);
         self.store
             .transact(|mut tx| async move {

@@ -11,6 +11,7 @@ use crate::events::{Effects, EventType};
 use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::notify::mail::mail_job;
 use crate::notify::templates::Template;
+use crate::security::audit::{Action, Actor, NewEntry, Origin};
 use crate::security::{random_token, sha256_hex};
 use crate::store::{StoreError, Tx, now};
 use crate::validation::Invalid;
@@ -121,7 +122,7 @@ impl Accounts {
     }
 
     /// Sets a new password with a mailed token; every session of the account is revoked.
-    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
+    pub async fn reset_password(&self, token: &str, new_password: &str, origin: Origin) -> Result<(), AuthError> {
         let password = Password::parse("new_password", new_password, None)?;
         let token_hash = sha256_hex(token.as_bytes());
         // Hash the password (the costly part) only for a token that can succeed; spending it
@@ -130,7 +131,7 @@ impl Accounts {
             return Err(bad_token());
         }
         let hash = self.hasher.hash(password.expose()).await?;
-        let (token_hash, hash) = (token_hash.as_str(), hash.as_str());
+        let (token_hash, hash, origin) = (token_hash.as_str(), hash.as_str(), &origin);
         self.store
             .transact(|mut tx| async move {
                 let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
@@ -141,7 +142,12 @@ impl Accounts {
                 }
                 // Whoever knew the old password is signed out everywhere.
                 self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
-                Effects::default().event(EventType::AccountPasswordReset, &user_id, json!({})).write(&mut tx, now()).await?;
+                // The token's holder acts as its account.
+                Effects::default()
+                    .event(EventType::AccountPasswordReset, &user_id, json!({}))
+                    .audit(NewEntry::new(Action::PasswordReset, &Actor::user(&user_id, origin.clone())).target(&user_id))
+                    .write(&mut tx, now())
+                    .await?;
                 Ok((tx, ()))
             })
             .await

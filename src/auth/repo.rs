@@ -124,6 +124,10 @@ pub trait AccountRepo: Send + Sync {
     async fn insert_user(&self, tx: &mut Tx, user: &UserRow) -> Result<(), StoreError>;
     /// The account as this transaction sees it (after its own writes).
     async fn user_in(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError>;
+    /// Like `user_in`, with the row locked until the unit of work ends (a no-op update locks it on
+    /// PostgreSQL; SQLite's one writer holds the database already): what a change is compared
+    /// with stays what it replaces.
+    async fn lock_user(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError>;
     /// False when the account is deleted.
     async fn update_profile(&self, tx: &mut Tx, user_id: &str, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Changes roles and/or the disabled flag; false when the account is deleted or unknown.
@@ -372,6 +376,11 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     async fn user_in(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError> {
         let row = Sql::<DB>::new(SELECT_USER_SQL).bind(id).fetch_optional(tx.conn::<DB>()?).await?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn lock_user(&self, tx: &mut Tx, id: &str) -> Result<Option<UserRow>, StoreError> {
+        Sql::<DB>::new("UPDATE users SET roles = roles WHERE id = $1").bind(id).execute(tx.conn::<DB>()?).await?;
+        self.user_in(tx, id).await
     }
 
     async fn update_profile(&self, tx: &mut Tx, user_id: &str, u: &ProfileUpdate, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use super::error::AuthError;
 use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Role, Roles, SessionView, User};
@@ -14,6 +15,7 @@ use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::jobs::Jobs;
 use crate::notify::mail::{MAIL_KIND, addressed_to_pattern};
+use crate::security::audit::{self, Action, Actor, NewEntry, Origin};
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
 use crate::store::{Store, StoreError, Tx, now, unique};
@@ -29,12 +31,21 @@ pub struct Principal {
     pub roles: Roles,
     /// The account as read when the request was authenticated.
     pub account: Arc<UserRow>,
+    /// Where the request came from (set by the `AuthUser` extractor; empty elsewhere).
+    pub origin: Origin,
 }
 
-/// Where a session was opened from (shown in the session list).
+impl Principal {
+    /// The caller, as audit entries name them.
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.user_id, self.origin.clone())
+    }
+}
+
+/// Where a session was opened from (its address is shown in the session list), and the request.
 #[derive(Debug, Clone, Default)]
 pub struct Client {
-    pub ip: Option<String>,
+    pub origin: Origin,
     pub user_agent: Option<String>,
 }
 
@@ -89,8 +100,31 @@ impl Accounts {
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
+    /// Signs in; success is audited with the new session, a refusal in a unit of work of its own.
     pub async fn login(&self, email: &Email, password: &str, totp_code: Option<&str>, client: Client) -> Result<Issued, AuthError> {
         let row = self.repo.user_by_email(email.as_str()).await?;
+        let account = row.as_ref().map(|r| r.id.clone());
+        let refused = match self.sign_in(row, password, totp_code, &client).await {
+            Err(e @ (AuthError::InvalidCredentials | AuthError::Disabled | AuthError::MfaRequired)) => e,
+            other => return other,
+        };
+        let reason = match (&refused, &account) {
+            (AuthError::InvalidCredentials, None) => "unknown_account",
+            (AuthError::InvalidCredentials, Some(_)) => "wrong_password",
+            (AuthError::Disabled, _) => "disabled",
+            _ => "second_factor",
+        };
+        let entry = NewEntry::new(Action::LoginFailed, &Actor::anonymous(client.origin));
+        let entry = match &account {
+            Some(id) => entry.target(id).details(json!({ "reason": reason })),
+            // No account to name: a hash of the address tells repeated attempts apart without keeping it.
+            None => entry.details(json!({ "reason": reason, "email_sha256": sha256_hex(email.as_str().as_bytes()) })),
+        };
+        audit::record(&self.store, &entry).await?;
+        Err(refused)
+    }
+
+    async fn sign_in(&self, row: Option<UserRow>, password: &str, totp_code: Option<&str>, client: &Client) -> Result<Issued, AuthError> {
         // Unknown, deleted and existing accounts all pay for one hash verification.
         let hash = row.as_ref().map(|r| r.password_hash.as_str()).filter(|h| !h.is_empty());
         if !self.hasher.verify(password, hash).await? {
@@ -100,14 +134,18 @@ impl Accounts {
         if row.disabled {
             return Err(AuthError::Disabled);
         }
-        let (session, refresh) = self.new_session(&row.id, &client, now());
-        let (row_ref, session_ref) = (&row, &session);
+        let (session, refresh) = self.new_session(&row.id, client, now());
+        let entry = NewEntry::new(Action::LoginSucceeded, &Actor::user(&row.id, client.origin.clone()))
+            .target(&row.id)
+            .details(json!({ "session_id": session.id, "mfa": row.mfa_enabled }));
+        let (row_ref, session_ref, entry) = (&row, &session, &entry);
         self.store
             .transact(|mut tx| async move {
                 if row_ref.mfa_enabled {
                     self.second_factor(&mut tx, row_ref, totp_code).await?;
                 }
                 self.repo.insert_session(&mut tx, session_ref).await?;
+                audit::append(&mut tx, entry, now()).await?;
                 Ok::<_, AuthError>((tx, ()))
             })
             .await?;
@@ -117,7 +155,7 @@ impl Accounts {
     pub async fn refresh(&self, token: &str, client: Client) -> Result<Issued, AuthError> {
         let (next, refresh) = self.renewal(&client, now());
         let (presented, next) = (sha256_hex(token.as_bytes()), &next);
-        let presented = presented.as_str();
+        let (presented, presenter) = (presented.as_str(), &Actor::anonymous(client.origin));
         let rotated = self
             .store
             .transact(|mut tx| async move {
@@ -126,6 +164,8 @@ impl Accounts {
                     // A spent token presented again was stolen or replayed: its session ends.
                     let Some(session_id) = self.repo.refresh_owner(&mut tx, presented).await? else { return Ok((tx, Rotated::Invalid)) };
                     self.repo.revoke_session(&mut tx, &session_id, None, next.now).await?;
+                    let entry = NewEntry::new(Action::RefreshTokenReused, presenter).details(json!({ "session_id": session_id }));
+                    audit::append(&mut tx, &entry, next.now).await?;
                     return Ok((tx, Rotated::Reused));
                 }
                 let Some((session_id, user_id)) = self.repo.live_refresh_session(&mut tx, presented, next.now).await? else {
@@ -174,6 +214,7 @@ impl Accounts {
                 session_id: session_id.to_owned(),
                 roles: Roles::from_bits(s.user.roles),
                 account: Arc::new(s.user),
+                origin: Origin::default(),
             }),
             _ => Err(AuthError::InvalidToken),
         }
@@ -247,7 +288,9 @@ impl Accounts {
         let email = Email::parse("email", &row.email)?;
         let password = Password::parse("new_password", new_password, Some(&email))?;
         let hash = self.hasher.hash(password.expose()).await?;
-        let effects = Effects::default().event(EventType::AccountPasswordChanged, &who.user_id, serde_json::json!({}));
+        let effects = Effects::default()
+            .event(EventType::AccountPasswordChanged, &who.user_id, json!({}))
+            .audit(NewEntry::new(Action::PasswordChanged, &who.actor()).target(&who.user_id));
         let (who, hash, effects) = (who, hash.as_str(), &effects);
         self.store
             .transact(|mut tx| async move {
@@ -307,10 +350,11 @@ impl Accounts {
                 return Err(AuthError::Conflict("you cannot remove your own admin role"));
             }
         }
-        let (roles, disabled) = (patch.roles.map(Roles::bits), patch.disabled);
+        let (roles, disabled, by) = (patch.roles.map(Roles::bits), patch.disabled, &actor.actor());
         let row = self
             .store
             .transact(|mut tx| async move {
+                let before = self.repo.lock_user(&mut tx, user_id).await?.ok_or(AuthError::NotFound("user"))?;
                 if !self.repo.set_roles_and_disabled(&mut tx, user_id, roles, disabled, now()).await? {
                     return Err(AuthError::NotFound("user"));
                 }
@@ -319,6 +363,7 @@ impl Accounts {
                     self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
                 }
                 let row = self.repo.user_in(&mut tx, user_id).await?.ok_or(AuthError::NotFound("user"))?;
+                admin_changes(by, &before, &row).write(&mut tx, now()).await?;
                 Ok((tx, row))
             })
             .await?;
@@ -373,7 +418,7 @@ impl Accounts {
         let refresh = random_token();
         let renewal = Renewal {
             refresh_hash: sha256_hex(refresh.as_bytes()),
-            ip: client.ip.clone(),
+            ip: client.origin.ip.clone(),
             user_agent: client.user_agent.clone(),
             now: at,
             expires_at: at + self.refresh_ttl,
@@ -414,6 +459,22 @@ impl Accounts {
             created_at: row.created_at,
         })
     }
+}
+
+/// The audit entries of an administrator's change to an account: its roles and whether it is
+/// disabled, each only when it changed.
+fn admin_changes(by: &Actor, before: &UserRow, after: &UserRow) -> Effects {
+    let mut effects = Effects::default();
+    let (from, to) = (Roles::from_bits(before.roles), Roles::from_bits(after.roles));
+    if from != to {
+        let details = json!({ "from": from.list(), "to": to.list() });
+        effects = effects.audit(NewEntry::new(Action::RolesChanged, by).target(&after.id).details(details));
+    }
+    if before.disabled != after.disabled {
+        let action = if after.disabled { Action::UserDisabled } else { Action::UserEnabled };
+        effects = effects.audit(NewEntry::new(action, by).target(&after.id));
+    }
+    effects
 }
 
 /// What presenting a refresh token came to.

@@ -51,6 +51,9 @@ pub trait CatalogRepo: Send + Sync {
 
     /// The product as this transaction sees it (after its own writes).
     async fn product_in(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError>;
+    /// Like `product_in`, with the row locked until the unit of work ends (a no-op update locks
+    /// it on PostgreSQL; SQLite's one writer holds the database already).
+    async fn lock(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError>;
     /// A new active product at version 1 with `p.stock` on hand; `Conflict` on `unique::PRODUCT_SKU`.
     async fn insert(&self, tx: &mut Tx, id: &str, p: &NewProduct, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Applies `patch` and moves to the next version, if the product is at `if_version` (when
@@ -196,6 +199,12 @@ impl<DB: Backend> CatalogRepo for SqlCatalog<DB> {
 
     async fn product_in(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError> {
         self.fetch(tx.conn::<DB>()?, id).await
+    }
+
+    async fn lock(&self, tx: &mut Tx, id: &str) -> Result<Option<Product>, StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("UPDATE products SET version = version WHERE id = $1").bind(id).execute(&mut *conn).await?;
+        self.fetch(conn, id).await
     }
 
     async fn insert(&self, tx: &mut Tx, id: &str, p: &NewProduct, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -267,20 +267,24 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 pub async fn update_product(
     State(catalog): State<Arc<Catalog>>,
     State(currency): State<Currency>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(req): Json<UpdateProduct>,
 ) -> ApiResult<Json<Product>> {
     let version = if_match(&headers)?;
-    Ok(Json(catalog.update(&id, req.parse(&currency.0)?, version).await?))
+    Ok(Json(catalog.update(&id, req.parse(&currency.0)?, version, &admin.actor()).await?))
 }
 
 /// Deactivate a product (admin); orders keep referring to it.
 #[utoipa::path(delete, path = "/v1/admin/products/{id}", tag = "catalog", security(("bearer" = [])),
     params(("id" = String, Path, description = "product id")), responses((status = 204)))]
-pub async fn deactivate_product(State(catalog): State<Arc<Catalog>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    catalog.update(&id, ProductPatch { active: Some(false), ..ProductPatch::default() }, None).await?;
+pub async fn deactivate_product(
+    State(catalog): State<Arc<Catalog>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    catalog.update(&id, ProductPatch { active: Some(false), ..ProductPatch::default() }, None, &admin.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

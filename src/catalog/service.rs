@@ -11,6 +11,7 @@ use super::repo::{CatalogRepo, Settle};
 use crate::cache::{Cache, LIST_PREFIX, product_key, quotes_prefix};
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
+use crate::security::audit::{Action, Actor, NewEntry};
 use crate::store::{Store, StoreError, Transient, Tx, now, unique};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,25 +136,32 @@ impl Catalog {
         Ok(created)
     }
 
-    pub async fn update(&self, id: &str, patch: ProductPatch, if_version: Option<i64>) -> Result<Product, CatalogError> {
+    /// Applies `patch`; a new price is audited as `actor`'s, with the price it replaced.
+    pub async fn update(&self, id: &str, patch: ProductPatch, if_version: Option<i64>, actor: &Actor) -> Result<Product, CatalogError> {
         let patch_ref = &patch;
         let updated = self
             .store
             .transact(|mut tx| async move {
+                // Locked first, so the price it replaces is the one committed last.
+                let before = match patch_ref.price {
+                    Some(_) => self.repo.lock(&mut tx, id).await?,
+                    None => None,
+                };
                 if !self.repo.update(&mut tx, id, patch_ref, if_version, now()).await? {
                     let exists = self.repo.product_in(&mut tx, id).await?.is_some();
                     return Err(if exists { CatalogError::Stale } else { CatalogError::NotFound });
                 }
                 let updated = self.announced(&mut tx, id).await?;
+                if let Some(before) = before.filter(|b| b.price != updated.price) {
+                    let details = json!({ "from": before.price, "to": updated.price, "version": updated.version });
+                    let entry = NewEntry::new(Action::PriceChanged, actor).target(id).details(details);
+                    Effects::default().audit(entry).write(&mut tx, now()).await?;
+                }
                 Ok((tx, updated))
             })
             .await;
         self.forget(id).await;
-        let updated = updated?;
-        if let Some(price) = patch.price {
-            tracing::info!(product.id = id, price, "product price changed");
-        }
-        Ok(updated)
+        updated
     }
 
     pub async fn adjust_stock(&self, id: &str, delta: i64, reason: &str, actor: &str) -> Result<Product, CatalogError> {

@@ -53,11 +53,12 @@ pub struct NewEvent {
     pub data: serde_json::Value,
 }
 
-/// What else commits with a state change: jobs to run and events to announce.
+/// What else commits with a state change: jobs to run, events to announce, audit entries to append.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
     pub jobs: Vec<crate::jobs::NewJob>,
     pub events: Vec<NewEvent>,
+    pub audit: Vec<crate::security::audit::NewEntry>,
 }
 
 impl Effects {
@@ -74,6 +75,12 @@ impl Effects {
     /// An event for everyone (no user of its own), such as a product's new price.
     pub fn public_event(mut self, kind: EventType, data: serde_json::Value) -> Self {
         self.events.push(NewEvent { kind: kind.name(), user_id: None, data });
+        self
+    }
+
+    /// An audit entry of the change (appended last: the chain's head is held until commit).
+    pub fn audit(mut self, entry: crate::security::audit::NewEntry) -> Self {
+        self.audit.push(entry);
         self
     }
 
@@ -95,6 +102,9 @@ impl Effects {
         }
         if !self.events.is_empty() {
             repo::wake_relays_in::<DB>(conn).await?;
+        }
+        for entry in &self.audit {
+            crate::security::audit::repo::append_in::<DB>(conn, entry, now).await?;
         }
         Ok(())
     }

@@ -38,7 +38,11 @@ impl Bus for Recording {
 }
 
 fn one_event(n: i64) -> Effects {
-    Effects { jobs: Vec::new(), events: vec![NewEvent { kind: "test.order", user_id: None, data: serde_json::json!({ "n": n }) }] }
+    Effects {
+        jobs: Vec::new(),
+        events: vec![NewEvent { kind: "test.order", user_id: None, data: serde_json::json!({ "n": n }) }],
+        ..Effects::default()
+    }
 }
 
 #[tokio::test]

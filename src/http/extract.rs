@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, current_request_id};
+use crate::security::audit::Origin;
 use crate::validation::Invalid;
 
 /// A JSON object body. Wrong content type → 415, bad syntax → 400, wrong shape (an array, …) → 422, too big → 413.
@@ -167,6 +168,13 @@ pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
 /// the peer is a trusted proxy.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// This address and the id of the request being served: where an audited action came from.
+    pub fn origin(self) -> Origin {
+        Origin { ip: Some(self.0.to_string()), request_id: Some(current_request_id()).filter(|id| !id.is_empty()) }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp
 where

@@ -64,6 +64,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::ledger::routes::router())
         .merge(crate::realtime::routes::router())
         .merge(crate::orders::routes::router())
+        .merge(crate::security::audit::routes::router())
         .merge(ops::documented())
 }
 

@@ -8,7 +8,11 @@ use crate::store::testing::scratch_store;
 
 /// Finishes `job`'s attempt with one outbox event as its effect.
 async fn finish_with_an_event(jobs: &Jobs, job: &Job, worker: &str) -> anyhow::Result<Done> {
-    let effects = Effects { jobs: Vec::new(), events: vec![NewEvent { kind: "test.effect", user_id: None, data: serde_json::json!({}) }] };
+    let effects = Effects {
+        jobs: Vec::new(),
+        events: vec![NewEvent { kind: "test.effect", user_id: None, data: serde_json::json!({}) }],
+        ..Effects::default()
+    };
     let effects = &effects;
     let (done, ()) = jobs
         .completion(job, worker)

@@ -116,6 +116,6 @@ pub async fn transfer(
 /// Check the books: every transaction sums to zero and every cached balance equals the sum of its entries.
 #[utoipa::path(get, path = "/v1/admin/ledger/verify", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Verification)))]
-pub async fn verify_ledger(State(ledger): State<Arc<Ledger>>, _staff: StaffUser) -> ApiResult<Json<Verification>> {
-    Ok(Json(ledger.verify().await?))
+pub async fn verify_ledger(State(ledger): State<Arc<Ledger>>, StaffUser(staff): StaffUser) -> ApiResult<Json<Verification>> {
+    Ok(Json(ledger.verify(&staff.actor()).await?))
 }

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::model::{Account, Transaction};
 use super::repo::{EntryRow, LedgerRepo};
+use crate::security::audit::{self, Action, Actor, NewEntry};
 use crate::store::{Store, StoreError, Tx, now};
 
 /// A transaction as posted: its id and each account's balance after it.
@@ -57,12 +59,13 @@ pub struct Discrepancy {
 }
 
 pub struct Ledger {
+    store: Store,
     repo: Arc<dyn LedgerRepo>,
 }
 
 impl Ledger {
     pub fn new(store: &Store) -> Self {
-        Self { repo: super::repo::for_store(store) }
+        Self { store: store.clone(), repo: super::repo::for_store(store) }
     }
 
     /// Posts `transaction` inside the caller's unit of work: its entries, and each account's
@@ -92,7 +95,8 @@ impl Ledger {
     }
 
     /// Every transaction sums to zero and every cached balance equals the sum of its entries.
-    pub async fn verify(&self) -> Result<Verification, StoreError> {
+    /// A check that finds a discrepancy is audited as `by`'s.
+    pub async fn verify(&self, by: &Actor) -> Result<Verification, StoreError> {
         let audit = self.repo.audit().await?;
         let unbalanced = audit.unbalanced.into_iter().map(|(subject, sum)| Discrepancy {
             kind: "unbalanced_transaction",
@@ -107,6 +111,10 @@ impl Ledger {
             actual: cached,
         });
         let discrepancies: Vec<_> = unbalanced.chain(drifted).collect();
+        if let Some(first) = discrepancies.first() {
+            let details = json!({ "discrepancies": discrepancies.len(), "first": { "kind": first.kind, "subject": first.subject } });
+            audit::record(&self.store, &NewEntry::new(Action::LedgerVerificationFailed, by).details(details)).await?;
+        }
         Ok(Verification { balanced: discrepancies.is_empty(), accounts: audit.accounts, entries: audit.entries, discrepancies })
     }
 }

@@ -29,6 +29,7 @@ use crate::events::Effects;
 use crate::http::idempotency::repo::Claim;
 use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::ledger::model::Transaction;
+use crate::money::Money;
 use crate::payments::webhook::{ProviderEvent, ProviderEventKind, WebhookError, verify_event};
 use crate::payments::{Charge, ChargeLookup, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest};
 use crate::security::crypto::FieldCipher;
@@ -70,6 +71,17 @@ enum Settler<'a> {
     Checkout { claim: &'a Claim, token: &'a str },
     /// Reconciliation, or the provider's webhook (with its event's id and type), after `202`.
     Later { event: Option<(&'a str, &'a str)> },
+}
+
+impl Settler<'_> {
+    /// How the audit trail names it.
+    fn name(self) -> &'static str {
+        match self {
+            Settler::Checkout { .. } => "checkout",
+            Settler::Later { event: Some(_) } => "provider_webhook",
+            Settler::Later { event: None } => "reconciliation",
+        }
+    }
 }
 
 /// The `payments.reconcile` job's payload.
@@ -225,7 +237,9 @@ impl Orders {
                 if claim.is_some() {
                     self.carts.clear_in(&mut tx, &order.user_id).await?;
                 }
-                self.paid_effects(&order).write(&mut tx, order.updated_at).await?;
+                let captured =
+                    super::audit::captured(&order.id, Money::new(order.total, &order.currency), provider_ref.as_deref(), settler.name());
+                self.paid_effects(&order).audit(captured).write(&mut tx, order.updated_at).await?;
                 (Ok(()), None)
             }
             Outcome::Unknown => {

@@ -1,7 +1,8 @@
 //! Orders: the state machine (`model`), their storage (`repo`), checkout and the order use
 //! cases (`service`), card payments and their later settlement (`card`), the receipt mail
-//! (`receipt`), and the routes.
+//! (`receipt`), the audit entries of refunds and captures (`audit`), and the routes.
 
+pub mod audit;
 pub mod card;
 pub mod model;
 pub mod receipt;

@@ -217,12 +217,12 @@ pub async fn cancel_order(State(orders): State<Arc<Orders>>, AuthUser(me): AuthU
         (status = 503, description = "`payment_provider_unavailable`: the card refund was not accepted; nothing changed", body = Problem)))]
 pub async fn refund_order(
     State(orders): State<Arc<Orders>>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Extension(claim): Extension<Claim>,
     Path(id): Path<String>,
     Json(req): Json<RefundRequest>,
 ) -> ApiResult<Response> {
-    Ok(placed(orders.refund(&id, req, &claim).await?))
+    Ok(placed(orders.refund(&id, req, &claim, &admin.actor()).await?))
 }
 
 /// The answer to a provider webhook.

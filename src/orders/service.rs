@@ -503,7 +503,13 @@ impl Orders {
 
     /// A back-office refund, full or partial, to the original method. The order's row is locked
     /// while the state machine checks the sum, so concurrent refunds never pass the total.
-    pub async fn refund(&self, id: &str, req: RefundRequest, claim: &Claim) -> Result<Placed, OrderError> {
+    pub async fn refund(
+        &self,
+        id: &str,
+        req: RefundRequest,
+        claim: &Claim,
+        by: &crate::security::audit::Actor,
+    ) -> Result<Placed, OrderError> {
         let reason = req.reason.trim();
         if reason.is_empty() || reason.chars().count() > 500 {
             return Err(Invalid::one("reason", "invalid", "must be 1 to 500 characters").into());
@@ -524,7 +530,8 @@ impl Orders {
                 order.refunded += amount;
                 order.payment_status = if order.status == OrderStatus::Refunded { "refunded" } else { "partially_refunded" }.to_owned();
                 order.updated_at = now();
-                let effects = self.post_refund(&mut tx, &order, amount, self.announce(&order)).await?;
+                let entry = super::audit::refunded(by, &order.id, self.money(amount), self.money(order.refunded));
+                let effects = self.post_refund(&mut tx, &order, amount, self.announce(&order).audit(entry)).await?;
                 self.repo.update(&mut tx, &order).await?;
                 order.version += 1;
                 effects.write(&mut tx, order.updated_at).await?;

@@ -114,10 +114,10 @@ pub async fn list_rules(
     responses((status = 201, body = Rule)))]
 pub async fn create_rule(
     State(pricing): State<Arc<Pricing>>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Json(spec): Json<RuleSpec>,
 ) -> ApiResult<(StatusCode, Json<Rule>)> {
-    Ok((StatusCode::CREATED, Json(pricing.create(spec).await?)))
+    Ok((StatusCode::CREATED, Json(pricing.create(spec, &admin.actor()).await?)))
 }
 
 /// Change some fields of a rule (admin); the result is validated as a whole.
@@ -126,17 +126,21 @@ pub async fn create_rule(
     responses((status = 200, body = Rule)))]
 pub async fn update_rule(
     State(pricing): State<Arc<Pricing>>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Path(id): Path<String>,
     Json(patch): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<Rule>> {
-    Ok(Json(pricing.update(&id, patch).await?))
+    Ok(Json(pricing.update(&id, patch, &admin.actor()).await?))
 }
 
 /// Delete a rule (admin).
 #[utoipa::path(delete, path = "/v1/admin/pricing/rules/{id}", tag = "pricing", security(("bearer" = [])),
     params(("id" = String, Path, description = "rule id (rul_…)")), responses((status = 204)))]
-pub async fn delete_rule(State(pricing): State<Arc<Pricing>>, _admin: AdminUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    pricing.delete(&id).await?;
+pub async fn delete_rule(
+    State(pricing): State<Arc<Pricing>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    pricing.delete(&id, &admin.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

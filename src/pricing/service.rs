@@ -14,6 +14,7 @@ use crate::catalog::model::Product;
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
 use crate::money::Money;
+use crate::security::audit::{Action, Actor, NewEntry};
 use crate::store::{Store, StoreError, Transient, Tx, now};
 use crate::validation::Invalid;
 
@@ -115,13 +116,13 @@ impl Pricing {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub async fn create(&self, spec: RuleSpec) -> Result<Rule, PricingError> {
+    pub async fn create(&self, spec: RuleSpec, actor: &Actor) -> Result<Rule, PricingError> {
         let rule = Rule { id: crate::ids::new("rul"), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
-        let rule_ref = &rule;
+        let (rule_ref, entry) = (&rule, &NewEntry::new(Action::PricingRuleCreated, actor).target(&rule.id));
         self.store
             .transact(|mut tx| async move {
                 self.repo.insert(&mut tx, rule_ref, now()).await?;
-                self.rules_changed(&mut tx).await?;
+                self.rules_changed(&mut tx, entry.clone()).await?;
                 Ok::<_, PricingError>((tx, ()))
             })
             .await?;
@@ -131,8 +132,12 @@ impl Pricing {
     }
 
     /// Applies the fields of `patch` (a partial rule) over the stored rule.
-    pub async fn update(&self, id: &str, patch: serde_json::Map<String, serde_json::Value>) -> Result<Rule, PricingError> {
+    pub async fn update(&self, id: &str, patch: serde_json::Map<String, serde_json::Value>, actor: &Actor) -> Result<Rule, PricingError> {
         let current = self.rules().rules.iter().find(|r| r.id == id).cloned().ok_or(PricingError::NotFound)?;
+        // The names of the fields changed, not their values (a coupon code is not for the trail).
+        let mut fields: Vec<&String> = patch.keys().collect();
+        fields.sort();
+        let entry = NewEntry::new(Action::PricingRuleUpdated, actor).target(id).details(serde_json::json!({ "fields": fields }));
         let mut merged = serde_json::to_value(&current.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if let Some(object) = merged.as_object_mut() {
             object.extend(patch);
@@ -143,13 +148,13 @@ impl Pricing {
             PricingError::Invalid(Invalid::one(&field, "invalid", e.into_inner().to_string()))
         })?;
         let rule = Rule { id: id.to_owned(), spec: spec.validate(&self.currency).map_err(PricingError::Invalid)? };
-        let rule_ref = &rule;
+        let (rule_ref, entry) = (&rule, &entry);
         self.store
             .transact(|mut tx| async move {
                 if !self.repo.replace(&mut tx, rule_ref, now()).await? {
                     return Err(PricingError::NotFound);
                 }
-                self.rules_changed(&mut tx).await?;
+                self.rules_changed(&mut tx, entry.clone()).await?;
                 Ok((tx, ()))
             })
             .await?;
@@ -158,13 +163,14 @@ impl Pricing {
         Ok(rule)
     }
 
-    pub async fn delete(&self, id: &str) -> Result<(), PricingError> {
+    pub async fn delete(&self, id: &str, actor: &Actor) -> Result<(), PricingError> {
+        let entry = &NewEntry::new(Action::PricingRuleDeleted, actor).target(id);
         self.store
             .transact(|mut tx| async move {
                 if !self.repo.delete(&mut tx, id).await? {
                     return Err(PricingError::NotFound);
                 }
-                self.rules_changed(&mut tx).await?;
+                self.rules_changed(&mut tx, entry.clone()).await?;
                 Ok((tx, ()))
             })
             .await?;
@@ -174,11 +180,14 @@ impl Pricing {
     }
 
     /// Every rule change moves the one rules version on and announces it, in the change's own
-    /// unit of work: quotes carry the version, and other instances reload on the event.
-    async fn rules_changed(&self, tx: &mut Tx) -> Result<(), StoreError> {
+    /// unit of work: quotes carry the version, and other instances reload on the event. The
+    /// change's audit `entry` commits with it, naming the version it made.
+    async fn rules_changed(&self, tx: &mut Tx, mut entry: NewEntry) -> Result<(), StoreError> {
         let version = self.repo.bump_version(tx).await?;
+        entry.details["rules_version"] = version.into();
         Effects::default()
             .public_event(EventType::PricingRulesChanged, serde_json::json!({ "rules_version": version }))
+            .audit(entry)
             .write(tx, now())
             .await
     }

@@ -1,6 +1,7 @@
-//! Security building blocks: rate limits (in-process, or shared through Redis), persisted secrets, field encryption, random tokens, webhook signatures,
-//! and where outgoing requests may go.
+//! Security building blocks: rate limits (in-process, or shared through Redis), persisted secrets, field encryption,
+//! random tokens, webhook signatures, where outgoing requests may go, and the audit trail.
 
+pub mod audit;
 pub mod crypto;
 pub mod egress;
 pub mod rate_limit;

@@ -491,16 +491,21 @@ impl TestApp {
     /// Runs one statement on the app's database from a connection of its own (as another
     /// process, or an operator, would), returning the rows it changed.
     pub async fn execute_sql(&self, sql: &'static str) -> u64 {
+        self.try_execute_sql(sql).await.expect("running the statement")
+    }
+
+    /// Like `execute_sql`, for a statement the database may refuse: its error message then.
+    pub async fn try_execute_sql(&self, sql: &'static str) -> Result<u64, String> {
         use sqlx::Connection as _;
         match &self.database_url {
             Some(url) => {
                 let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting to the test database");
-                sqlx::query(sql).execute(&mut conn).await.expect("running the statement").rows_affected()
+                sqlx::query(sql).execute(&mut conn).await.map(|done| done.rows_affected()).map_err(|e| e.to_string())
             }
             None => {
                 let url = format!("sqlite://{}", self.data_dir.join("keel.db").display());
                 let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the test database");
-                sqlx::query(sql).execute(&mut conn).await.expect("running the statement").rows_affected()
+                sqlx::query(sql).execute(&mut conn).await.map(|done| done.rows_affected()).map_err(|e| e.to_string())
             }
         }
     }

@@ -9,6 +9,7 @@ mod helpers;
 mod support;
 
 mod admin_users;
+mod audit;
 mod cart;
 mod catalog;
 mod checkout;

@@ -384,6 +384,7 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/orders",
         "/v1/admin/orders",
         "/v1/webhooks",
+        "/v1/admin/audit",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -462,6 +463,11 @@ async fn checkout_and_order_routes_guard_their_input() {
 #[tokio::test]
 async fn webhook_endpoint_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/admin/webhook-endpoints"]).await;
+}
+
+#[tokio::test]
+async fn audit_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/admin/audit"]).await;
 }
 
 #[tokio::test]

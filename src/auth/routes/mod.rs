@@ -67,7 +67,7 @@ impl From<Issued> for TokenResponse {
 
 fn client(ip: ClientIp, headers: &HeaderMap) -> Client {
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
-    Client { ip: Some(ip.0.to_string()), user_agent }
+    Client { origin: ip.origin(), user_agent }
 }
 
 /// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.

@@ -104,5 +104,7 @@ pub async fn reset_password(
     Json(req): Json<ResetRequest>,
 ) -> ApiResult<Response> {
     let rate = limit_ip(limiter.as_ref(), ip).await?;
-    Ok(rate.attach(accounts.reset_password(&req.token, &req.new_password).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into)))
+    Ok(rate.attach(
+        accounts.reset_password(&req.token, &req.new_password, ip.origin()).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into),
+    ))
 }

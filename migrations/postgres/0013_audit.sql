@@ -1,0 +1,48 @@
+-- The audit trail: append-only entries in one hash chain (`seq` 1, 2, …). Each entry's `hash`
+-- covers the previous entry's hash and the entry's canonical form (src/security/audit/model.rs).
+-- `details` is JSON text (not JSONB, which would reorder it), kept byte for byte as hashed.
+CREATE TABLE audit_log (
+    seq        BIGINT PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    at         TIMESTAMPTZ NOT NULL,
+    actor      TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    ip         TEXT,
+    request_id TEXT,
+    details    TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+CREATE INDEX audit_log_by_target ON audit_log (target, seq);
+
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit entries are append-only';
+END;
+$$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- The chain's head: the last entry's place and hash. Appending updates it first, which locks
+-- its row until commit, so concurrent appends take turns; verification compares it with the
+-- last entry, so entries removed from the end are found too.
+CREATE TABLE audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE FUNCTION audit_head_stays() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit chain head stays';
+END;
+$$;
+CREATE TRIGGER audit_head_stays BEFORE DELETE ON audit_head
+FOR EACH ROW EXECUTE FUNCTION audit_head_stays();
+CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
+FOR EACH STATEMENT EXECUTE FUNCTION audit_head_stays();
