@@ -123,8 +123,7 @@ fn keel_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("KEEL_DATA_DIR", dir.display().to_string()),
         ("KEEL_LOG", "error".into()),
-        ("KEEL_RATE_LIMIT_AUTH_IP", "off".into()),
-        ("KEEL_RATE_LIMIT_AUTH_ACCOUNT", "off".into()),
+        ("KEEL_RATE_LIMIT_ENABLED", "false".into()),
         ("KEEL_ACCESS_TOKEN_TTL_SECS", "3600".into()),
         ("KEEL_REALTIME_MAX_CONNECTIONS", "1000000".into()),
         ("KEEL_REALTIME_MAX_PER_USER", "1000".into()),

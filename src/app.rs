@@ -16,7 +16,8 @@ use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
-use crate::cache::LocalCache;
+use crate::cache::shared::SharedCache;
+use crate::cache::{Cache, LocalCache};
 use crate::cart::Carts;
 use crate::catalog::Catalog;
 use crate::catalog::routes::Currency;
@@ -45,10 +46,12 @@ use crate::pricing::Pricing;
 use crate::pricing::service::ReloadRules;
 use crate::realtime::hub::{Close, Hub, Limits};
 use crate::realtime::{Realtime, Settings as RealtimeSettings};
+use crate::redis::Redis;
 use crate::security::audit::AuditTrail;
 use crate::security::crypto::FieldCipher;
 use crate::security::egress::Egress;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
+use crate::security::redis_limiter::RedisLimiter;
 use crate::security::{random_bytes, secrets};
 use crate::store::{Store, StoreOptions};
 
@@ -73,6 +76,8 @@ pub struct AppState {
     pub currency: Currency,
     /// Present when the bus is NATS (readiness checks it).
     pub nats: Option<Arc<NatsBus>>,
+    /// Present when Redis is configured (readiness checks it).
+    pub redis: Option<Arc<Redis>>,
     pub accounts: Arc<Accounts>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
@@ -143,7 +148,11 @@ impl Application {
             max_per_user: config.realtime_max_per_user,
             queue: REALTIME_QUEUE,
         }));
-        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys));
+        let local = LocalLimiter::new(config.rate_limits.clone(), config.rate_limit_max_keys);
+        let limiter: Arc<dyn Limiter> = match &services.redis {
+            Some(redis) => Arc::new(RedisLimiter::new(redis.clone(), config.rate_limits.clone(), local)),
+            None => Arc::new(local),
+        };
         let settings =
             RealtimeSettings { origins: config.cors_origins.clone(), ping: config.realtime_ping, heartbeat: config.realtime_heartbeat };
         let realtime = Arc::new(Realtime::new(hub, services.store.clone(), services.accounts.clone(), settings));
@@ -164,6 +173,7 @@ impl Application {
             limiter: limiter.clone(),
             store: services.store.clone(),
             nats: nats.clone(),
+            redis: services.redis.clone(),
             proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
             wallet: Arc::new(Wallet::new(
                 services.store.clone(),
@@ -313,6 +323,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// The domain services every entry point (API, worker, command line) is built from.
 pub struct Services {
     pub store: Store,
+    /// Shared by every instance when configured: rate limits and the cache's second tier.
+    pub redis: Option<Arc<Redis>>,
     pub catalog: Arc<Catalog>,
     pub pricing: Arc<Pricing>,
     pub jobs: Jobs,
@@ -334,6 +346,7 @@ pub struct Services {
 impl Services {
     pub async fn build(config: &Config) -> anyhow::Result<Services> {
         let store = open_store(config).await?;
+        let redis = config.redis.as_ref().map(Redis::connect).transpose()?.map(Arc::new);
         let jobs = Jobs::new(store.clone());
         let outbox = Arc::new(Outbox::new(store.clone()));
         let signing_key = match &config.signing_key {
@@ -369,7 +382,11 @@ impl Services {
             .with(PurgeEvents(outbox.repo().clone()))
             .with(PurgeJobs(jobs.repo().clone()))
             .with(PurgeIdempotencyKeys(idempotency.repo().clone()));
-        let cache = Arc::new(LocalCache::new(50_000, Duration::from_secs(300)));
+        let local = LocalCache::new(50_000, Duration::from_secs(300));
+        let cache: Arc<dyn Cache> = match &redis {
+            Some(redis) => Arc::new(SharedCache::new(local, redis.clone())),
+            None => Arc::new(local),
+        };
         let catalog = Arc::new(Catalog::new(store.clone(), &config.currency, cache.clone()));
         let registry = registry.with(ReleaseExpiredReservations(catalog.clone()));
         let pricing = Arc::new(Pricing::load(store.clone(), cache, &config.currency).await?);
@@ -405,6 +422,7 @@ impl Services {
             webhooks,
             outbox,
             store,
+            redis,
             jobs,
             accounts,
             cipher,

@@ -45,6 +45,11 @@ const KEYS: &[&str] = &[
     "rate_limit_auth_account_ip",
     "rate_limit_mail_ip",
     "rate_limit_mail_account",
+    "rate_limit_anonymous",
+    "rate_limit_user",
+    "rate_limit_money",
+    "rate_limit_admin",
+    "rate_limit_enabled",
     "rate_limit_max_keys",
     "trusted_proxies",
     "smtp_url",
@@ -55,6 +60,10 @@ const KEYS: &[&str] = &[
     "webhook_allowed_networks",
     "nats_url",
     "nats_subject_prefix",
+    "redis_url",
+    "redis_key_prefix",
+    "redis_connect_timeout_ms",
+    "redis_response_timeout_ms",
     "run_workers",
     "run_relay",
     "worker_lease_secs",
@@ -85,6 +94,7 @@ const SECRET_KEYS: &[&str] = &[
     "database_url",
     "smtp_url",
     "nats_url",
+    "redis_url",
     "payment_api_key",
     "payment_webhook_secret",
 ];
@@ -121,7 +131,8 @@ pub struct Config {
     /// still accepted until they expire, and the JWKS publishes them.
     pub previous_signing_keys: Vec<SecretString>,
     pub encryption_key: Option<SecretString>,
-    /// The rate of each rate-limited action (`rate_limit_<policy>`).
+    /// The rate of each rate-limited action (`rate_limit_<policy>`); every one off when
+    /// `rate_limit_enabled` is false.
     pub rate_limits: Policies,
     /// Cells the in-process rate limiter may hold (its memory bound).
     pub rate_limit_max_keys: usize,
@@ -136,6 +147,9 @@ pub struct Config {
     pub nats_url: Option<SecretString>,
     /// Subjects are `<prefix>.events.<type>`, the stream `<PREFIX>_EVENTS`.
     pub nats_subject_prefix: String,
+    /// Redis, shared by every instance for rate limits and the cache's second tier; without
+    /// it both are per instance.
+    pub redis: Option<crate::redis::RedisSettings>,
     /// Webhook retries: the first delay (doubling per attempt up to an hour) and the attempts.
     pub webhook_retry: crate::notify::webhooks::RetryPolicy,
     /// Networks webhooks may reach besides public addresses (development receivers on loopback).
@@ -353,6 +367,7 @@ impl Config {
                         .then(|| v.to_owned())
                 })?
                 .unwrap_or_else(|| "keel".to_owned()),
+            redis: redis_settings(&s)?,
             webhook_retry: crate::notify::webhooks::RetryPolicy {
                 first_delay: s
                     .parse("webhook_retry_base_ms", "milliseconds from 1 to 3600000", |v| {
@@ -498,12 +513,33 @@ fn http_limits(s: &Settings, request_timeout: Duration) -> Result<crate::http::s
     })
 }
 
-/// Each policy's `rate_limit_<policy>` key, or its default.
+/// Each policy's `rate_limit_<policy>` key, or its default; none when `rate_limit_enabled` is
+/// false (each key is still checked).
 fn rate_limits(s: &Settings) -> Result<Policies, ConfigError> {
+    let enabled = s.parse("rate_limit_enabled", "true or false", |v| v.parse().ok())?.unwrap_or(true);
     Policy::ALL.into_iter().try_fold(Policies::default(), |policies, policy| {
-        let rate = s.parse(policy.setting(), "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?;
-        Ok(policies.with(policy, rate.unwrap_or(Some(policy.default_rate()))))
+        let rate = s.parse(&policy.setting(), "N/s, N/min, N/h (N from 1 to 1000000) or off", Rate::parse_setting)?;
+        Ok(policies.with(policy, if enabled { rate.unwrap_or(Some(policy.default_rate())) } else { None }))
     })
+}
+
+/// The `redis_*` keys; `None` without `redis_url`.
+fn redis_settings(s: &Settings) -> Result<Option<crate::redis::RedisSettings>, ConfigError> {
+    let url = s.parse("redis_url", "a redis:// URL", |v| {
+        (v.starts_with("redis://") && redis::Client::open(v).is_ok()).then(|| SecretString::from(v.to_owned()))
+    })?;
+    let key_prefix = s
+        .parse("redis_key_prefix", "1 to 64 printable ASCII characters without spaces", |v| {
+            (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_owned())
+        })?
+        .unwrap_or_else(|| "keel:".to_owned());
+    let millis = |key: &str, default: u64| {
+        s.parse(key, "milliseconds from 10 to 60000", |v| v.parse().ok().filter(|n| (10..=60_000).contains(n)))
+            .map(|ms| Duration::from_millis(ms.unwrap_or(default)))
+    };
+    let connect_timeout = millis("redis_connect_timeout_ms", 1000)?;
+    let response_timeout = millis("redis_response_timeout_ms", 250)?;
+    Ok(url.map(|url| crate::redis::RedisSettings { url, key_prefix, connect_timeout, response_timeout }))
 }
 
 struct Settings(BTreeMap<String, String>);
@@ -667,12 +703,32 @@ mod tests {
     #[test]
     fn every_rate_limit_policy_has_a_key() {
         for policy in Policy::ALL {
-            assert!(KEYS.contains(&policy.setting()), "{} is a known key", policy.setting());
+            assert!(KEYS.contains(&policy.setting().as_str()), "{} is a known key", policy.setting());
         }
         let c = Config::from_pairs([("rate_limit_mail_account", "off"), ("rate_limit_auth_ip", "3/h")]).unwrap();
         assert_eq!(c.rate_limits.rate(Policy::MailAccount), None);
         assert_eq!(c.rate_limits.rate(Policy::AuthIp), Some(Rate { burst: 3, period: Duration::from_secs(3600) }));
         assert_eq!(c.rate_limits.rate(Policy::MailIp), Some(Policy::MailIp.default_rate()));
+    }
+
+    #[test]
+    fn rate_limit_enabled_false_turns_every_policy_off() {
+        let c = Config::from_pairs([("rate_limit_enabled", "false"), ("rate_limit_user", "3/h")]).unwrap();
+        assert!(Policy::ALL.iter().all(|p| c.rate_limits.rate(*p).is_none()));
+        let err = Config::from_pairs([("rate_limit_enabled", "false"), ("rate_limit_user", "3/day")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_RATE_LIMIT_USER"), "{err}");
+    }
+
+    #[test]
+    fn redis_is_off_unless_configured_and_its_url_is_not_echoed() {
+        assert!(Config::from_pairs(Vec::<(String, String)>::new()).unwrap().redis.is_none());
+        let c = Config::from_pairs([("redis_url", "redis://127.0.0.1:6379"), ("redis_response_timeout_ms", "100")]).unwrap();
+        let redis = c.redis.expect("configured");
+        assert_eq!((redis.key_prefix.as_str(), redis.connect_timeout), ("keel:", Duration::from_secs(1)));
+        assert_eq!(redis.response_timeout, Duration::from_millis(100));
+        let err = Config::from_pairs([("redis_url", "http://user:hunter2@h")]).err().unwrap().to_string();
+        assert!(err.contains("KEEL_REDIS_URL") && !err.contains("hunter2"), "{err}");
+        assert!(Config::from_pairs([("redis_key_prefix", "has space")]).is_err());
     }
 
     #[test]

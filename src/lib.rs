@@ -19,6 +19,7 @@ pub mod orders;
 pub mod payments;
 pub mod pricing;
 pub mod realtime;
+pub mod redis;
 pub mod security;
 pub mod store;
 pub mod telemetry;

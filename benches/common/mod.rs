@@ -138,19 +138,15 @@ impl Keel {
     }
 }
 
-/// Starts Keel on a fresh data directory (SQLite unless `extra` sets `database_url`), with the
-/// sign-in rate limits off; `extra` adds or overrides settings.
+/// Starts Keel on a fresh data directory (SQLite unless `extra` sets `database_url`), with every
+/// rate limit off; `extra` adds or overrides settings.
 pub async fn start_keel(extra: &[(&str, &str)]) -> Keel {
     let dir = std::env::temp_dir().join(format!("keel-bench-{}", uuid::Uuid::now_v7().simple()));
     let config = vec![
         ("listen", "127.0.0.1:0".to_owned()),
         ("data_dir", dir.display().to_string()),
         ("log", "error".to_owned()),
-        ("rate_limit_auth_ip", "off".to_owned()),
-        ("rate_limit_auth_account", "off".to_owned()),
-        ("rate_limit_auth_account_ip", "off".to_owned()),
-        ("rate_limit_mail_ip", "off".to_owned()),
-        ("rate_limit_mail_account", "off".to_owned()),
+        ("rate_limit_enabled", "false".to_owned()),
     ]
     .into_iter()
     .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())))

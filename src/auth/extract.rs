@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 
 use super::model::Role;
 use super::service::{Accounts, Principal};
+use super::tokens::Claims;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientIp, TrustedProxies};
 
@@ -29,6 +30,15 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// The claims of the request's access token when its signature and lifetime check out, kept in
+/// the request's extensions so `AuthUser` does not verify it again. The session is not looked
+/// up here: rate limits key on the subject, and routes still authenticate.
+pub fn verified_claims(parts: &mut Parts, accounts: &Accounts) -> Option<Claims> {
+    let claims = accounts.signer().verify(bearer(parts).ok()?).ok()?;
+    parts.extensions.insert(claims.clone());
+    Some(claims)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser
 where
     Arc<Accounts>: FromRef<S>,
@@ -44,8 +54,11 @@ where
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(AuthUser(Principal { origin, ..principal.clone() }));
         }
-        let token = bearer(parts)?;
-        let mut principal = Arc::<Accounts>::from_ref(state).authenticate(token).await?;
+        let accounts = Arc::<Accounts>::from_ref(state);
+        let mut principal = match parts.extensions.get::<Claims>() {
+            Some(claims) => accounts.session_principal(&claims.sub, &claims.sid).await?,
+            None => accounts.authenticate(bearer(parts)?).await?,
+        };
         tracing::Span::current().record("user.id", principal.user_id.as_str());
         principal.origin = origin;
         parts.extensions.insert(principal.clone());

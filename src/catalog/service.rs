@@ -77,13 +77,13 @@ impl Catalog {
     /// The product's JSON, from the cache when possible.
     pub async fn product_json(&self, id: &str) -> Result<Arc<[u8]>, CatalogError> {
         let key = product_key(id);
-        if let Some(hit) = self.cache.get(&key).await {
+        let lookup = self.cache.get(&key).await;
+        if let Some(hit) = lookup.value {
             return Ok(hit);
         }
-        let epoch = self.cache.epoch();
         let product = self.repo.get(id).await?.ok_or(CatalogError::NotFound)?;
         let body: Arc<[u8]> = serde_json::to_vec(&product).map_err(anyhow::Error::from)?.into();
-        self.cache.put(&key, body.clone(), epoch).await;
+        self.cache.put(&key, body.clone(), lookup.ticket).await;
         Ok(body)
     }
 
@@ -104,14 +104,14 @@ impl Catalog {
         page: &PageRequest<(String, String)>,
     ) -> Result<Arc<[u8]>, CatalogError> {
         let key = format!("{LIST_PREFIX}{filter:?}|{sort:?}|{:?}|{}", page.after, page.limit);
-        if let Some(hit) = self.cache.get(&key).await {
+        let lookup = self.cache.get(&key).await;
+        if let Some(hit) = lookup.value {
             return Ok(hit);
         }
-        let epoch = self.cache.epoch();
         let rows = self.repo.list(filter, sort, page.after.as_ref(), page.limit).await?;
         let page = Page::from_rows(rows, page.limit, |p| (sort.key(p), p.id.clone()));
         let body: Arc<[u8]> = serde_json::to_vec(&page).map_err(anyhow::Error::from)?.into();
-        self.cache.put(&key, body.clone(), epoch).await;
+        self.cache.put(&key, body.clone(), lookup.ticket).await;
         Ok(body)
     }
 

@@ -91,6 +91,8 @@ pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router
     let (api, doc) = parts();
     // [idem] routes: the guard claims the key before the handler and settles it after.
     let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard::guard));
+    // Outside the guard: a refused request claims no idempotency key.
+    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_requests));
     let routes = api
         .merge(ops::router(doc.to_json()?))
         .merge(pages::router())

@@ -3,7 +3,8 @@
 //! follow from an operation's shape (a token → 401, a back-office path → 403, a path id → 404,
 //! a JSON body → 400/413/415/422, a query → 422), the headers every response or every
 //! limited, cacheable or refused response carries, and a description for each response.
-//! Statuses particular to one route (409, 412, 429 …) stay in that handler's annotation.
+//! Every rate-limited route (`rate_limit::is_limited`) gets its `429`. Statuses particular to one
+//! route (409, 412, a sign-in limit's 429 …) stay in that handler's annotation.
 //! Idempotent routes (`guard::ROUTES`) get the `Idempotency-Key` parameter, their `400`, `409`
 //! and `422` codes, and the `Idempotent-Replayed` header on the responses that are replayed.
 
@@ -189,6 +190,13 @@ fn conform(path: &str, op: &mut Operation) {
         declare(op, "404", "`not_found`: no such resource (or not the caller's)");
     }
 
+    if super::rate_limit::is_limited(path) {
+        declare(
+            op,
+            "429",
+            "`rate_limited`: over the budget of a request class (anonymous per address, per user, money, back office); wait `Retry-After` seconds",
+        );
+    }
     let rate_limited = op.responses.responses.contains_key("429");
     let cacheable = op.responses.responses.contains_key("304");
     if cacheable {

@@ -19,6 +19,7 @@ use crate::auth::tokens::Jwks;
 use crate::events::Outbox;
 use crate::events::nats::NatsBus;
 use crate::jobs::Jobs;
+use crate::redis::Redis;
 use crate::store::Store;
 
 #[derive(Serialize, ToSchema)]
@@ -56,7 +57,11 @@ async fn healthz() -> axum::Json<Health> {
 
 /// Readiness: every dependency answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
-async fn readyz(State(store): State<Store>, State(nats): State<Option<Arc<NatsBus>>>) -> (StatusCode, axum::Json<Health>) {
+async fn readyz(
+    State(store): State<Store>,
+    State(nats): State<Option<Arc<NatsBus>>>,
+    State(redis): State<Option<Arc<Redis>>>,
+) -> (StatusCode, axum::Json<Health>) {
     let database = match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => {
@@ -68,6 +73,9 @@ async fn readyz(State(store): State<Store>, State(nats): State<Option<Arc<NatsBu
     let mut checks: std::collections::BTreeMap<&'static str, String> = [("database", database)].into_iter().collect();
     if let Some(nats) = nats {
         checks.insert("nats", if nats.connected() { "ok" } else { "disconnected" }.to_owned());
+    }
+    if let Some(redis) = redis {
+        checks.insert("redis", redis.ping().await.to_owned());
     }
     let ok = checks.values().all(|v| v == "ok");
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

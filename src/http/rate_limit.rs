@@ -1,9 +1,19 @@
-//! Applying rate-limit decisions to HTTP: `RateLimit-*` headers, and `429` with `Retry-After`.
+//! Applying rate-limit decisions to HTTP: `RateLimit-*` headers, and `429` with `Retry-After`;
+//! and the request classes every `/v1` request is checked against (anonymous per client
+//! address, signed in per user, money and back-office routes per user).
 
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use std::net::IpAddr;
+
+use axum::extract::{FromRequestParts as _, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 
 use super::error::ApiError;
+use super::extract::ClientIp;
+use super::idempotency::guard::ROUTES as MONEY_ROUTES;
+use crate::app::AppState;
+use crate::auth::extract::verified_claims;
 use crate::security::rate_limit::{Decision, Limiter, Policy};
 
 /// The headers of the tightest policy a request was checked against.
@@ -72,12 +82,105 @@ pub async fn enforce(limiter: &dyn Limiter, checks: &[(Policy, &str)]) -> Result
     Ok(RateLimitHeaders(tightest))
 }
 
+/// Routes no request class limits: the payment provider's signed webhooks (a server whose
+/// retries must get through, from addresses shared by all its customers).
+const UNLIMITED: &[&str] = &["/v1/webhooks/payments"];
+
+/// Whether requests to this route (as routed, `/v1/products/{id}`) are limited by class.
+pub fn is_limited(route: &str) -> bool {
+    route.starts_with("/v1/") && !UNLIMITED.contains(&route)
+}
+
+/// Who is asking: the user of a valid access token, else the client address.
+pub enum Caller {
+    User(String),
+    Anonymous(IpAddr),
+}
+
+/// The (policy, key) checks of one request, narrowest first, so a refusal by a narrow class
+/// (money) leaves the broad one (every request of the user) unspent.
+pub fn classes(method: &Method, route: &str, caller: &Caller) -> Vec<(Policy, String)> {
+    match caller {
+        Caller::Anonymous(ip) => vec![(Policy::Anonymous, ip.to_string())],
+        Caller::User(id) => {
+            // The routes that move money are the ones that need an `Idempotency-Key`.
+            let moves_money = MONEY_ROUTES.iter().any(|(m, p)| *m == method.as_str() && *p == route);
+            let back_office = route.starts_with("/v1/admin/");
+            [(moves_money, Policy::Money), (back_office, Policy::Admin), (true, Policy::User)]
+                .into_iter()
+                .filter(|(applies, _)| *applies)
+                .map(|(_, policy)| (policy, id.clone()))
+                .collect()
+        }
+    }
+}
+
+/// The request classes as a middleware: checks every class that applies before the handler
+/// (and before the idempotency guard claims a key), and puts the `RateLimit-*` headers of the
+/// tightest on the response unless the handler's own limits left less room.
+pub async fn limit_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(route) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else { return next.run(req).await };
+    if !is_limited(&route) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match verified_claims(&mut parts, &state.accounts) {
+        Some(claims) => Caller::User(claims.sub),
+        None => match ClientIp::from_request_parts(&mut parts, &state).await {
+            Ok(ClientIp(ip)) => Caller::Anonymous(ip),
+            Err(e) => return e.into_response(),
+        },
+    };
+    let checks = classes(&parts.method, &route, &caller);
+    let checks: Vec<(Policy, &str)> = checks.iter().map(|(p, k)| (*p, k.as_str())).collect();
+    let headers = match enforce(state.limiter.as_ref(), &checks).await {
+        Ok(headers) => headers,
+        Err(refused) => return refused.into_response(),
+    };
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(mine) = headers.0 {
+        let theirs = response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
+        if theirs.is_none_or(|theirs| mine.remaining < theirs) {
+            for (name, value) in header_values(&mine) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::security::rate_limit::{Rate, gcra};
+
+    fn policies(method: Method, route: &str, caller: &Caller) -> Vec<Policy> {
+        classes(&method, route, caller).into_iter().map(|(policy, _)| policy).collect()
+    }
+
+    #[test]
+    fn each_request_is_checked_against_the_classes_that_apply_narrowest_first() {
+        let ada = Caller::User("usr_ada".into());
+        let address = Caller::Anonymous(IpAddr::from([203, 0, 113, 7]));
+        assert_eq!(policies(Method::GET, "/v1/products", &address), [Policy::Anonymous]);
+        assert_eq!(policies(Method::POST, "/v1/checkout", &address), [Policy::Anonymous]);
+        assert_eq!(policies(Method::GET, "/v1/me", &ada), [Policy::User]);
+        assert_eq!(policies(Method::POST, "/v1/wallet/top-ups", &ada), [Policy::Money, Policy::User]);
+        assert_eq!(policies(Method::GET, "/v1/wallet/transfers", &ada), [Policy::User], "reading is not moving money");
+        assert_eq!(policies(Method::POST, "/v1/admin/orders/{id}/refunds", &ada), [Policy::Money, Policy::Admin, Policy::User]);
+        assert_eq!(policies(Method::GET, "/v1/admin/users", &ada), [Policy::Admin, Policy::User]);
+        assert_eq!(classes(&Method::GET, "/v1/me", &ada)[0].1, "usr_ada");
+        assert_eq!(classes(&Method::GET, "/v1/me", &address)[0].1, "203.0.113.7");
+    }
+
+    #[test]
+    fn operations_and_the_providers_webhooks_are_not_limited() {
+        assert!(is_limited("/v1/products/{id}"));
+        assert!(!is_limited("/v1/webhooks/payments"));
+        assert!(!is_limited("/readyz"));
+    }
 
     fn header(response: &Response, name: &str) -> u64 {
         response.headers()[name].to_str().unwrap().parse().unwrap()

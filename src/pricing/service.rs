@@ -248,18 +248,18 @@ impl Pricing {
         );
         let set = self.rules();
         let at = now();
-        if let Some(hit) = self.cache.get(&key).await
-            && let Ok(cached) = serde_json::from_slice::<CachedQuote>(&hit)
+        let lookup = self.cache.get(&key).await;
+        if let Some(hit) = &lookup.value
+            && let Ok(cached) = serde_json::from_slice::<CachedQuote>(hit)
             && at < cached.serve_until
             && cached.quote.rules_version == set.version
         {
             return Ok(cached.quote);
         }
-        let epoch = self.cache.epoch();
         let quote = self.compute(&set, product, quantity, country, coupon_code, at).await?;
         let cached = CachedQuote { quote, serve_until: serve_until(&set, at) };
         if let Ok(body) = serde_json::to_vec(&cached) {
-            self.cache.put(&key, body.into(), epoch).await;
+            self.cache.put(&key, body.into(), lookup.ticket).await;
         }
         Ok(cached.quote)
     }

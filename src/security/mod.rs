@@ -1,10 +1,11 @@
-//! Security building blocks: rate limits, persisted secrets, field encryption, random tokens, webhook signatures,
-//! where outgoing requests may go, and the audit trail.
+//! Security building blocks: rate limits (in-process, or shared through Redis), persisted secrets, field encryption,
+//! random tokens, webhook signatures, where outgoing requests may go, and the audit trail.
 
 pub mod audit;
 pub mod crypto;
 pub mod egress;
 pub mod rate_limit;
+pub mod redis_limiter;
 pub mod secrets;
 pub mod signature;
 

@@ -96,20 +96,47 @@ pub enum Policy {
     MailIp,
     /// Mail sent to one account at a client's request.
     MailAccount,
+    /// Every request without a valid access token, per client address.
+    Anonymous,
+    /// Every request with a valid access token, per user.
+    User,
+    /// Requests that move money (top-ups, transfers, checkout, refunds), per user.
+    Money,
+    /// Back-office requests (`/v1/admin/…`), per user.
+    Admin,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 5] = [Policy::AuthIp, Policy::AuthAccountIp, Policy::AuthAccount, Policy::MailIp, Policy::MailAccount];
+    pub const ALL: [Policy; 9] = [
+        Policy::AuthIp,
+        Policy::AuthAccountIp,
+        Policy::AuthAccount,
+        Policy::MailIp,
+        Policy::MailAccount,
+        Policy::Anonymous,
+        Policy::User,
+        Policy::Money,
+        Policy::Admin,
+    ];
+
+    /// The policy's short name (`auth_ip`): its setting is `rate_limit_<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::AuthIp => "auth_ip",
+            Policy::AuthAccountIp => "auth_account_ip",
+            Policy::AuthAccount => "auth_account",
+            Policy::MailIp => "mail_ip",
+            Policy::MailAccount => "mail_account",
+            Policy::Anonymous => "anonymous",
+            Policy::User => "user",
+            Policy::Money => "money",
+            Policy::Admin => "admin",
+        }
+    }
 
     /// The configuration key of this policy's rate.
-    pub fn setting(self) -> &'static str {
-        match self {
-            Policy::AuthIp => "rate_limit_auth_ip",
-            Policy::AuthAccountIp => "rate_limit_auth_account_ip",
-            Policy::AuthAccount => "rate_limit_auth_account",
-            Policy::MailIp => "rate_limit_mail_ip",
-            Policy::MailAccount => "rate_limit_mail_account",
-        }
+    pub fn setting(self) -> String {
+        format!("rate_limit_{}", self.name())
     }
 
     pub fn default_rate(self) -> Rate {
@@ -119,6 +146,13 @@ impl Policy {
             Policy::AuthAccount => Rate::per_hour(100),
             Policy::MailIp => Rate::per_hour(20),
             Policy::MailAccount => Rate::per_hour(5),
+            // Browsing: a page of a shop's front end makes a handful of calls; many people
+            // share one address behind a NAT.
+            Policy::Anonymous => Rate::per_minute(600),
+            Policy::User => Rate::per_minute(1200),
+            // Nobody pays, tops up or refunds by hand more than a few times a minute.
+            Policy::Money => Rate::per_minute(30),
+            Policy::Admin => Rate::per_minute(600),
         }
     }
 

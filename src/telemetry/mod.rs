@@ -48,6 +48,8 @@ const RT_SLOW: &str = "keel_realtime_slow_consumers_total";
 const RT_REPLAYED: &str = "keel_realtime_replayed_events_total";
 const RT_FANOUT: &str = "keel_realtime_fanout_seconds";
 const RATE_LIMIT_KEYS: &str = "keel_rate_limit_keys";
+const RATE_LIMIT_FALLBACK: &str = "keel_rate_limit_fallback_total";
+const REDIS_UP: &str = "keel_redis_up";
 const HTTP_CONNECTIONS: &str = "keel_http_connections";
 const HTTP_TIMED_OUT: &str = "keel_http_connections_timed_out_total";
 
@@ -72,6 +74,11 @@ fn describe() {
         "Time from an event's commit until it was written to a real-time connection (live events)."
     );
     describe_gauge!(RATE_LIMIT_KEYS, "Cells (policy and key) the in-process rate limiter holds; bounded by rate_limit_max_keys.");
+    describe_counter!(RATE_LIMIT_FALLBACK, "Rate-limit decisions made by this instance's own limiter because Redis did not answer.");
+    describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers (or was not tried yet), 0 from a failed call until one succeeds; absent without redis_url."
+    );
     describe_gauge!(HTTP_CONNECTIONS, "Open client connections (upgraded ones included); bounded by http_max_connections.");
     describe_counter!(
         HTTP_TIMED_OUT,
@@ -196,6 +203,14 @@ pub fn record_realtime_replayed(events: usize) {
 
 pub fn record_rate_limit_keys(cells: usize) {
     metrics::gauge!(RATE_LIMIT_KEYS).set(cells as f64);
+}
+
+pub fn record_rate_limit_fallback() {
+    metrics::counter!(RATE_LIMIT_FALLBACK).increment(1);
+}
+
+pub fn record_redis_up(up: bool) {
+    metrics::gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 pub fn record_http_connections(open: usize) {

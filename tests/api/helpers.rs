@@ -22,7 +22,7 @@ pub const RECEIVER_NETWORKS: &str = "127.0.0.0/8,::1/128";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Spawns the server with test defaults: port 0, a fresh data dir and database, quiet logs,
-/// every rate limit off.
+/// the sign-in and mail rate limits off (the request classes keep their defaults).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -67,6 +67,12 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         .ok()
         .filter(|url| !url.trim().is_empty())
         .map(|url| (url.trim().to_owned(), format!("t{}", Uuid::new_v4().simple())));
+    // With KEEL_TEST_REDIS_URL rate limits and the cache's second tier live in Redis, under a key
+    // prefix of this test's own (`.ci/run` deletes `keel-test:*` afterwards).
+    let redis = std::env::var("KEEL_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| (url.trim().to_owned(), format!("keel-test:{}:", Uuid::new_v4().simple())));
     let mut settings: Vec<(String, String)> = [
         ("listen", "127.0.0.1:0"),
         ("data_dir", data_dir.to_str().expect("temp dir is UTF-8")),
@@ -81,6 +87,7 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
     .into_iter()
     .chain(database_url.as_deref().map(|url| ("database_url", url)))
     .chain(nats.iter().flat_map(|(url, prefix)| [("nats_url", url.as_str()), ("nats_subject_prefix", prefix.as_str())]))
+    .chain(redis.iter().flat_map(|(url, prefix)| [("redis_url", url.as_str()), ("redis_key_prefix", prefix.as_str())]))
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     for (key, value) in overrides {
@@ -259,6 +266,12 @@ impl TestApp {
     /// Whether the bus is NATS, which every instance on the database shares.
     pub fn shares_bus(&self) -> bool {
         self.settings.iter().any(|(k, _)| k == "nats_url")
+    }
+
+    /// Whether rate limits and the cache's second tier are in Redis, shared by every instance
+    /// started with `same_database_instance`.
+    pub fn uses_redis(&self) -> bool {
+        self.settings.iter().any(|(k, _)| k == "redis_url")
     }
 
     /// Starts a second instance on the same database and bus, with a data dir (instance id,

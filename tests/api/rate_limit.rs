@@ -16,7 +16,7 @@ async fn login_from(app: &TestApp, client_ip: &str, email: &str, password: &str)
     .await
 }
 
-fn number(reply: &Reply, header: &str) -> u64 {
+pub fn number(reply: &Reply, header: &str) -> u64 {
     reply
         .header(header)
         .unwrap_or_else(|| panic!("{header} missing: {:?}", reply.headers))
@@ -25,7 +25,7 @@ fn number(reply: &Reply, header: &str) -> u64 {
 }
 
 #[track_caller]
-fn assert_rate_limited(reply: &Reply) {
+pub fn assert_rate_limited(reply: &Reply) {
     reply.problem(429, "rate_limited");
     let retry_after = number(reply, "retry-after");
     assert!(retry_after >= 1, "Retry-After in seconds");
@@ -259,6 +259,10 @@ async fn the_limiter_holds_a_bounded_number_of_keys_whatever_clients_send() {
     let app =
         spawn_app_process_with(&[("rate_limit_auth_account", "5/h"), ("rate_limit_auth_ip", "1000/h"), ("rate_limit_max_keys", "20")])
             .await;
+    if app.uses_redis() {
+        eprintln!("the limiter is in Redis here; the in-process one (its fallback) is bounded in the passes without KEEL_TEST_REDIS_URL");
+        return;
+    }
     for i in 0..40 {
         app.try_login(&format!("nobody{i}@example.com"), PASSWORD).await.problem(401, "invalid_credentials");
     }

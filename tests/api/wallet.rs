@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app, spawn_app_process_with};
+use crate::helpers::{PASSWORD, Reply, TestApp, Tokens, spawn_app, spawn_app_process_with, spawn_app_with};
 use crate::support::eventually;
 
 pub fn usd(amount: i64) -> Value {
@@ -149,7 +149,8 @@ async fn bank_wallets(app: &TestApp) -> Vec<Tokens> {
 
 #[tokio::test]
 async fn the_bank_test_concurrent_transfers_conserve_money_and_never_overdraw() {
-    let app = spawn_app().await;
+    // Hundreds of transfers from four customers at once: far beyond the money budget.
+    let app = spawn_app_with(&[("rate_limit_money", "off")]).await;
     let users = bank_wallets(&app).await;
     let requests = (0..200).map(|i| {
         let (from, to) = (i % 4, (i * 7 + 1) % 4);
@@ -294,7 +295,8 @@ async fn the_bank_test_with_the_server_killed_mid_run_acknowledges_each_transfer
     const PER_CLIENT: usize = 25;
     const KILLS: usize = 3;
     // A key the killed server held is taken over by the client's retry after this long.
-    let app = spawn_app_process_with(&[("idempotency_lease_secs", "2")]).await;
+    // Hundreds of transfers from a few customers: far beyond the money budget.
+    let app = spawn_app_process_with(&[("idempotency_lease_secs", "2"), ("rate_limit_money", "off")]).await;
     let users = bank_wallets(&app).await;
     let first_address = app.address.clone();
     let (publish, address) = tokio::sync::watch::channel(app.address.clone());
