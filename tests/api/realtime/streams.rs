@@ -135,8 +135,19 @@ async fn sse_resumes_with_exactly_the_missed_events_in_order_once() {
     assert_eq!(got, expected);
 }
 
-#[tokio::test]
-async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
+/// A customer whose socket heard one price change of a product and closed, and an admin's
+/// socket (the observer) subscribed to the product's channel.
+struct Resumable {
+    app: TestApp,
+    admin: Tokens,
+    ada: Tokens,
+    mug: String,
+    channel: String,
+    first: Value,
+    observer: Ws,
+}
+
+async fn resumable() -> Resumable {
     let app = spawn_app().await;
     let admin = app.create_admin("root@example.com", PASSWORD).await;
     let ada = app.customer("ada@example.com").await;
@@ -148,10 +159,16 @@ async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
     set_price(&app, &admin, &mug, 1001).await;
     let first = next_json(&mut ws1).await;
     drop(ws1);
-    // An observer hears the three changes go out, so all three are missed, not live, for ws2.
     let mut observer = ws(&app, &admin).await;
     send(&mut observer, json!({ "type": "subscribe", "channel": channel })).await;
     next_json(&mut observer).await;
+    Resumable { app, admin, ada, mug, channel, first, observer }
+}
+
+#[tokio::test]
+async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
+    // The observer hears the three changes go out, so all three are missed, not live, for ws2.
+    let Resumable { app, admin, ada, mug, channel, first, mut observer } = resumable().await;
     for amount in [1002, 1003, 1004] {
         set_price(&app, &admin, &mug, amount).await;
     }
@@ -173,20 +190,7 @@ async fn a_websocket_resumes_with_exactly_the_missed_events_in_order_once() {
 
 #[tokio::test]
 async fn an_event_heard_live_before_the_resume_is_not_replayed_again() {
-    let app = spawn_app().await;
-    let admin = app.create_admin("root@example.com", PASSWORD).await;
-    let ada = app.customer("ada@example.com").await;
-    let mug = product(&app, &admin, "MUG").await;
-    let channel = format!("product:{mug}");
-    let mut ws1 = ws(&app, &ada).await;
-    send(&mut ws1, json!({ "type": "subscribe", "channel": channel })).await;
-    next_json(&mut ws1).await;
-    set_price(&app, &admin, &mug, 1001).await;
-    let first = next_json(&mut ws1).await;
-    drop(ws1);
-    let mut observer = ws(&app, &admin).await;
-    send(&mut observer, json!({ "type": "subscribe", "channel": channel })).await;
-    next_json(&mut observer).await;
+    let Resumable { app, admin, ada, mug, channel, first, mut observer } = resumable().await;
     set_price(&app, &admin, &mug, 1002).await;
     assert_eq!(next_json(&mut observer).await["data"]["price"]["amount"], 1002);
     let mut ws2 = ws(&app, &ada).await;
