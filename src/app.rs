@@ -50,6 +50,7 @@ use crate::redis::Redis;
 use crate::security::audit::AuditTrail;
 use crate::security::crypto::FieldCipher;
 use crate::security::egress::Egress;
+use crate::security::keys::KeyRing;
 use crate::security::rate_limit::{Limiter, LocalLimiter};
 use crate::security::redis_limiter::RedisLimiter;
 use crate::security::{random_bytes, secrets};
@@ -97,6 +98,7 @@ pub struct AppState {
     pub payments: Arc<dyn PaymentProvider>,
     pub realtime: Arc<Realtime>,
     pub audit: Arc<AuditTrail>,
+    pub keys: Arc<KeyRing>,
 }
 
 pub struct Application {
@@ -114,6 +116,7 @@ pub struct Application {
     relay: bool,
     realtime: Arc<Realtime>,
     limiter: Arc<dyn Limiter>,
+    keys: Arc<KeyRing>,
 }
 
 impl Application {
@@ -188,6 +191,7 @@ impl Application {
             payments: services.payments.clone(),
             realtime: realtime.clone(),
             audit: Arc::new(AuditTrail::new(&services.store)),
+            keys: services.keys.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.request_timeout,
@@ -212,6 +216,7 @@ impl Application {
             relay: config.run_relay,
             realtime,
             limiter,
+            keys: services.keys,
         })
     }
 
@@ -260,6 +265,7 @@ impl Application {
             }
         });
         let sweeper = tokio::spawn(sweep_limiter(self.limiter.clone(), stopping_rx.clone()));
+        let keys = tokio::spawn(self.keys.keep_loaded(stopping_rx.clone()));
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
@@ -274,7 +280,7 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; dropping the remaining connections"),
         }
         let _ = scheduler.await;
-        for task in [hub, sessions, close_streams, sweeper] {
+        for task in [hub, sessions, close_streams, sweeper, keys] {
             let _ = task.await;
         }
         if let Some(relay) = relay {
@@ -300,6 +306,35 @@ async fn sweep_limiter(limiter: Arc<dyn Limiter>, mut stopping: tokio::sync::wat
             _ = stopping.changed() => {}
         }
     }
+}
+
+/// The token signer and field cipher on the configured keys (or keys generated in the data
+/// directory), and the key ring that adds the rotated ones, loaded.
+pub async fn key_ring(config: &Config, store: &Store) -> anyhow::Result<(Arc<TokenSigner>, Arc<FieldCipher>, Arc<KeyRing>)> {
+    let signing_key = match &config.signing_key {
+        Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
+        None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
+    };
+    let encryption_key = match &config.encryption_key {
+        Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
+        None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
+    };
+    let key_encryption_key = match &config.key_encryption_key {
+        Some(key) => secrets::decode_configured(key.expose_secret(), "key_encryption_key")?,
+        None => secrets::load_or_create(&config.data_dir, "key-encryption.key", || random_bytes::<32>().to_vec())?,
+    };
+    let previous = config
+        .previous_signing_keys
+        .iter()
+        .map(|k| secrets::decode_configured(k.expose_secret(), "previous_signing_keys"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let signer = Arc::new(
+        TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?.with_previous(&previous)?,
+    );
+    let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
+    let keys = KeyRing::new(store, &key_encryption_key, signer.clone(), cipher.clone(), config.key_ring_refresh)?;
+    keys.load().await.context("loading the key ring")?;
+    Ok((signer, cipher, Arc::new(keys)))
 }
 
 /// Creates the data directory, connects, and migrates when configured to.
@@ -333,6 +368,8 @@ pub struct Services {
     pub webhooks: Arc<Webhooks>,
     pub outbox: Arc<Outbox>,
     pub cipher: Arc<FieldCipher>,
+    /// Keeps `cipher` and the accounts' token signer on the key ring's keys.
+    pub keys: Arc<KeyRing>,
     pub ledger: Arc<Ledger>,
     pub idempotency: Arc<IdempotencyKeys>,
     /// The configured payment provider, behind retries and a circuit breaker.
@@ -349,22 +386,7 @@ impl Services {
         let redis = config.redis.as_ref().map(Redis::connect).transpose()?.map(Arc::new);
         let jobs = Jobs::new(store.clone());
         let outbox = Arc::new(Outbox::new(store.clone()));
-        let signing_key = match &config.signing_key {
-            Some(key) => secrets::decode_configured(key.expose_secret(), "signing_key")?,
-            None => secrets::load_or_create(&config.data_dir, "jwt-ed25519.pk8", generate_key)?,
-        };
-        let encryption_key = match &config.encryption_key {
-            Some(key) => secrets::decode_configured(key.expose_secret(), "encryption_key")?,
-            None => secrets::load_or_create(&config.data_dir, "field-encryption.key", || random_bytes::<32>().to_vec())?,
-        };
-        let previous = config
-            .previous_signing_keys
-            .iter()
-            .map(|k| secrets::decode_configured(k.expose_secret(), "previous_signing_keys"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let signer =
-            TokenSigner::new(&signing_key, &config.jwt_issuer, &config.jwt_audience, config.access_token_ttl)?.with_previous(&previous)?;
-        let cipher = Arc::new(FieldCipher::new(&encryption_key)?);
+        let (signer, cipher, keys) = key_ring(config, &store).await?;
         let accounts =
             Arc::new(Accounts::new(store.clone(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
         let mailer: Arc<dyn Mailer> = match &config.smtp_url {
@@ -426,6 +448,7 @@ impl Services {
             jobs,
             accounts,
             cipher,
+            keys,
             registry,
             catalog,
             pricing,

@@ -40,6 +40,8 @@ const KEYS: &[&str] = &[
     "signing_key",
     "previous_signing_keys",
     "encryption_key",
+    "key_encryption_key",
+    "key_ring_refresh_secs",
     "rate_limit_auth_ip",
     "rate_limit_auth_account",
     "rate_limit_auth_account_ip",
@@ -91,6 +93,7 @@ const SECRET_KEYS: &[&str] = &[
     "signing_key",
     "previous_signing_keys",
     "encryption_key",
+    "key_encryption_key",
     "database_url",
     "smtp_url",
     "nats_url",
@@ -131,6 +134,12 @@ pub struct Config {
     /// still accepted until they expire, and the JWKS publishes them.
     pub previous_signing_keys: Vec<SecretString>,
     pub encryption_key: Option<SecretString>,
+    /// Seals the key ring's keys in the database (32 bytes, base64); the same on every instance.
+    /// Without it, a key generated in `data_dir` (enough for one machine).
+    pub key_encryption_key: Option<SecretString>,
+    /// How often every instance reloads the key ring; a rotated key is put in use two periods
+    /// after it is added.
+    pub key_ring_refresh: Duration,
     /// The rate of each rate-limited action (`rate_limit_<policy>`); every one off when
     /// `rate_limit_enabled` is false.
     pub rate_limits: Policies,
@@ -337,6 +346,12 @@ impl Config {
                     .is_ok_and(|key| key.len() == 32)
                     .then(|| SecretString::from(v.to_owned()))
             })?,
+            key_encryption_key: s.parse("key_encryption_key", "32 bytes, base64-encoded", |v| {
+                crate::security::secrets::decode_configured(v, "key_encryption_key")
+                    .is_ok_and(|key| key.len() == 32)
+                    .then(|| SecretString::from(v.to_owned()))
+            })?,
+            key_ring_refresh: s.parse("key_ring_refresh_secs", "seconds from 1 to 3600", secs(1, 3600))?.unwrap_or(Duration::from_secs(30)),
             rate_limits: rate_limits(&s)?,
             rate_limit_max_keys: s
                 .parse("rate_limit_max_keys", "an integer from 1 to 100000000", |v| {

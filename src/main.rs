@@ -55,8 +55,20 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Signing and field-encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Add a new signing key and encryption key (running instances take them up without a
+    /// restart), then re-encrypt stored values with the new key.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +158,7 @@ fn main() -> ExitCode {
             Command::Demo { action: DemoAction::Seed } => demo_seed(config).await,
             Command::Ledger { action: LedgerAction::Verify } => ledger_verify(config).await,
             Command::Audit { action: AuditAction::Verify } => audit_verify(config).await,
+            Command::Keys { action: KeysAction::Rotate } => keys_rotate(config).await,
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });
@@ -176,10 +189,12 @@ async fn run_worker(config: Config) -> anyhow::Result<()> {
     let store = services.store;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     store.forward_notifications("keel_jobs", worker.wake().clone(), stop_rx.clone()).await?;
+    let keys = tokio::spawn(services.keys.keep_loaded(stop_rx.clone()));
     let running = tokio::spawn(worker.run(stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     running.await?;
+    keys.await?;
     store.close().await;
     Ok(())
 }
@@ -278,6 +293,37 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the audit trail is broken at entry {}", bad.seq);
     }
     println!("the audit trail is intact");
+    Ok(())
+}
+
+/// Values re-sealed per unit of work while re-encrypting.
+const REENCRYPT_BATCH: u32 = 500;
+
+async fn keys_rotate(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let rotated = rotate_and_reencrypt(&config, &store).await;
+    store.close().await;
+    rotated
+}
+
+async fn rotate_and_reencrypt(config: &Config, store: &keel::store::Store) -> anyhow::Result<()> {
+    let (_, _, keys) = keel::app::key_ring(config, store).await?;
+    let rotation = keys.rotate().await.context("adding the new keys")?;
+    println!("added signing key {} and encryption key {}", rotation.signing_kid, rotation.encryption_kid);
+    let wait = (rotation.active_from - chrono::Utc::now()).to_std().unwrap_or_default();
+    println!(
+        "they are in use from {} (running instances load them before); waiting {}s",
+        rotation.active_from.to_rfc3339(),
+        wait.as_secs()
+    );
+    tokio::time::sleep(wait).await;
+    keys.load().await.context("loading the key ring")?;
+    println!("re-encrypting stored values with encryption key {}", rotation.encryption_kid);
+    let total = keys
+        .reencrypt(REENCRYPT_BATCH, |column, done| println!("  {}.{}: {done} re-encrypted", column.table, column.column))
+        .await
+        .context("re-encrypting")?;
+    println!("done: {total} values re-encrypted; the replaced keys stay in the ring, so nothing sealed with them is lost");
     Ok(())
 }
 

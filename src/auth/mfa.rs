@@ -13,7 +13,7 @@ use crate::security::{random_bytes, sha256_hex};
 use crate::store::{Tx, now};
 use crate::validation::Invalid;
 
-const SECRET_COLUMN: &str = "users.totp";
+pub(crate) const SECRET_COLUMN: &str = "users.totp";
 const ISSUER: &str = "Keel";
 pub const RECOVERY_CODES: usize = 10;
 

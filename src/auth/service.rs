@@ -20,8 +20,8 @@ use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
 use crate::store::{Store, StoreError, Tx, now, unique};
 
-const PHONE_COLUMN: &str = "users.phone";
-const ADDRESS_COLUMN: &str = "users.address";
+pub(crate) const PHONE_COLUMN: &str = "users.phone";
+pub(crate) const ADDRESS_COLUMN: &str = "users.address";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -67,14 +67,21 @@ pub struct Accounts {
     pub(super) store: Store,
     pub(super) repo: Arc<dyn AccountRepo>,
     pub(super) hasher: Hasher,
-    signer: TokenSigner,
+    signer: Arc<TokenSigner>,
     pub(super) cipher: Arc<FieldCipher>,
     pub(super) jobs: Jobs,
     refresh_ttl: Duration,
 }
 
 impl Accounts {
-    pub fn new(store: Store, hasher: Hasher, signer: TokenSigner, cipher: Arc<FieldCipher>, jobs: Jobs, refresh_ttl: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        hasher: Hasher,
+        signer: Arc<TokenSigner>,
+        cipher: Arc<FieldCipher>,
+        jobs: Jobs,
+        refresh_ttl: Duration,
+    ) -> Self {
         Self { repo: super::repo::for_store(&store), store, hasher, signer, cipher, jobs, refresh_ttl }
     }
 

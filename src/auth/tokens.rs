@@ -1,14 +1,18 @@
-//! Access tokens: Ed25519-signed JWTs with a `kid`, and the JWKS that publishes the key.
+//! Access tokens: Ed25519-signed JWTs with a `kid`, and the JWKS that publishes the keys. Keys
+//! rotate through the key ring (`security::keys`).
 
 use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::security::keys::timeline::Timeline;
 use crate::security::sha256_hex;
 
 /// The claims of an access token.
@@ -38,12 +42,33 @@ impl Verifier {
         let public_x = URL_SAFE_NO_PAD.encode(public);
         Ok(Verifier { kid: sha256_hex(public)[..16].to_owned(), decoding: DecodingKey::from_ed_components(&public_x)?, public_x })
     }
+
+    fn jwk(&self) -> Jwk {
+        Jwk { kty: "OKP", crv: "Ed25519", alg: "EdDSA", key_use: "sig", kid: self.kid.clone(), x: self.public_x.clone() }
+    }
 }
 
-pub struct TokenSigner {
+/// A key Keel signs with, and checks its own tokens against.
+struct SigningKey {
     encoding: EncodingKey,
-    /// The current key first, then previous ones still accepted.
-    verifiers: Vec<Verifier>,
+    verifier: Verifier,
+}
+
+impl SigningKey {
+    fn of(pkcs8: &[u8]) -> anyhow::Result<Arc<SigningKey>> {
+        Ok(Arc::new(SigningKey { verifier: Verifier::of(pkcs8)?, encoding: EncodingKey::from_ed_der(pkcs8) }))
+    }
+}
+
+/// Tolerated difference between instances' clocks, added to how long a replaced key stays accepted.
+const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
+
+pub struct TokenSigner {
+    /// The configured key; the key ring's keys (`install`) take over from it.
+    base: Arc<SigningKey>,
+    keys: RwLock<Arc<Timeline<Arc<SigningKey>>>>,
+    /// Keys configured as having signed before the configured one: accepted while configured.
+    previous: Vec<Verifier>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -65,9 +90,14 @@ pub fn is_signing_key(pkcs8: &[u8]) -> bool {
     Ed25519KeyPair::from_pkcs8(pkcs8).is_ok()
 }
 
+/// The id tokens signed by `pkcs8` name in their header.
+pub fn key_id(pkcs8: &[u8]) -> anyhow::Result<String> {
+    Ok(Verifier::of(pkcs8)?.kid)
+}
+
 impl TokenSigner {
     pub fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let current = Verifier::of(pkcs8)?;
+        let base = SigningKey::of(pkcs8)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
         validation.validate_nbf = true;
@@ -75,8 +105,9 @@ impl TokenSigner {
         validation.set_audience(&[audience]);
         validation.required_spec_claims = ["exp", "iat", "nbf", "sub", "iss", "aud"].into_iter().map(String::from).collect::<HashSet<_>>();
         Ok(Self {
-            encoding: EncodingKey::from_ed_der(pkcs8),
-            verifiers: vec![current],
+            keys: RwLock::new(Arc::new(Timeline::new(base.clone()))),
+            base,
+            previous: Vec::new(),
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -84,16 +115,33 @@ impl TokenSigner {
         })
     }
 
-    /// Also accepts (and publishes) keys that signed before the current one, so tokens
+    /// Also accepts (and publishes) keys that signed before the configured one, so tokens
     /// issued just before a key change stay valid until they expire.
     pub fn with_previous(mut self, keys: &[Vec<u8>]) -> anyhow::Result<Self> {
         for key in keys {
             let verifier = Verifier::of(key)?;
-            if self.verifiers.iter().all(|v| v.kid != verifier.kid) {
-                self.verifiers.push(verifier);
+            if verifier.kid != self.base.verifier.kid && self.previous.iter().all(|v| v.kid != verifier.kid) {
+                self.previous.push(verifier);
             }
         }
         Ok(self)
+    }
+
+    /// Replaces the key ring's signing keys (each with the instant it signs from). A replaced
+    /// key stays accepted for one token lifetime after its successor took over.
+    pub fn install(&self, ring: &[(DateTime<Utc>, Vec<u8>)]) -> anyhow::Result<()> {
+        let ring = ring.iter().map(|(from, key)| Ok((*from, SigningKey::of(key)?))).collect::<anyhow::Result<Vec<_>>>()?;
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Timeline::new(self.base.clone()).with(ring));
+        Ok(())
+    }
+
+    fn keys(&self) -> Arc<Timeline<Arc<SigningKey>>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// How long after its successor took over a key is still accepted.
+    fn overlap(&self) -> TimeDelta {
+        TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::MAX) + CLOCK_SKEW
     }
 
     pub fn ttl(&self) -> Duration {
@@ -101,20 +149,22 @@ impl TokenSigner {
     }
 
     pub fn issue(&self, user_id: &str, session_id: &str, roles: Vec<super::model::Role>) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
+        let now = chrono::Utc::now();
+        let keys = self.keys();
+        let signing = keys.current(now);
         let claims = Claims {
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
             roles,
-            iat: now,
-            nbf: now,
-            exp: now + self.ttl.as_secs() as i64,
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: now.timestamp() + self.ttl.as_secs() as i64,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.verifiers[0].kid.clone());
-        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
+        header.kid = Some(signing.verifier.kid.clone());
+        Ok(jsonwebtoken::encode(&header, &claims, &signing.encoding)?)
     }
 
     /// Checks algorithm, `kid`, signature, issuer, audience and time claims.
@@ -123,18 +173,19 @@ impl TokenSigner {
         if header.alg != Algorithm::EdDSA {
             return Err(InvalidToken);
         }
-        let verifier = self.verifiers.iter().find(|v| header.kid.as_deref() == Some(v.kid.as_str())).ok_or(InvalidToken)?;
+        let kid = header.kid.as_deref().ok_or(InvalidToken)?;
+        let keys = self.keys();
+        let mut accepted = keys.accepted(Utc::now(), self.overlap()).map(|k| &k.verifier).chain(&self.previous);
+        let verifier = accepted.find(|v| v.kid == kid).ok_or(InvalidToken)?;
         jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)
     }
 
-    /// The public key set (RFC 7517) for clients and other services that verify tokens.
+    /// The public key set (RFC 7517) for clients and other services that verify tokens: the
+    /// key in use first, then the others still accepted (a key about to take over included).
     pub fn jwks(&self) -> Jwks {
-        let keys = self
-            .verifiers
-            .iter()
-            .map(|v| Jwk { kty: "OKP", crv: "Ed25519", alg: "EdDSA", key_use: "sig", kid: v.kid.clone(), x: v.public_x.clone() })
-            .collect();
-        Jwks { keys }
+        let keys = self.keys();
+        let accepted = keys.accepted(Utc::now(), self.overlap()).map(|k| &k.verifier);
+        Jwks { keys: accepted.chain(&self.previous).map(Verifier::jwk).collect() }
     }
 }
 
@@ -183,6 +234,28 @@ mod tests {
         assert_eq!(new.jwks().keys.len(), 2);
         let fresh = new.issue("usr_2", "ses_2", vec![]).unwrap();
         assert!(old.verify(&fresh).is_err(), "new tokens are signed with the current key");
+    }
+
+    #[test]
+    fn a_rotated_key_takes_over_and_the_replaced_one_is_accepted_for_one_token_lifetime() {
+        let s = signer();
+        let before = s.issue("usr_1", "ses_1", vec![]).unwrap();
+        let next = generate_key();
+        s.install(&[(Utc::now() + TimeDelta::hours(1), next.clone())]).unwrap();
+        assert_eq!(s.jwks().keys.len(), 2, "the coming key is published before it signs");
+        assert_eq!(jwt_kid(&s.issue("usr_1", "ses_1", vec![]).unwrap()), jwt_kid(&before));
+        s.install(&[(Utc::now() - TimeDelta::seconds(1), next.clone())]).unwrap();
+        let after = s.issue("usr_1", "ses_1", vec![]).unwrap();
+        assert_eq!(jwt_kid(&after), key_id(&next).unwrap());
+        assert_eq!(s.jwks().keys[0].kid, key_id(&next).unwrap(), "the key in use comes first");
+        assert!(s.verify(&before).is_ok() && s.verify(&after).is_ok());
+        s.install(&[(Utc::now() - TimeDelta::seconds(60) - CLOCK_SKEW, next)]).unwrap();
+        assert!(s.verify(&before).is_err(), "a token lifetime after the change the old key is gone");
+        assert_eq!(s.jwks().keys.len(), 1);
+    }
+
+    fn jwt_kid(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
     }
 
     #[test]

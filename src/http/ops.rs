@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::security::keys::KeyRing;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -84,9 +85,11 @@ async fn readyz(
 
 /// The public keys that verify access tokens (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", responses((status = 200, body = Jwks)))]
-async fn jwks(State(accounts): State<Arc<Accounts>>) -> Response {
+async fn jwks(State(accounts): State<Arc<Accounts>>, State(keys): State<Arc<KeyRing>>) -> Response {
     let mut response = axum::Json(accounts.signer().jwks()).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    // Shorter than a rotated key waits before it signs, so a caching client knows it in time.
+    let cache = format!("public, max-age={}", keys.publish_for().as_secs());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache).expect("an ASCII header value"));
     response
 }
 

@@ -21,7 +21,7 @@ use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, now}
 
 pub const DELIVER_KIND: &str = "webhook.deliver";
 pub const QUEUE: &str = "webhooks";
-pub(super) const SECRET_COLUMN: &str = "webhook_endpoints.secret";
+pub(crate) const SECRET_COLUMN: &str = "webhook_endpoints.secret";
 /// How deliveries are retried. With the defaults (30 s doubling to 1 h, each delay scaled
 /// by a jitter of ±25 %), 31 attempts span about 24 h on average (30 waits: 3 810 s while
 /// doubling, then 23 × 1 h), then the delivery is dead.

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod crypto;
 pub mod egress;
+pub mod keys;
 pub mod rate_limit;
 pub mod redis_limiter;
 pub mod secrets;

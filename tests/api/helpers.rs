@@ -411,13 +411,39 @@ impl TestApp {
         self.login(email, password).await
     }
 
-    /// Runs the `keel` binary against this app's data dir and database, feeding `stdin`.
+    /// Runs the `keel` binary with this app's configuration (its data dir and database among
+    /// it), feeding `stdin`.
     pub async fn keel(&self, args: &[&str], stdin: &str) -> Output {
-        let mut env = vec![("KEEL_DATA_DIR", self.data_dir.to_str().expect("UTF-8 path").to_owned())];
-        if let Some(url) = &self.database_url {
-            env.push(("KEEL_DATABASE_URL", url.clone()));
+        self.keel_with(args, &[], stdin).await
+    }
+
+    /// Like `keel`, with some configuration keys set or replaced.
+    pub async fn keel_with(&self, args: &[&str], overrides: &[(&str, &str)], stdin: &str) -> Output {
+        let mut settings = self.settings.clone();
+        for (key, value) in overrides {
+            settings.retain(|(k, _)| k != key);
+            settings.push(((*key).to_owned(), (*value).to_owned()));
         }
+        settings.retain(|(key, _)| key != "log");
+        let names: Vec<String> = settings.iter().map(|(key, _)| format!("KEEL_{}", key.to_uppercase())).collect();
+        let env: Vec<(&str, String)> = names.iter().map(String::as_str).zip(settings.into_iter().map(|(_, v)| v)).collect();
         run_keel(args, &env, stdin).await
+    }
+
+    /// The first column of every row `sql` returns, as text, read from a connection of its own.
+    pub async fn texts(&self, sql: &'static str) -> Vec<String> {
+        use sqlx::Connection as _;
+        match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting to the test database");
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("running the query")
+            }
+            None => {
+                let url = format!("sqlite://{}", self.data_dir.join("keel.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the test database");
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("running the query")
+            }
+        }
     }
 
     /// Everything stored, as text: the files of the data dir (SQLite), or every row of every

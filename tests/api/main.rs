@@ -21,6 +21,7 @@ mod demo;
 mod idempotency;
 mod integer_inputs;
 mod jobs;
+mod keys;
 mod login;
 mod mail_flows;
 mod mail_links;
