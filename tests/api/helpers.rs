@@ -94,6 +94,11 @@ async fn test_settings(overrides: &[(&str, &str)]) -> (Vec<(String, String)>, Pa
         settings.retain(|(k, _)| k != key);
         settings.push(((*key).to_owned(), (*value).to_owned()));
     }
+    let secret_settings =
+        ["signing_key", "previous_signing_keys", "encryption_key", "key_encryption_key", "payment_api_key", "payment_webhook_secret"];
+    for (_, value) in settings.iter().filter(|(k, _)| secret_settings.contains(&k.as_str())) {
+        value.split(',').for_each(crate::logs::remember_secret);
+    }
     (settings, data_dir, database_url)
 }
 
@@ -132,13 +137,17 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// The `keel serve` process, for apps from `spawn_app_process` (killed on drop).
     process: Option<tokio::process::Child>,
+    /// Every line the `keel serve` process has logged so far.
+    process_logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     owns_data_dir: bool,
 }
 
 impl TestApp {
     async fn start(settings: Vec<(String, String)>, data_dir: PathBuf, database_url: Option<String>) -> TestApp {
         let config = keel::config::Config::from_pairs(settings.clone()).expect("test configuration is valid");
-        if std::env::var_os("KEEL_TEST_LOG").is_some() {
+        if crate::logs::dir().is_some() {
+            crate::logs::capture_in_process();
+        } else if std::env::var_os("KEEL_TEST_LOG").is_some() {
             keel::telemetry::init_logging(&config);
         }
         let app = keel::app::Application::build(config).await.expect("the application builds");
@@ -156,6 +165,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             process: None,
+            process_logs: Default::default(),
             owns_data_dir: true,
         }
     }
@@ -186,23 +196,32 @@ impl TestApp {
         for (key, value) in &settings {
             cmd.env(format!("KEEL_{}", key.to_uppercase()), value);
         }
-        cmd.env("KEEL_LOG", "info").env("KEEL_LOG_FORMAT", "json");
+        // A test may ask for a level of its own (`log`); else info, or all the suite keeps.
+        let asked = settings.iter().find(|(k, v)| k == "log" && v != "warn").map(|(_, v)| v.as_str());
+        let level = asked.unwrap_or(if crate::logs::dir().is_some() { crate::logs::CAPTURE_FILTER } else { "info" });
+        cmd.env("KEEL_LOG", level).env("KEEL_LOG_FORMAT", "json");
         let mut child = cmd.spawn().expect("the keel binary starts");
         let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
         let mut seen = Vec::new();
+        let process_logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = loop {
             let line = lines.next_line().await.expect("reading keel's logs");
             let line = line.unwrap_or_else(|| panic!("keel serve ended before listening:\n{}", seen.join("\n")));
+            crate::logs::keep_process_line(&line);
             let log: Value = serde_json::from_str(&line).unwrap_or_default();
             if log["message"] == "listening" {
                 break format!("http://{}", log["address"].as_str().expect("the listening address"));
             }
+            process_logs.lock().unwrap().push(line.clone());
             seen.push(line);
         };
         // Keep reading, so the server never blocks on a full pipe.
         let show = std::env::var_os("KEEL_TEST_LOG").is_some();
+        let kept = process_logs.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                crate::logs::keep_process_line(&line);
+                kept.lock().unwrap().push(line.clone());
                 if show {
                     eprintln!("{line}");
                 }
@@ -217,6 +236,7 @@ impl TestApp {
             shutdown: None,
             server: None,
             process: Some(child),
+            process_logs,
             owns_data_dir: true,
         }
     }
@@ -261,6 +281,11 @@ impl TestApp {
     pub async fn kill(&mut self) {
         let child = self.process.as_mut().expect("kill works on process apps (spawn_app_process)");
         child.kill().await.expect("killing keel serve");
+    }
+
+    /// Every line the `keel serve` process of `spawn_app_process` has logged so far.
+    pub fn process_logs(&self) -> String {
+        self.process_logs.lock().unwrap().join("\n")
     }
 
     /// Whether the bus is NATS, which every instance on the database shares.
@@ -367,6 +392,7 @@ impl TestApp {
     // --- accounts and sessions ---
 
     pub async fn try_register(&self, email: &str, password: &str, name: &str) -> Reply {
+        crate::logs::remember_secret(password);
         self.post_json("/v1/auth/register", &json!({ "email": email, "password": password, "name": name })).await
     }
 
@@ -380,6 +406,7 @@ impl TestApp {
     }
 
     pub async fn try_login(&self, email: &str, password: &str) -> Reply {
+        crate::logs::remember_secret(password);
         self.post_json("/v1/auth/login", &json!({ "email": email, "password": password })).await
     }
 
@@ -630,6 +657,8 @@ impl Tokens {
     pub fn from_reply(reply: Reply) -> Tokens {
         let body = reply.json();
         let field = |name: &str| body[name].as_str().unwrap_or_else(|| panic!("`{name}` missing in {body}")).to_owned();
+        crate::logs::remember_secret(&field("access_token"));
+        crate::logs::remember_secret(&field("refresh_token"));
         Tokens { access: field("access_token"), refresh: field("refresh_token"), user: body["user"].clone() }
     }
 

@@ -101,7 +101,9 @@ pub fn token_in(message: &str, path: &str) -> String {
     let text = decode_quoted_printable(message);
     let marker = format!("{path}?token=");
     let start = text.find(&marker).unwrap_or_else(|| panic!("no {marker} link in the message:\n{text}")) + marker.len();
-    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+    let token: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    crate::logs::remember_secret(&token);
+    token
 }
 
 /// The `.eml` files the file mailer wrote, as text.
@@ -121,6 +123,7 @@ pub fn totp_step_now() -> u64 {
 
 /// The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret.
 pub fn totp_now(secret_base32: &str) -> String {
+    crate::logs::remember_secret(secret_base32);
     totp_at(secret_base32, totp_step_now())
 }
 

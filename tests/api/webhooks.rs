@@ -6,7 +6,13 @@ use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app, spawn_app_with};
 use crate::support::{eventually, signature_is_valid, webhook_receiver};
 
 async fn create_endpoint(app: &TestApp, admin: &Tokens, url: &str, events: Value) -> Value {
-    app.post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": url, "events": events })).await.expect(201).json()
+    let endpoint = app
+        .post_json_authed("/v1/admin/webhook-endpoints", &admin.access, &json!({ "url": url, "events": events }))
+        .await
+        .expect(201)
+        .json();
+    crate::logs::remember_secret(endpoint["secret"].as_str().unwrap_or_default());
+    endpoint
 }
 
 async fn deliveries(app: &TestApp, admin: &Tokens, id: &str) -> Vec<Value> {
