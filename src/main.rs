@@ -69,6 +69,9 @@ enum KeysAction {
     /// Add a new signing key and encryption key (running instances take them up without a
     /// restart), then re-encrypt stored values with the new key.
     Rotate,
+    /// Print a fresh signing key, encryption key and key-encryption key as `KEEL_*=…` lines,
+    /// for the configuration every instance of a deployment shares.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +162,10 @@ fn main() -> ExitCode {
             Command::Ledger { action: LedgerAction::Verify } => ledger_verify(config).await,
             Command::Audit { action: AuditAction::Verify } => audit_verify(config).await,
             Command::Keys { action: KeysAction::Rotate } => keys_rotate(config).await,
+            Command::Keys { action: KeysAction::Generate } => {
+                print!("{}", keel::security::keys::generated_settings());
+                Ok(())
+            }
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });

@@ -121,3 +121,28 @@ async fn an_instance_with_another_key_encryption_key_refuses_to_start() {
     assert!(stderr.contains("cannot be opened with this key_encryption_key"), "{stderr}");
     assert!(!stderr.contains(KEY_ENCRYPTION_KEY) && !stderr.contains(other[0].1), "no key material in the message");
 }
+
+#[tokio::test]
+async fn keys_generate_prints_fresh_keys_a_server_starts_with() {
+    let generate = || async {
+        let out = crate::helpers::run_keel(&["keys", "generate"], &[], "").await;
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (printed, again) = (generate().await, generate().await);
+    assert_ne!(printed, again, "each run makes new keys");
+    let settings: Vec<(String, String)> = printed
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').expect("NAME=value");
+            (name.strip_prefix("KEEL_").expect("a KEEL_ variable").to_lowercase(), value.to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = settings.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["signing_key", "encryption_key", "key_encryption_key"]);
+    let overrides: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(&overrides).await;
+    let ada = app.customer("ada@example.com").await;
+    let jwks = app.get("/.well-known/jwks.json").await.expect(200).json();
+    assert_eq!(jwks["keys"][0]["kid"], kid(&ada.access).as_str(), "tokens are signed with the generated key");
+}

@@ -200,6 +200,15 @@ impl KeyRing {
     }
 }
 
+/// A fresh signing key, encryption key and key-encryption key as `KEEL_*=…` lines: the keys
+/// every instance of a deployment is configured with.
+pub fn generated_settings() -> String {
+    let signing = STANDARD.encode(tokens::generate_key());
+    let encryption = STANDARD.encode(super::random_bytes::<32>());
+    let kek = STANDARD.encode(super::random_bytes::<32>());
+    format!("KEEL_SIGNING_KEY={signing}\nKEEL_ENCRYPTION_KEY={encryption}\nKEEL_KEY_ENCRYPTION_KEY={kek}\n")
+}
+
 /// What a sealed key is bound to: its purpose and id, so a sealed key cannot pass for another.
 fn bound_name(purpose: Purpose, kid: &str) -> String {
     format!("key_ring.{}.{kid}", purpose.name())
