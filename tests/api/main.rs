@@ -44,6 +44,7 @@ mod route_guards;
 mod sessions;
 mod settlement;
 mod stock;
+mod tls;
 mod tokens;
 mod wallet;
 mod webhooks;
