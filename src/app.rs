@@ -107,6 +107,7 @@ pub struct Application {
     store: Store,
     grace: Duration,
     limits: ServerLimits,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     worker: Option<Worker>,
     outbox: Arc<Outbox>,
     bus: Arc<dyn Bus>,
@@ -208,6 +209,7 @@ impl Application {
             store,
             grace: config.shutdown_grace,
             limits: config.http,
+            tls: config.tls.clone(),
             worker,
             bus,
             subscribers,
@@ -222,6 +224,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Whether connections are served over TLS (`tls_cert` and `tls_key`).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by the grace period).
@@ -269,7 +276,7 @@ impl Application {
         let scheduler = tokio::spawn(crate::jobs::schedule::run(self.jobs, maintenance::schedules(), SCHEDULE_TICK, stopping_rx.clone()));
         let relay =
             self.relay.then(|| tokio::spawn(crate::events::relay::run(self.outbox, self.bus, relay_wake, RELAY_POLL, stopping_rx.clone())));
-        let serve = crate::http::server::serve(self.listener, self.router, self.limits, signal);
+        let serve = crate::http::server::serve(self.listener, self.router, self.limits, self.tls, signal);
         let grace = self.grace;
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -33,6 +34,8 @@ const KEYS: &[&str] = &[
     "http_max_connections",
     "http_header_timeout_secs",
     "http_idle_timeout_secs",
+    "tls_cert",
+    "tls_key",
     "jwt_issuer",
     "jwt_audience",
     "access_token_ttl_secs",
@@ -125,6 +128,8 @@ pub struct Config {
     /// Open client connections, the time a request's headers may take, and how long a
     /// connection may sit with nothing moving.
     pub http: crate::http::server::ServerLimits,
+    /// TLS from `tls_cert` and `tls_key` (files read and checked at start-up); plain HTTP without.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -312,6 +317,7 @@ impl Config {
                 .unwrap_or(LogFormat::Json),
             request_timeout,
             http: http_limits(&s, request_timeout)?,
+            tls: tls(&s)?,
             body_limit_bytes: s
                 .parse("body_limit_bytes", "bytes from 1024 to 1073741824", |v| v.parse().ok().filter(|n| (1024..=1 << 30).contains(n)))?
                 .unwrap_or(1 << 20),
@@ -447,19 +453,20 @@ impl Config {
     /// The base of links in mail: `app_base_url`, else Keel's own address at `listen` (whose
     /// built-in `/verify-email` and `/reset-password` pages complete the flows).
     pub fn mail_base_url(&self) -> String {
-        self.app_base_url.clone().unwrap_or_else(|| own_url(self.listen))
+        self.app_base_url.clone().unwrap_or_else(|| own_url(self.listen, self.tls.is_some()))
     }
 }
 
-/// `http://<addr>`; a wildcard address (`0.0.0.0`, `::`) becomes loopback, the one address
-/// of this host that is sure to reach it.
-fn own_url(addr: SocketAddr) -> String {
+/// `http://<addr>` (`https://` with TLS); a wildcard address (`0.0.0.0`, `::`) becomes
+/// loopback, the one address of this host that is sure to reach it.
+fn own_url(addr: SocketAddr, tls: bool) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// The `payment_*` keys. `http` needs its base URL and key; the sandbox ignores them.
@@ -478,8 +485,7 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
             .then(|| v.trim_end_matches('/').to_owned())
     })?;
     let api_key = s.parse("payment_api_key", "a non-empty API key", |v| (!v.is_empty()).then(|| SecretString::from(v.to_owned())))?;
-    let required =
-        |key: &str| ConfigError(format!("KEEL_{} (keel.toml key `{key}`) is required when payment_provider is http", key.to_uppercase()));
+    let required = |key: &str| key_error(key, "is required when payment_provider is http");
     let provider = match (http, api_base, api_key) {
         (false, _, _) => ProviderKind::Sandbox,
         (true, Some(api_base), Some(api_key)) => ProviderKind::Http { api_base, api_key },
@@ -526,6 +532,27 @@ fn http_limits(s: &Settings, request_timeout: Duration) -> Result<crate::http::s
         header_timeout: s.parse("http_header_timeout_secs", "seconds from 1 to 300", secs(1, 300))?.unwrap_or(Duration::from_secs(10)),
         idle_timeout: idle,
     })
+}
+
+/// The `tls_*` keys: both or neither. The files are read now, so a missing or bad one stops start-up.
+fn tls(s: &Settings) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ConfigError> {
+    use crate::http::tls::TlsFilesError;
+    let path = |key| s.parse(key, "the path of a PEM file", |v| (!v.is_empty()).then(|| PathBuf::from(v)));
+    match (path("tls_cert")?, path("tls_key")?) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(key_error("tls_key", "is required when tls_cert is set")),
+        (None, Some(_)) => Err(key_error("tls_cert", "is required when tls_key is set")),
+        (Some(cert), Some(key)) => crate::http::tls::server_config(&cert, &key).map(Some).map_err(|e| match e {
+            TlsFilesError::Cert(why) => key_error("tls_cert", &format!("is unusable: {why}")),
+            TlsFilesError::Key(why) => key_error("tls_key", &format!("is unusable: {why}")),
+            TlsFilesError::Mismatch => key_error("tls_key", "is not the private key of the tls_cert certificate"),
+        }),
+    }
+}
+
+/// An error about one key, named with its variable: ``KEEL_TLS_KEY (keel.toml key `tls_key`) <problem>``.
+fn key_error(key: &str, problem: &str) -> ConfigError {
+    ConfigError(format!("KEEL_{} (keel.toml key `{key}`) {problem}", key.to_uppercase()))
 }
 
 /// Each policy's `rate_limit_<policy>` key, or its default; none when `rate_limit_enabled` is
@@ -611,6 +638,16 @@ mod tests {
         assert_eq!(c.mail_base_url(), "http://[::1]:9000");
         let c = Config::from_pairs([("listen", "10.0.0.5:80"), ("app_base_url", "https://shop.example/")]).unwrap();
         assert_eq!(c.mail_base_url(), "https://shop.example");
+    }
+
+    #[test]
+    fn with_tls_mailed_links_default_to_https() {
+        let (cert, key) = crate::http::tls::tests::self_signed_files();
+        let (cert_path, key_path) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let c = Config::from_pairs([("listen", "0.0.0.0:8443"), ("tls_cert", cert_path), ("tls_key", key_path)]).unwrap();
+        assert!(c.tls.is_some());
+        assert_eq!(c.mail_base_url(), "https://127.0.0.1:8443");
+        let _ = std::fs::remove_dir_all(cert.parent().unwrap());
     }
 
     #[test]

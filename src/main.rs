@@ -186,7 +186,11 @@ fn fail(e: &anyhow::Error, long_running: bool) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
-    tracing::info!(address = %app.local_addr(), "listening");
+    if app.uses_tls() {
+        tracing::info!(address = %app.local_addr(), "listening with TLS");
+    } else {
+        tracing::info!(address = %app.local_addr(), "listening");
+    }
     app.run_until(shutdown_signal()).await
 }
 

@@ -12,6 +12,7 @@ mod pages;
 pub mod pagination;
 pub mod rate_limit;
 pub mod server;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -1,10 +1,14 @@
-//! Serving HTTP/1.1 with the limits a public server needs: at most `max_connections` open
+//! Serving HTTP with the limits a public server needs: at most `max_connections` open
 //! connections (more wait in the kernel's backlog, holding no file descriptor of ours), a
 //! deadline for each request's headers (slow clients cannot hold connections by trickling
 //! them, and an idle keep-alive connection is closed when it passes), and an idle timeout on
 //! everything else (a peer that stops reading or writing mid-request or on an upgraded socket).
 //! On shutdown the listener closes, each connection finishes its request in flight, and
 //! serving ends when the last one has closed.
+//!
+//! Without TLS every connection is HTTP/1.1. With TLS the handshake falls under the header
+//! deadline, and ALPN picks HTTP/2 or HTTP/1.1; the same cap, deadlines and drain apply to
+//! both (see `in_flight` for HTTP/2's header deadline).
 
 use std::future::Future;
 use std::io;
@@ -17,14 +21,25 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::middleware::AddExtension;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tower::util::MapRequest;
 use tower::{Service as _, ServiceExt as _};
+
+use super::tls;
+use in_flight::InFlight;
+
+mod in_flight;
 
 /// The largest request head hyper buffers. Heads are judged against Keel's own (smaller)
 /// limits by `middleware::request_limits`, which answers in problem+json; only a head past
@@ -46,15 +61,22 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module doc).
-pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
+/// Serves `router` on `listener`, over TLS when `tls` is set, until `shutdown` resolves, then
+/// drains (see the module doc).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let max = connection_cap(limits.max_connections).min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(MAX_HEAD_BYTES).max_headers(MAX_HEADERS_PARSED);
+    let protocols = Arc::new(Protocols::new(limits.header_timeout));
+    let acceptor = tls.map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -73,41 +95,124 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
         };
         let _ = stream.set_nodelay(true);
         let service = make_service.call(peer).await.unwrap_or_else(|never| match never {});
-        let service = TowerToHyperService::new(service.map_request(|req: hyper::Request<Incoming>| req.map(Body::new)));
-        let io = TokioIo::new(Watched::new(stream, Open::new(permit, &open), limits.header_timeout, limits.idle_timeout));
-        let conn = http.serve_connection(io, service).with_upgrades();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            tokio::pin!(conn);
-            let stopping = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            tokio::pin!(stopping);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            if e.is_timeout() {
-                                crate::telemetry::record_http_timed_out("headers");
-                            }
-                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = &mut stopping, if !draining => {
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-        });
+        let service: AppService = service.map_request(to_axum_request);
+        let io = Watched::new(stream, Open::new(permit, &open), limits.header_timeout, limits.idle_timeout);
+        match &acceptor {
+            None => tokio::spawn(protocols.clone().serve_http1(io, service, peer, stopped(stop_rx.clone()))),
+            Some(acceptor) => tokio::spawn(protocols.clone().serve_tls(acceptor.clone(), io, service, peer, stop_rx.clone())),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
     // Every socket holds a permit until it closes (an upgraded one too): when all are back,
     // the last connection has closed.
     let _ = permits.acquire_many(max as u32).await;
+}
+
+/// The application as one connection's service: the router with the peer's address.
+type AppService = MapRequest<AddExtension<Router, ConnectInfo<SocketAddr>>, fn(hyper::Request<Incoming>) -> axum::extract::Request>;
+
+fn to_axum_request(req: hyper::Request<Incoming>) -> axum::extract::Request {
+    req.map(Body::new)
+}
+
+/// Resolves when the server starts draining.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// How connections speak HTTP, with the same limits whichever version they use.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    header_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(header_timeout: Duration) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEAD_BYTES).max_headers(MAX_HEADERS_PARSED);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // As on HTTP/1.1, heads up to this size reach Keel's own limits, which answer in problem+json.
+        http2.timer(TokioTimer::new()).max_header_list_size(MAX_HEAD_BYTES as u32);
+        Self { http1, http2, header_timeout }
+    }
+
+    /// HTTP/1.1 (with upgrades: WebSocket) on `io`, until it closes or, once `until` resolves,
+    /// has finished its request in flight.
+    async fn serve_http1<I>(self: Arc<Self>, io: I, service: AppService, peer: SocketAddr, until: impl Future<Output = ()>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self.http1.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)).with_upgrades();
+        drive(conn, |conn| conn.graceful_shutdown(), until, peer).await;
+    }
+
+    /// The TLS handshake, bounded by the header deadline as a request's head is (a slow
+    /// handshake cannot hold a connection), then HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn serve_tls(
+        self: Arc<Self>,
+        acceptor: TlsAcceptor,
+        io: Watched<TcpStream>,
+        service: AppService,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) {
+        let stream = tokio::select! {
+            handshake = tokio::time::timeout(self.header_timeout, acceptor.accept(io)) => match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    crate::telemetry::record_http_timed_out("headers");
+                    return;
+                }
+            },
+            // Still shaking hands when draining starts: no request is in flight, so just close.
+            () = stopped(stop.clone()) => return,
+        };
+        if stream.get_ref().1.alpn_protocol() != Some(tls::H2) {
+            return self.serve_http1(stream, service, peer, stopped(stop)).await;
+        }
+        let in_flight = InFlight::new();
+        let counting = in_flight.clone();
+        let service = service.map_future(move |response| {
+            let request = counting.start();
+            async move { response.await.map(|response| request.until_sent(response)) }
+        });
+        let conn = self.http2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let until = async {
+            tokio::select! {
+                () = stopped(stop) => {}
+                () = in_flight.quiet_for(self.header_timeout) => crate::telemetry::record_http_timed_out("headers"),
+            }
+        };
+        drive(conn, |conn| conn.graceful_shutdown(), until, peer).await;
+    }
+}
+
+/// Runs a connection to its end. Once `until` resolves, `drain` asks it to finish the requests
+/// in flight and close.
+async fn drive<C>(conn: C, drain: impl FnOnce(Pin<&mut C>), until: impl Future<Output = ()>, peer: SocketAddr)
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = until => {
+            drain(conn.as_mut());
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            crate::telemetry::record_http_timed_out("headers");
+        }
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// What a failed `accept` means: a peer that gave up is nothing; anything else (out of file

@@ -151,7 +151,7 @@ impl TestApp {
             keel::telemetry::init_logging(&config);
         }
         let app = keel::app::Application::build(config).await.expect("the application builds");
-        let address = format!("http://{}", app.local_addr());
+        let address = format!("{}://{}", if app.uses_tls() { "https" } else { "http" }, app.local_addr());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -171,7 +171,7 @@ impl TestApp {
     }
 
     /// Runs `keel serve` with `settings` as `KEEL_*` variables; reads the bound address from its
-    /// `listening` log line.
+    /// `listening` (or `listening with TLS`) log line.
     async fn start_process(
         settings: Vec<(String, String)>,
         data_dir: PathBuf,
@@ -209,8 +209,13 @@ impl TestApp {
             let line = line.unwrap_or_else(|| panic!("keel serve ended before listening:\n{}", seen.join("\n")));
             crate::logs::keep_process_line(&line);
             let log: Value = serde_json::from_str(&line).unwrap_or_default();
-            if log["message"] == "listening" {
-                break format!("http://{}", log["address"].as_str().expect("the listening address"));
+            let scheme = match log["message"].as_str() {
+                Some("listening") => Some("http"),
+                Some("listening with TLS") => Some("https"),
+                _ => None,
+            };
+            if let Some(scheme) = scheme {
+                break format!("{scheme}://{}", log["address"].as_str().expect("the listening address"));
             }
             process_logs.lock().unwrap().push(line.clone());
             seen.push(line);

@@ -47,6 +47,7 @@ mod secrets_in_logs;
 mod sessions;
 mod settlement;
 mod stock;
+mod tls;
 mod tokens;
 mod wallet;
 mod webhooks;
