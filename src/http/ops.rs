@@ -25,7 +25,9 @@ use crate::store::Store;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `unavailable` when a dependency does not answer.
+    /// `ok`; `degraded` when the database answers but Redis or NATS does not (the instance still
+    /// serves: limits fall back to its own, events wait in the outbox); `unavailable` when the
+    /// database does not answer.
     status: &'static str,
     /// Each dependency and its state (readiness only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +58,8 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok", checks: None })
 }
 
-/// Readiness: every dependency answers.
+/// Readiness: every dependency answers. A balancer that should keep a degraded instance in
+/// rotation checks the body for `"database":"ok"` rather than the status (deploy/haproxy.cfg.in).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(
     State(store): State<Store>,
@@ -80,7 +83,12 @@ async fn readyz(
     }
     let ok = checks.values().all(|v| v == "ok");
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(Health { status: if ok { "ok" } else { "unavailable" }, checks: Some(checks) }))
+    let state = match (ok, checks["database"].as_str()) {
+        (true, _) => "ok",
+        (false, "ok") => "degraded",
+        (false, _) => "unavailable",
+    };
+    (status, axum::Json(Health { status: state, checks: Some(checks) }))
 }
 
 /// The public keys that verify access tokens (RFC 7517).

@@ -5,6 +5,8 @@
 #[allow(dead_code)]
 #[path = "../common/fake_provider.rs"]
 mod fake_provider;
+#[path = "../common/smtp.rs"]
+mod smtp;
 mod helpers;
 mod support;
 
