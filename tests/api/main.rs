@@ -5,9 +5,9 @@
 #[allow(dead_code)]
 #[path = "../common/fake_provider.rs"]
 mod fake_provider;
+mod helpers;
 #[path = "../common/smtp.rs"]
 mod smtp;
-mod helpers;
 mod support;
 
 mod admin_users;

@@ -54,4 +54,3 @@ pub async fn smtp_server() -> SmtpServer {
     });
     SmtpServer { url, messages }
 }
-
