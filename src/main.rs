@@ -1,7 +1,7 @@
 //! The `keel` command line: parses arguments and dispatches into the library.
 
 use std::io::BufRead as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -12,6 +12,8 @@ use keel::auth::model::{Email, Password, Role, Roles, parse_name};
 use keel::auth::service::NewAccount;
 use keel::config::Config;
 use keel::security::audit::{Actor, AuditTrail};
+use keel::store::backup::{BackupError, existing_sqlite_file};
+use secrecy::ExposeSecret as _;
 
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Commerce backend in one binary")]
@@ -54,6 +56,14 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Copy the SQLite database to FILE while Keel serves (PostgreSQL: see the README).
+    Backup {
+        /// Where the copy goes, beside which it is written until complete.
+        file: PathBuf,
+        /// Replace FILE when it exists (else that is refused).
+        #[arg(long)]
+        force: bool,
     },
     /// Signing and field-encryption keys.
     Keys {
@@ -161,6 +171,7 @@ fn main() -> ExitCode {
             Command::Demo { action: DemoAction::Seed } => demo_seed(config).await,
             Command::Ledger { action: LedgerAction::Verify } => ledger_verify(config).await,
             Command::Audit { action: AuditAction::Verify } => audit_verify(config).await,
+            Command::Backup { file, force } => backup(config, &file, force).await,
             Command::Keys { action: KeysAction::Rotate } => keys_rotate(config).await,
             Command::Keys { action: KeysAction::Generate } => {
                 print!("{}", keel::security::keys::generated_settings());
@@ -181,8 +192,13 @@ fn fail(e: &anyhow::Error, long_running: bool) -> ExitCode {
         tracing::error!(error = format!("{e:#}"), "keel stopped with an error");
     }
     eprintln!("keel: {e:#}");
-    ExitCode::FAILURE
+    if e.is::<NotWithThisSetup>() { ExitCode::from(2) } else { ExitCode::FAILURE }
 }
+
+/// A command the configuration rules out: exit code 2, as for a bad setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotWithThisSetup(&'static str);
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
@@ -304,6 +320,42 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the audit trail is broken at entry {}", bad.seq);
     }
     println!("the audit trail is intact");
+    Ok(())
+}
+
+async fn backup(mut config: Config, file: &Path, force: bool) -> anyhow::Result<()> {
+    let explain = |e: BackupError| -> anyhow::Error {
+        match e {
+            BackupError::Postgres => NotWithThisSetup(
+                "the database is PostgreSQL, which keel backup does not copy: back it up with pg_dump (or base backups \
+                 with WAL archiving) as the README's \"Backup and restore\" section describes",
+            )
+            .into(),
+            BackupError::NoDatabase(path) => anyhow::anyhow!(
+                "there is no SQLite database at {}: run keel backup with the configuration Keel serves with (--config, \
+                 KEEL_DATA_DIR or KEEL_DATABASE_URL)",
+                path.display()
+            ),
+            BackupError::Exists(path) => {
+                anyhow::anyhow!("{} already exists, so nothing was written (pass --force to replace it)", path.display())
+            }
+            e => e.into(),
+        }
+    };
+    existing_sqlite_file(config.database_url.expose_secret()).map_err(explain)?;
+    // The copy is of the database as it is: nothing is migrated first.
+    config.migrate_on_start = false;
+    let store = open_store(&config).await?;
+    let made = store.back_up(file, force).await;
+    store.close().await;
+    let snapshot = made.map_err(explain)?;
+    println!(
+        "backed up the database to {} ({} bytes, {:.1} MiB) in {:.2} s; SQLite's integrity check passed",
+        snapshot.path.display(),
+        snapshot.bytes,
+        snapshot.bytes as f64 / (1024.0 * 1024.0),
+        snapshot.took.as_secs_f64()
+    );
     Ok(())
 }
 

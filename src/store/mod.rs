@@ -1,5 +1,6 @@
 //! Storage: pools, migrations per backend, and the SQL seam shared by all repositories.
 
+pub mod backup;
 mod lease;
 mod sql;
 #[cfg(test)]
@@ -69,6 +70,11 @@ impl From<sqlx::Error> for StoreError {
 pub fn now() -> DateTime<Utc> {
     let t = Utc::now();
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// Whether `url` names a PostgreSQL database (the configuration allows only it and SQLite).
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
 /// Connection settings the store needs from the configuration.
@@ -200,7 +206,7 @@ impl Store {
                 .await
                 .context("opening the SQLite database for reading")?;
             Ok(Store::Sqlite { db: Db::new(write, Some(read)), path })
-        } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+        } else if is_postgres_url(&opts.url) {
             let options = PgConnectOptions::from_str(&opts.url).context("parsing the PostgreSQL database URL")?;
             check_reachable(&options).await?;
             let pool = PgPoolOptions::new()

@@ -12,6 +12,7 @@ mod support;
 
 mod admin_users;
 mod audit;
+mod backup;
 mod cart;
 mod catalog;
 mod checkout;
