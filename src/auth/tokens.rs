@@ -63,12 +63,20 @@ impl SigningKey {
 /// Tolerated difference between instances' clocks, added to how long a replaced key stays accepted.
 const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
 
+/// Tokens whose signature was checked, kept so a client's next requests skip the Ed25519
+/// verification (the costliest step of an authenticated request). Bounded in number and age; the
+/// time claims and the key are checked again on every use, and sessions are looked up per request
+/// as before, so a logout still takes effect at once.
+const VERIFIED_CAPACITY: u64 = 20_000;
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+
 pub struct TokenSigner {
     /// The configured key; the key ring's keys (`install`) take over from it.
     base: Arc<SigningKey>,
     keys: RwLock<Arc<Timeline<Arc<SigningKey>>>>,
     /// Keys configured as having signed before the configured one: accepted while configured.
     previous: Vec<Verifier>,
+    verified: moka::sync::Cache<String, (String, Claims)>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -108,6 +116,7 @@ impl TokenSigner {
             keys: RwLock::new(Arc::new(Timeline::new(base.clone()))),
             base,
             previous: Vec::new(),
+            verified: moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_FOR).build(),
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -169,15 +178,28 @@ impl TokenSigner {
 
     /// Checks algorithm, `kid`, signature, issuer, audience and time claims.
     pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
+        let now = Utc::now();
+        if let Some((kid, claims)) = self.verified.get(token) {
+            let in_time = claims.nbf <= now.timestamp() && now.timestamp() < claims.exp;
+            return if in_time && self.accepts(&kid, now) { Ok(claims) } else { Err(InvalidToken) };
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
         if header.alg != Algorithm::EdDSA {
             return Err(InvalidToken);
         }
-        let kid = header.kid.as_deref().ok_or(InvalidToken)?;
+        let kid = header.kid.ok_or(InvalidToken)?;
         let keys = self.keys();
-        let mut accepted = keys.accepted(Utc::now(), self.overlap()).map(|k| &k.verifier).chain(&self.previous);
+        let mut accepted = keys.accepted(now, self.overlap()).map(|k| &k.verifier).chain(&self.previous);
         let verifier = accepted.find(|v| v.kid == kid).ok_or(InvalidToken)?;
-        jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)?;
+        self.verified.insert(token.to_owned(), (kid, claims.clone()));
+        Ok(claims)
+    }
+
+    /// Whether tokens signed by key `kid` are accepted at `now`.
+    fn accepts(&self, kid: &str, now: DateTime<Utc>) -> bool {
+        self.keys().accepted(now, self.overlap()).any(|k| k.verifier.kid == kid) || self.previous.iter().any(|v| v.kid == kid)
     }
 
     /// The public key set (RFC 7517) for clients and other services that verify tokens: the
@@ -250,12 +272,21 @@ mod tests {
         assert_eq!(s.jwks().keys[0].kid, key_id(&next).unwrap(), "the key in use comes first");
         assert!(s.verify(&before).is_ok() && s.verify(&after).is_ok());
         s.install(&[(Utc::now() - TimeDelta::seconds(60) - CLOCK_SKEW, next)]).unwrap();
-        assert!(s.verify(&before).is_err(), "a token lifetime after the change the old key is gone");
+        assert!(s.verify(&before).is_err(), "a token lifetime after the change the old key is gone, verified before or not");
         assert_eq!(s.jwks().keys.len(), 1);
     }
 
     fn jwt_kid(token: &str) -> String {
         jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[test]
+    fn a_token_verified_before_is_refused_once_it_expires() {
+        let s = TokenSigner::new(&generate_key(), "keel", "keel-api", Duration::from_secs(1)).unwrap();
+        let token = s.issue("usr_1", "ses_1", vec![]).unwrap();
+        assert!(s.verify(&token).is_ok());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(s.verify(&token).is_err(), "the remembered verification does not outlive the token");
     }
 
     #[test]
