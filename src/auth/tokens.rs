@@ -191,8 +191,9 @@ impl TokenSigner {
         let keys = self.keys();
         let mut accepted = keys.accepted(now, self.overlap()).map(|k| &k.verifier).chain(&self.previous);
         let verifier = accepted.find(|v| v.kid == kid).ok_or(InvalidToken)?;
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation).map(|data| data.claims).map_err(|_| InvalidToken)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| InvalidToken)?;
         self.verified.insert(token.to_owned(), (kid, claims.clone()));
         Ok(claims)
     }
