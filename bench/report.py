@@ -1,0 +1,152 @@
+"""Writes docs/PERFORMANCE.md and docs/performance.png from the outputs bench/report collected.
+
+Usage: report.py OUT_DIR BENCH... (OUT_DIR holds <bench>.txt and machine.txt).
+Every figure comes from the outputs of one run; nothing here is typed in by hand except the
+aims (from the issue that set them) and the notes on why a figure is what it is.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LINE = re.compile(
+    r"^(?P<indent>\s*)(?P<name>.+?)\s+(?P<rate>\d+) req/s\s+p50\s+(?P<p50>[\d.]+) ms\s+p99\s+(?P<p99>[\d.]+) ms"
+)
+RATIO = re.compile(r"^\s*(?P<what>[\w/ ]+?) = (?P<ratio>[\d.]+)\s*$")
+JOBS = re.compile(r"^(?P<backend>\w+)\s+enqueue\s+(?P<enqueue>\d+) jobs/s\s+complete\s+(?P<complete>\d+) distinct jobs/s\s+\(4 workers × (?P<slots>\d+)")
+ARGON = re.compile(r"=\s*(?P<pct>\d+) % of the argon2 bound")
+
+# The aims set for this report (keel ÷ ceiling, from one run), by the operation's name.
+AIMS = {
+    "GET /v1/products/{id}": ("bare axum handler", 0.50),
+    "GET /v1/me (authenticated)": ("bare axum handler", 0.40),
+}
+
+NOTES = """\
+## Why the figures are what they are
+
+- **Reads against a bare handler.** The bare handler answers a fixed body with no routing, middleware, JSON encoding,
+  cache lookup or database; Keel's reads go through request ids, tracing, security headers, CORS, rate limits (off
+  here) and the cache. The cached product read and the list page never touch the database.
+- **`GET /v1/me`.** The token's Ed25519 signature is checked once per token and remembered (bounded, for a minute);
+  the session is still looked up on every request so that a logout on any instance is refused at once on the next
+  request. On SQLite that lookup is a hand-off to SQLite's worker thread (futex wake-ups dominate the kernel's share).
+- **Sign-in** is bound by Argon2id (19 MiB, t = 2): the bound is cores ÷ the time of one hash, measured in the same run.
+- **Wallet checkouts** are one write transaction of about twenty statements (order, line, stock, ledger transaction and
+  entries, balances, cart, outbox events, receipt job, idempotency record) plus the cart write before it; the ceilings
+  are a raw two-statement transaction loop (SQLite) and pgbench TPC-B (PostgreSQL).
+- **PocketBase.** Both serve from SQLite. Keel's default is `synchronous=FULL` (a commit is on disk before the answer:
+  money-grade durability), and a create also writes its outbox event in the same transaction; PocketBase opens
+  SQLite with `synchronous=NORMAL` (its `core/db_connect.go`). Creates are where Keel is expected to trail;
+  `sqlite_synchronous=normal` narrows that gap at the cost of the last commits on power loss. PocketBase signs in with
+  bcrypt, Keel with Argon2id; the sign-in comparison measures those choices as much as the servers.
+- **On 2 cores** the load generator, the server (and, for PocketBase, a second process) share the two cores, so
+  absolute rates are low and noisy: read the ratios, which come from phases of the same run.
+"""
+
+
+def parse(text):
+    """Rate lines paired with the indented line after them (the ceiling) and the ratio after that."""
+    rows, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        m = LINE.match(line)
+        if not m or m["indent"]:
+            continue
+        row = {"name": m["name"].strip(), "rate": int(m["rate"]), "p50": float(m["p50"]), "p99": float(m["p99"])}
+        for following in lines[i + 1 : i + 4]:
+            c = LINE.match(following)
+            if c and c["indent"] and "against" not in row:
+                row["against"] = {"name": c["name"].strip(), "rate": int(c["rate"]), "p50": float(c["p50"]), "p99": float(c["p99"])}
+                continue
+            r = RATIO.match(following)
+            if r and "ratio" not in row:
+                row["ratio"] = float(r["ratio"])
+                break
+            if LINE.match(following) and not LINE.match(following)["indent"]:
+                break
+        rows.append(row)
+    return rows
+
+
+def main():
+    out, benches = Path(sys.argv[1]), sys.argv[2:]
+    machine = dict(line.split("=", 1) for line in (out / "machine.txt").read_text().splitlines() if "=" in line)
+    outputs = {b: (out / f"{b}.txt").read_text() for b in benches if (out / f"{b}.txt").exists()}
+    docs = Path("docs")
+    docs.mkdir(exist_ok=True)
+
+    md = ["# Performance", ""]
+    md.append(
+        f"Written by `bench/report` on {machine.get('date')} at commit `{machine.get('commit')}`: {machine.get('cores')} cores "
+        f"({machine.get('cpu')}), {machine.get('memory')}, {machine.get('rustc')}; load average before the run "
+        f"{machine.get('load')}. Each figure stands next to its ceiling, measured in the same run on the same machine; "
+        "the machine is shared and small, so compare the ratios, not absolute figures across runs. Run it again with "
+        "`bench/report`."
+    )
+    md += ["", "![Latency percentiles](performance.png)", "", "## Summary", ""]
+    md.append("| benchmark | operation | Keel req/s | p50 ms | p99 ms | against | its req/s | its p50 ms | ratio | aim |")
+    md.append("|---|---|---:|---:|---:|---|---:|---:|---:|---:|")
+    chart = []
+    for bench, text in outputs.items():
+        for row in parse(text):
+            against = row.get("against")
+            aim = AIMS.get(row["name"])
+            md.append(
+                f"| {bench} | {row['name']} | {row['rate']} | {row['p50']:.2f} | {row['p99']:.2f} | "
+                + (f"{against['name']} | {against['rate']} | {against['p50']:.2f} | " if against else "– | – | – | ")
+                + (f"{row['ratio']:.2f} | " if "ratio" in row else "– | ")
+                + (f"≥ {aim[1]:.2f} {'✓' if row.get('ratio', 0) >= aim[1] else '✗'} |" if aim else "|")
+            )
+            chart.append((f"{bench}: {row['name']}", row, against))
+    for bench, text in outputs.items():
+        for m in ARGON.finditer(text):
+            md.append("")
+            md.append(f"Sign-in reached {m['pct']} % of the Argon2 bound (aim ≥ 90 %) {'✓' if int(m['pct']) >= 90 else '✗'}.")
+        jobs = list(JOBS.finditer(text))
+        if jobs:
+            md += ["", "| jobs | enqueue jobs/s | completed jobs/s | slots per worker | aim |", "|---|---:|---:|---:|---:|"]
+            for m in jobs:
+                aim = 5000 if m["backend"] == "PostgreSQL" else 2000
+                md.append(
+                    f"| {m['backend']} | {m['enqueue']} | {m['complete']} | {m['slots']} | ≥ {aim} {'✓' if int(m['complete']) >= aim else '✗'} |"
+                )
+    peer = [row for row in parse(outputs.get("peer", "")) if "ratio" in row]
+    if peer:
+        behind = [row["name"].removeprefix("keel: ") for row in peer if row["ratio"] < 1.0]
+        md.append("")
+        md.append(
+            "Against PocketBase: Keel is ahead on every operation both have."
+            if not behind
+            else f"Against PocketBase: Keel is behind on {', '.join(behind)}; see below for why."
+        )
+    md += ["", NOTES]
+    for bench, text in outputs.items():
+        md += [f"## `cargo bench --bench {bench}`", "", "```text", text.rstrip(), "```", ""]
+    (docs / "PERFORMANCE.md").write_text("\n".join(md) + "\n")
+
+    if chart:
+        fig, ax = plt.subplots(figsize=(11, 0.42 * len(chart) + 1.5))
+        labels = [name for name, _, _ in chart]
+        y = range(len(chart))
+        ax.barh([i + 0.2 for i in y], [r["p99"] for _, r, _ in chart], height=0.4, label="Keel p99", color="#c0504d")
+        ax.barh([i + 0.2 for i in y], [r["p50"] for _, r, _ in chart], height=0.4, label="Keel p50", color="#4f81bd")
+        ax.barh([i - 0.2 for i in y], [a["p99"] if a else 0 for _, _, a in chart], height=0.4, label="ceiling p99", color="#e6b8b7")
+        ax.barh([i - 0.2 for i in y], [a["p50"] if a else 0 for _, _, a in chart], height=0.4, label="ceiling p50", color="#b8cce4")
+        ax.set_yticks(list(y))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, ms (log scale)")
+        ax.set_title(f"Keel latency percentiles and their ceilings, one run, {machine.get('cores')} cores")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(docs / "performance.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
