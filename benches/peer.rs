@@ -67,12 +67,14 @@ impl PocketBase {
             .unwrap_or_else(|e| abort(&format!("starting pocketbase: {e}")));
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
+        let pocketbase = PocketBase { base, child, dir };
         for _ in 0..100 {
-            if client.get(format!("{base}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return PocketBase { base, child, dir };
+            if client.get(format!("{}/api/health", pocketbase.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return pocketbase;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        pocketbase.stop();
         abort("pocketbase did not answer /api/health within 10 s")
     }
 
@@ -97,20 +99,18 @@ async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, body: &V
     body
 }
 
-/// One operation on both systems: what each request is, built for a client and a sequence number.
+/// Builds one request for a client and a sequence number (for unique values in creates).
+type MakeRequest = dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync;
+
+/// One operation on both systems, and the status each answers on success.
 struct Operation {
     name: &'static str,
-    keel: Box<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>,
-    pocketbase: Box<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>,
+    keel: Box<MakeRequest>,
+    pocketbase: Box<MakeRequest>,
     status: (u16, u16),
 }
 
-async fn drive(
-    concurrency: usize,
-    secs: u64,
-    status: u16,
-    make: Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>,
-) -> Report {
+async fn drive(concurrency: usize, secs: u64, status: u16, make: Arc<MakeRequest>) -> Report {
     let clients: Vec<_> = (0..concurrency).map(|_| http_client()).collect();
     let sequence = Arc::new(AtomicU64::new(0));
     run_clients(concurrency, secs, move |i| {
