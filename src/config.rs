@@ -28,6 +28,8 @@ const KEYS: &[&str] = &[
     "currency",
     "log",
     "log_format",
+    "otlp_endpoint",
+    "otlp_service_name",
     "request_timeout_secs",
     "body_limit_bytes",
     "shutdown_grace_secs",
@@ -122,6 +124,8 @@ pub struct Config {
     pub currency: String,
     pub log: String,
     pub log_format: LogFormat,
+    /// Spans exported over OTLP/HTTP (`otlp_endpoint`, `otlp_service_name`); none without it.
+    pub otlp: Option<crate::telemetry::OtlpExport>,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
@@ -315,6 +319,7 @@ impl Config {
                     _ => None,
                 })?
                 .unwrap_or(LogFormat::Json),
+            otlp: otlp(&s)?,
             request_timeout,
             http: http_limits(&s, request_timeout)?,
             tls: tls(&s)?,
@@ -516,6 +521,21 @@ fn payment(s: &Settings) -> Result<crate::payments::PaymentConfig, ConfigError> 
         config.reconcile_delay = delay;
     }
     Ok(config)
+}
+
+/// The `otlp_*` keys; `None` without `otlp_endpoint` (the service name is checked either way).
+fn otlp(s: &Settings) -> Result<Option<crate::telemetry::OtlpExport>, ConfigError> {
+    let service_name = s
+        .parse("otlp_service_name", "1 to 255 printable characters", |v| {
+            (!v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)).then(|| v.to_owned())
+        })?
+        .unwrap_or_else(|| "keel".to_owned());
+    let traces_url = s.parse(
+        "otlp_endpoint",
+        "an http:// or https:// URL of an OTLP/HTTP collector without credentials, such as http://collector:4318",
+        crate::telemetry::traces_url,
+    )?;
+    Ok(traces_url.map(|traces_url| crate::telemetry::OtlpExport { traces_url, service_name }))
 }
 
 /// The `http_*` keys. A connection idle for longer than a request may run would cut requests
@@ -790,6 +810,20 @@ mod tests {
         assert_eq!(shown, ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]);
         assert!(Config::from_pairs([("webhook_allowed_networks", "")]).unwrap().webhook_allowed_networks.is_empty());
         assert!(Config::from_pairs([("webhook_allowed_networks", "localhost")]).is_err());
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_is_set() {
+        assert_eq!(Config::from_pairs(Vec::<(String, String)>::new()).unwrap().otlp, None);
+        let c = Config::from_pairs([("otlp_endpoint", "http://collector:4318")]).unwrap();
+        let export = c.otlp.expect("configured");
+        assert_eq!((export.traces_url.as_str(), export.service_name.as_str()), ("http://collector:4318/v1/traces", "keel"));
+        let c = Config::from_pairs([("otlp_endpoint", "https://otel.example"), ("otlp_service_name", "shop-api")]).unwrap();
+        assert_eq!(c.otlp.expect("configured").service_name, "shop-api");
+        for (key, value) in [("otlp_endpoint", "collector:4318"), ("otlp_endpoint", "ftp://c"), ("otlp_service_name", "")] {
+            let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
+            assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
+        }
     }
 
     #[test]

@@ -148,11 +148,15 @@ fn main() -> ExitCode {
     // Servers log for operators (JSON lines by default); one-shot commands print their result
     // on standard output and keep standard error for what went wrong.
     let long_running = matches!(command, Command::Serve | Command::Worker);
-    if long_running {
-        keel::telemetry::init_logging(&config);
+    let traces = if long_running {
+        match keel::telemetry::init_logging(&config) {
+            Ok(traces) => Some(traces),
+            Err(e) => return fail(&e, false),
+        }
     } else {
         keel::telemetry::init_command_logging(&config, cli.verbose);
-    }
+        None
+    };
     for name in keel::config::unknown_env_vars() {
         tracing::warn!(variable = %name, "ignoring an environment variable that names no Keel setting");
     }
@@ -180,10 +184,15 @@ fn main() -> ExitCode {
             Command::Openapi => unreachable!("handled before configuration"),
         }
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e, long_running),
+    };
+    // Outside the runtime: the exporter sends the last spans from a thread of its own.
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }
 
 /// Reports `e` on standard error; a server also logs it, for whoever collects its logs.

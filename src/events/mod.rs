@@ -43,6 +43,11 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(ignore)]
     pub publish_seq: Option<i64>,
+    /// The trace context of the unit of work that wrote it (on the bus: of its publication), so
+    /// those that handle it continue that trace. Internal: NATS carries it as a header.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub traceparent: Option<String>,
 }
 
 /// An event to record with a state change.

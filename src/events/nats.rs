@@ -3,6 +3,7 @@
 //! durable consumer, acknowledging after local delivery, so an instance that was down
 //! gets what it missed when it comes back. (Subscribers whose effects must survive a crash
 //! after that acknowledgement are durable: they resume from their offsets in the outbox.)
+//! An event's trace context travels as the message's `traceparent` header.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{broadcast, watch};
 
 use super::{Bus, Event, LocalBus};
+use crate::telemetry::trace::TRACEPARENT;
 
 pub struct NatsBus {
     client: async_nats::Client,
@@ -95,7 +97,11 @@ impl NatsBus {
                 match next {
                     Some(Ok(message)) => {
                         match serde_json::from_slice::<Event>(&message.payload) {
-                            Ok(event) => self.local.deliver(Arc::new(event)),
+                            Ok(mut event) => {
+                                event.traceparent =
+                                    message.headers.as_ref().and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_owned());
+                                self.local.deliver(Arc::new(event));
+                            }
                             Err(e) => tracing::error!(error = %e, "a bus message is not an event; dropping it"),
                         }
                         if let Err(e) = message.ack().await {
@@ -119,6 +125,9 @@ impl Bus for NatsBus {
     async fn publish(&self, event: &Event) -> anyhow::Result<()> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.as_str());
+        if let Some(traceparent) = &event.traceparent {
+            headers.insert(TRACEPARENT, traceparent.as_str());
+        }
         let subject = format!("{}.events.{}", self.subject_prefix, event.kind);
         let ack = self
             .js

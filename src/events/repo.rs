@@ -3,20 +3,23 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 
 use super::{Bus, Event, NewEvent};
 use crate::store::{Backend, Build, Columns, Db, Lease, Sql, Store, StoreError, Tx};
 
-/// Records `event` on the caller's connection, inside its transaction; the caller wakes the
-/// relays ([`wake_relays_in`]) once for all the events it records.
+/// Records `event` on the caller's connection, inside its transaction, with the trace context
+/// it is written in; the caller wakes the relays ([`wake_relays_in`]) once for all the events
+/// it records.
 pub(super) async fn record_in<DB: Backend>(conn: &mut DB::Connection, event: &NewEvent, now: DateTime<Utc>) -> Result<String, StoreError> {
     let id = crate::ids::new("evt");
-    Sql::<DB>::new("INSERT INTO events (id, kind, user_id, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+    Sql::<DB>::new("INSERT INTO events (id, kind, user_id, data, created_at, traceparent) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(id.as_str())
         .bind(event.kind)
         .bind(event.user_id.clone())
         .bind(event.data.to_string())
         .bind(now)
+        .bind(crate::telemetry::trace::current())
         .execute(conn)
         .await?;
     Ok(id)
@@ -31,7 +34,7 @@ pub(super) async fn wake_relays_in<DB: Backend>(conn: &mut DB::Connection) -> Re
     Ok(())
 }
 
-/// An event from a row of `publish_seq, id, kind, user_id, data, created_at`.
+/// An event from a row of `publish_seq, id, kind, user_id, data, created_at, traceparent`.
 pub(crate) fn event_from<R: Columns>(r: &R) -> Result<Event, StoreError> {
     let data = r.text("data")?;
     Ok(Event {
@@ -41,6 +44,7 @@ pub(crate) fn event_from<R: Columns>(r: &R) -> Result<Event, StoreError> {
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
         created_at: r.time("created_at")?,
         publish_seq: r.opt_int("publish_seq")?,
+        traceparent: r.opt_text("traceparent")?,
     })
 }
 
@@ -111,7 +115,7 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     async fn numbered_unpublished(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+            "SELECT publish_seq, id, kind, user_id, data, created_at, traceparent FROM events \
              WHERE published_at IS NULL AND publish_seq IS NOT NULL ORDER BY publish_seq LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -123,7 +127,7 @@ impl<DB: Backend> EventRepo for SqlEvents<DB> {
     async fn since(&self, after_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+            "SELECT publish_seq, id, kind, user_id, data, created_at, traceparent FROM events \
              WHERE published_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
@@ -250,7 +254,7 @@ impl Outbox {
             return Ok(0);
         };
         for event in &events {
-            bus.publish(event).await?;
+            publish(bus, event).await?;
         }
         // Every place from `first` to `last` is in `events` or was marked before they were
         // read (numbering is dense and commits in order), so the range is exactly what was sent.
@@ -278,6 +282,21 @@ impl Outbox {
             })
             .await
     }
+}
+
+/// Publishes `event` in a span that continues the trace it was written in; the copy on the bus
+/// carries that span's context, so subscribers continue from the publication.
+async fn publish(bus: &dyn Bus, event: &Event) -> anyhow::Result<()> {
+    let span = tracing::info_span!(
+        parent: None,
+        "event.publish",
+        otel.name = %format!("publish {}", event.kind),
+        otel.kind = "producer",
+        event.id = %event.id,
+        "event.type" = %event.kind
+    );
+    let traceparent = crate::telemetry::trace::continue_trace(&span, event.traceparent.as_deref());
+    bus.publish(&Event { traceparent, ..event.clone() }).instrument(span).await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{Bus, Event, Outbox};
 
@@ -68,8 +69,23 @@ const ATTEMPTS: u32 = 10;
 
 /// Handles one event, retrying with backoff so a blink of the database does not skip an
 /// effect; an event that still fails (it can never succeed, e.g. its user is gone) is
-/// logged and passed over rather than blocking every later event.
+/// logged and passed over rather than blocking every later event. All in one span that
+/// continues the event's trace.
 async fn handle_until_done(sub: &dyn Subscriber, event: &Event, stop: &watch::Receiver<bool>) {
+    let span = tracing::info_span!(
+        parent: None,
+        "event.handle",
+        otel.name = %format!("{} {}", sub.name(), event.kind),
+        otel.kind = "consumer",
+        subscriber = sub.name(),
+        event.id = %event.id,
+        "event.type" = %event.kind
+    );
+    crate::telemetry::trace::continue_trace(&span, event.traceparent.as_deref());
+    handle_with_retries(sub, event, stop).instrument(span).await;
+}
+
+async fn handle_with_retries(sub: &dyn Subscriber, event: &Event, stop: &watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=ATTEMPTS {
         match sub.handle(event).await {

@@ -1,5 +1,5 @@
-//! Cross-cutting middleware: request ids + logs + metrics in one span, the request-size limits,
-//! and the time limit.
+//! Cross-cutting middleware: request ids + trace context + logs + metrics in one span, the
+//! request-size limits, and the time limit.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
 use super::error::{ApiError, REQUEST_ID};
+use crate::telemetry::trace;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -24,14 +25,26 @@ fn request_id_of(req: &Request) -> String {
 }
 
 /// Outermost layer: gives the request its id, a span (request id, route, user id once
-/// known), one log line at the end, and the per-route count and latency metrics.
+/// known) that continues the caller's trace (`traceparent`; a malformed one is ignored), one
+/// log line at the end, and the per-route count and latency metrics. The response's
+/// `traceparent` names the request's span, so a caller can find its trace.
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id_of(&req);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let span =
-        tracing::info_span!("request", request.id = %id, http.method = %method, http.route = %route, user.id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        parent: None,
+        "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        request.id = %id,
+        http.method = %method,
+        http.route = %route,
+        user.id = tracing::field::Empty
+    );
+    let incoming = req.headers().get(trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    let traceparent = trace::continue_trace(&span, incoming);
     let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
@@ -45,6 +58,9 @@ pub async fn observe(req: Request, next: Next) -> Response {
     crate::telemetry::record_request(method.as_str(), &route, status.as_u16(), elapsed);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(trace::TRACEPARENT, value);
     }
     response
 }

@@ -142,9 +142,11 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
             "idempotency-key",
             "x-request-id",
             "last-event-id",
+            "traceparent",
         ]))
         .expose_headers(header_names(&[
             "x-request-id",
+            "traceparent",
             "etag",
             "ratelimit-limit",
             "ratelimit-remaining",

@@ -103,6 +103,10 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The trace context it was enqueued in; its runs continue that trace. Internal.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub traceparent: Option<String>,
 }
 
 /// Exponential backoff: `base · 2^(attempt-1)`, capped, then scaled by 0.75–1.25 (`jitter` in [0, 1])

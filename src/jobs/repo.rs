@@ -9,7 +9,7 @@ use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
 
 macro_rules! job_columns {
     () => {
-        "id, kind, queue, payload, priority, state, run_at, attempts, max_attempts, unique_key, last_error, created_at, updated_at, finished_at"
+        "id, kind, queue, payload, priority, state, run_at, attempts, max_attempts, unique_key, last_error, created_at, updated_at, finished_at, traceparent"
     };
 }
 
@@ -30,11 +30,13 @@ fn job_from<R: Columns>(r: &R) -> Result<Job, StoreError> {
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
         finished_at: r.opt_time("finished_at")?,
+        traceparent: r.opt_text("traceparent")?,
     })
 }
 
 /// Enqueues `job` on the caller's connection, so it commits (or not) with the caller's
-/// transaction. Returns the new id, or `None` when a live job holds the same unique key.
+/// transaction, with the trace context it is enqueued in. Returns the new id, or `None` when a
+/// live job holds the same unique key.
 pub(crate) async fn enqueue_in<DB: Backend>(
     conn: &mut DB::Connection,
     job: &NewJob,
@@ -44,8 +46,8 @@ pub(crate) async fn enqueue_in<DB: Backend>(
     let run_at = job.run_at.unwrap_or(now);
     let state = if run_at > now { JobState::Scheduled } else { JobState::Queued };
     let inserted = Sql::<DB>::new(
-        "INSERT INTO jobs (id, kind, queue, payload, priority, state, run_at, attempts, max_attempts, unique_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $10) ON CONFLICT DO NOTHING",
+        "INSERT INTO jobs (id, kind, queue, payload, priority, state, run_at, attempts, max_attempts, unique_key, created_at, updated_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $10, $11) ON CONFLICT DO NOTHING",
     )
     .bind(id.as_str())
     .bind(job.kind.as_str())
@@ -57,6 +59,7 @@ pub(crate) async fn enqueue_in<DB: Backend>(
     .bind(i64::from(job.max_attempts))
     .bind(job.unique_key.clone())
     .bind(now)
+    .bind(crate::telemetry::trace::current())
     .execute(conn)
     .await?;
     if inserted == 0 {

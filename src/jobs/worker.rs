@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::model::{Job, after_failure, backoff, jitter_of};
 use super::{Attempt, Jobs, Registry};
@@ -144,8 +145,21 @@ struct Execution {
 }
 
 impl Execution {
-    #[tracing::instrument(skip_all, fields(job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts))]
+    /// Runs one attempt in a span of its own that continues the trace the job was enqueued in.
     async fn execute(self, job: Job) {
+        let span = tracing::info_span!(
+            parent: None,
+            "job",
+            otel.name = %format!("job {}", job.kind),
+            job.id = %job.id,
+            job.kind = %job.kind,
+            job.attempt = job.attempts
+        );
+        crate::telemetry::trace::continue_trace(&span, job.traceparent.as_deref());
+        self.attempt(job).instrument(span).await;
+    }
+
+    async fn attempt(self, job: Job) {
         let started = Instant::now();
         crate::telemetry::record_job_wait(&job.kind, (Utc::now() - job.run_at).to_std().unwrap_or_default());
         let handler = self.registry.get(&job.kind);

@@ -3,13 +3,15 @@
 //! Only allowed destinations are called (`security::egress`): an address written in the URL
 //! is checked before anything is sent, and names are resolved by a resolver that answers only
 //! with allowed addresses, so what was checked is what is connected to, whatever DNS said when
-//! the endpoint was created. A refused delivery sends nothing and logs why.
+//! the endpoint was created. A refused delivery sends nothing and logs why. Each POST carries
+//! the `traceparent` of its own span, within the trace of the event it delivers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
+use tracing::Instrument as _;
 
 use super::webhooks::{DELIVER_KIND, DeliverPayload, NewDelivery, RetryPolicy, SECRET_COLUMN, WebhookRepo, repo_for};
 use crate::jobs::{Completion, Done, Job, JobHandler};
@@ -17,6 +19,7 @@ use crate::security::crypto::FieldCipher;
 use crate::security::egress::{Egress, EgressError};
 use crate::security::signature;
 use crate::store::{Store, StoreError, now};
+use crate::telemetry::trace;
 
 pub struct Deliver {
     store: Store,
@@ -51,15 +54,23 @@ impl Deliver {
             return Ok(Err(refused.to_string()));
         }
         let body = serde_json::to_vec(&payload.event)?;
-        let response = self
+        let span = tracing::info_span!(
+            "webhook.post",
+            otel.name = "POST webhook",
+            otel.kind = "client",
+            webhook.endpoint_id = %payload.endpoint_id,
+            event.id = %payload.event.id
+        );
+        let mut request = self
             .client
             .post(target)
             .header("content-type", "application/json")
             .header("keel-signature", signature::sign(secret.as_bytes(), Utc::now().timestamp(), &body))
-            .header("keel-event-id", payload.event.id.as_str())
-            .body(body)
-            .send()
-            .await;
+            .header("keel-event-id", payload.event.id.as_str());
+        if let Some(traceparent) = trace::traceparent_of(&span) {
+            request = request.header(trace::TRACEPARENT, traceparent);
+        }
+        let response = request.body(body).send().instrument(span).await;
         Ok(response.map(|r| r.status().as_u16()).map_err(|e| transport_error(&e)))
     }
 }

@@ -224,6 +224,7 @@ pub async fn ping_endpoint(
         data: serde_json::json!({ "endpoint_id": id }),
         created_at: now(),
         publish_seq: None,
+        traceparent: None,
     };
     jobs.enqueue(&delivery_job(&id, &event, policy)).await?;
     Ok(StatusCode::ACCEPTED)

@@ -6,7 +6,7 @@
 //! - `GET {base}/v1/payment_intents/{id}`.
 //! - `POST {base}/v1/refunds`: `payment_intent`, `amount`; `Idempotency-Key`.
 //!
-//! `Authorization: Bearer <api key>` on every call. Errors come as
+//! `Authorization: Bearer <api key>` and the call's `traceparent` on every call. Errors come as
 //! `{"error":{"type","code","decline_code","message","payment_intent"}}`; a `402` `card_error` is
 //! a decline, which is an answer ([`ChargeStatus::Declined`]), not an error. The client is built
 //! once, with a connect timeout, a total timeout per attempt and no redirects (a redirect would
@@ -14,10 +14,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use tracing::Instrument as _;
+
+use crate::telemetry::trace;
 
 use super::{Charge, ChargeLookup, ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, Refund, RefundRequest, RefundStatus};
 
@@ -62,11 +65,27 @@ impl HttpProvider {
         url
     }
 
+    /// One attempt, in a client span whose `traceparent` the provider gets.
     async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, HeaderMap, Vec<u8>), ProviderError> {
-        let response = request.bearer_auth(self.api_key.expose_secret()).send().await.map_err(transport)?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response.bytes().await.map_err(transport)?;
-        Ok((status, headers, body.to_vec()))
+        let mut request = request.bearer_auth(self.api_key.expose_secret()).build().map_err(transport)?;
+        let span = tracing::info_span!(
+            "payment.call",
+            otel.name = %format!("payment provider {}", request.method()),
+            otel.kind = "client",
+            http.method = %request.method(),
+            url.path = %request.url().path()
+        );
+        if let Some(value) = trace::traceparent_of(&span).and_then(|t| HeaderValue::from_str(&t).ok()) {
+            request.headers_mut().insert(trace::TRACEPARENT, value);
+        }
+        async {
+            let response = self.client.execute(request).await.map_err(transport)?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let body = response.bytes().await.map_err(transport)?;
+            Ok((status, headers, body.to_vec()))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn post_intent(&self, request: &ChargeRequest) -> Result<Charge, ProviderError> {

@@ -402,7 +402,15 @@ mod tests {
     use super::*;
 
     fn event(kind: &str, user: Option<&str>, data: serde_json::Value) -> Event {
-        Event { id: "evt_1".into(), kind: kind.into(), user_id: user.map(str::to_owned), data, created_at: Utc::now(), publish_seq: None }
+        Event {
+            id: "evt_1".into(),
+            kind: kind.into(),
+            user_id: user.map(str::to_owned),
+            data,
+            created_at: Utc::now(),
+            publish_seq: None,
+            traceparent: None,
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl<DB: Backend> RealtimeRepo for SqlRealtime<DB> {
     async fn numbered_after(&self, publish_seq: i64, since: DateTime<Utc>, limit: u32) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT publish_seq, id, kind, user_id, data, created_at FROM events \
+            "SELECT publish_seq, id, kind, user_id, data, created_at, traceparent FROM events \
              WHERE publish_seq > $1 AND created_at >= $2 ORDER BY publish_seq LIMIT $3",
         )
         .bind(publish_seq)

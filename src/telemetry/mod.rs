@@ -1,6 +1,9 @@
-//! Logs (tracing, JSON by default) and Prometheus metrics.
+//! Logs (tracing, JSON by default), trace context and OTLP export, and Prometheus metrics.
 
+mod export;
+mod logs;
 mod process;
+pub mod trace;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -8,27 +11,26 @@ use std::time::Duration;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::{Config, LogFormat};
+pub use export::{OtlpExport, Tracing, traces_url};
 
-/// Installs the global log subscriber once (later calls, e.g. from tests, are no-ops): the
-/// `log` filter in the `log_format`, on standard error.
-pub fn init_logging(config: &Config) {
-    install_logging(&config.log, config.log_format);
+use crate::config::Config;
+
+/// Installs the global subscriber once (later calls, e.g. from tests, are no-ops): the `log`
+/// filter in the `log_format`, on standard error, and spans exported to `otlp_endpoint` when it
+/// is set. The caller shuts the returned [`Tracing`] down on exit, to send the last spans.
+pub fn init_logging(config: &Config) -> anyhow::Result<Tracing> {
+    let tracing = match &config.otlp {
+        Some(export) => Tracing::exporting_to(export)?,
+        None => Tracing::without_export(),
+    };
+    logs::install(&config.log, config.log_format, &tracing);
+    Ok(tracing)
 }
 
 /// Logging for one-shot commands, whose standard output is their result: warnings and errors
-/// only unless `verbose`, on standard error.
+/// only unless `verbose`, on standard error. Nothing is exported.
 pub fn init_command_logging(config: &Config, verbose: bool) {
-    install_logging(if verbose { &config.log } else { "warn" }, config.log_format);
-}
-
-fn install_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+    logs::install(if verbose { &config.log } else { "warn" }, config.log_format, &Tracing::without_export());
 }
 
 // Every metric Keel records, named once here and described in `describe`.

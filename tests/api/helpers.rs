@@ -148,7 +148,7 @@ impl TestApp {
         if crate::logs::dir().is_some() {
             crate::logs::capture_in_process();
         } else if std::env::var_os("KEEL_TEST_LOG").is_some() {
-            keel::telemetry::init_logging(&config);
+            let _ = keel::telemetry::init_logging(&config);
         }
         let app = keel::app::Application::build(config).await.expect("the application builds");
         let address = format!("{}://{}", if app.uses_tls() { "https" } else { "http" }, app.local_addr());
@@ -286,6 +286,16 @@ impl TestApp {
     pub async fn kill(&mut self) {
         let child = self.process.as_mut().expect("kill works on process apps (spawn_app_process)");
         child.kill().await.expect("killing keel serve");
+    }
+
+    /// Ends the `keel serve` process of `spawn_app_process` with SIGTERM, as a supervisor
+    /// stopping it would, and waits until it has exited.
+    #[cfg(unix)]
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.process.as_mut().expect("terminate works on process apps (spawn_app_process)");
+        let pid = rustix::process::Pid::from_raw(child.id().expect("keel is running") as i32).expect("a process id");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("sending SIGTERM");
+        tokio::time::timeout(std::time::Duration::from_secs(60), child.wait()).await.expect("keel exits").expect("keel's exit status")
     }
 
     /// Every line the `keel serve` process of `spawn_app_process` has logged so far.

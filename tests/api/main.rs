@@ -52,5 +52,6 @@ mod settlement;
 mod stock;
 mod tls;
 mod tokens;
+mod tracing;
 mod wallet;
 mod webhooks;

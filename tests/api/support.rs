@@ -112,6 +112,8 @@ fn totp_matches_the_rfc_6238_test_vector() {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub signature: String,
+    /// The `traceparent` header, when one was sent.
+    pub traceparent: Option<String>,
     pub body: Vec<u8>,
     pub status: u16,
 }
@@ -135,8 +137,9 @@ pub async fn webhook_receiver(plan: Vec<u16>) -> Receiver {
             let (log, plan) = (log.clone(), plan.clone());
             async move {
                 let status = plan.lock().unwrap().next().unwrap_or(200);
-                let signature = headers.get("keel-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                log.lock().unwrap().push(Received { signature, body: body.to_vec(), status });
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (signature, traceparent) = (header("keel-signature").unwrap_or_default(), header("traceparent"));
+                log.lock().unwrap().push(Received { signature, traceparent, body: body.to_vec(), status });
                 if status == 0 {
                     std::future::pending::<()>().await;
                 }

@@ -34,6 +34,7 @@ pub struct Call {
     pub idempotency_key: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    pub traceparent: Option<String>,
     pub form: Vec<(String, String)>,
 }
 
@@ -103,6 +104,7 @@ fn arrive(state: &Shared, method: Method, uri: &Uri, headers: &HeaderMap, body: 
         idempotency_key: header("idempotency-key"),
         authorization: header("authorization"),
         content_type: header("content-type"),
+        traceparent: header("traceparent"),
         form,
     };
     let authorized = call.authorization.as_deref() == Some(&format!("Bearer {API_KEY}"));

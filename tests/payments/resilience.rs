@@ -7,7 +7,7 @@ use keel::payments::breaker::State;
 use keel::payments::{ChargeLookup, ChargeStatus, PaymentProvider as _, ProviderError};
 
 use crate::fake_provider::{FakeProvider, Fault};
-use crate::support::{COOLDOWN, MAX_RETRY_AFTER, charge, client, client_at};
+use crate::support::{COOLDOWN, MAX_RETRY_AFTER, charge, client, client_at, trace_spans};
 
 fn keys(fake: &FakeProvider) -> HashSet<Option<String>> {
     fake.calls().into_iter().map(|c| c.idempotency_key).collect()
@@ -25,6 +25,36 @@ async fn answers_503_503_200_make_three_calls_with_one_key_and_one_charge() {
     assert_eq!(fake.calls().len(), 3);
     assert_eq!(keys(&fake), HashSet::from([Some("chk_1".to_owned())]));
     assert_eq!(fake.intents_created(), 1);
+}
+
+#[tokio::test]
+async fn every_attempt_sends_the_traceparent_of_a_span_of_its_own_in_the_callers_trace() {
+    use tracing::Instrument as _;
+    trace_spans();
+    let fake = FakeProvider::start().await;
+    fake.script([Fault::Status(503)]);
+    let c = client(&fake, 2, 5);
+    // Keel's own spans (target `keel`) are traced, as a request's or a job's would be.
+    let caller = tracing::info_span!(target: "keel", "caller");
+    let caller_traceparent = keel::telemetry::trace::traceparent_of(&caller).expect("the caller's span is traced");
+    let (caller_trace, caller_span) = {
+        let parts: Vec<&str> = caller_traceparent.split('-').collect();
+        (parts[1].to_owned(), parts[2].to_owned())
+    };
+
+    c.provider.charge(&charge("tok_visa", "chk_1")).instrument(caller).await.unwrap();
+
+    let sent: Vec<String> = fake.calls().into_iter().map(|c| c.traceparent.expect("every attempt carries a traceparent")).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let spans: HashSet<&str> = sent
+        .iter()
+        .map(|t| {
+            assert_eq!(t.split('-').nth(1), Some(caller_trace.as_str()), "{t} continues the caller's trace");
+            t.split('-').nth(2).unwrap()
+        })
+        .collect();
+    assert_eq!(spans.len(), 2, "each attempt is a span of its own: {sent:?}");
+    assert!(!spans.contains(caller_span.as_str()));
 }
 
 #[tokio::test]

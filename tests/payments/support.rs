@@ -1,6 +1,6 @@
 //! A client for the fake provider with fast retries and a clock the test moves.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use keel::payments::breaker::BreakerConfig;
@@ -64,6 +64,16 @@ pub fn charge(token: &str, key: &str) -> ChargeRequest {
         idempotency_key: key.into(),
         metadata: [("order_id".to_owned(), "ord_0190abc".to_owned())].into(),
     }
+}
+
+/// Installs Keel's tracing in this test process, once and logging nothing, so spans get trace
+/// ids as they do in `keel serve`.
+pub fn trace_spans() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let config = keel::config::Config::from_pairs([("log", "off")]).expect("a valid configuration");
+        keel::telemetry::init_logging(&config).expect("tracing without export installs");
+    });
 }
 
 /// A provider behind a trait object, as the application will hold it.
