@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::checkout::{add, checkout, product, shop};
 use crate::helpers::{PASSWORD, TestApp, Tokens, spawn_app};
-use crate::support::{eventually, mail_files, token_in, totp_now};
+use crate::support::{reset_password_by_mail, totp_now};
 use crate::wallet::{idem_post, usd};
 
 /// Every entry, oldest first (walking the newest-first pages).
@@ -63,13 +63,8 @@ async fn sign_ins_refresh_reuse_password_and_mfa_changes_are_audited_without_sec
     let changed = "a brand new passphrase";
     let body = json!({ "current_password": PASSWORD, "new_password": changed });
     post_as(&app, "/v1/auth/password/change", Some(&fresh.access), "req-change-1", &body).await.expect(204);
-    app.post_json("/v1/auth/password/forgot", &json!({ "email": "ada@example.com" })).await.expect(202);
-    let mail =
-        eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) })
-            .await;
-    let reset_token = token_in(&mail, "/reset-password");
     let reset = "another fresh passphrase";
-    app.post_json("/v1/auth/password/reset", &json!({ "token": reset_token, "new_password": reset })).await.expect(204);
+    let reset_token = reset_password_by_mail(&app, "ada@example.com", reset).await;
 
     let ada = app.login("ada@example.com", reset).await;
     let setup = app.call(Method::POST, "/v1/auth/mfa/totp/setup", Some(&ada.access), None).await.expect(200).json();

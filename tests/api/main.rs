@@ -6,6 +6,8 @@
 #[path = "../common/fake_provider.rs"]
 mod fake_provider;
 mod helpers;
+#[path = "../common/poll.rs"]
+mod poll;
 #[path = "../common/smtp.rs"]
 mod smtp;
 mod support;

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::helpers::{PASSWORD, spawn_app_process_with};
-use crate::support::{eventually, mail_files, token_in, totp_now};
+use crate::support::{reset_password_by_mail, totp_now};
 
 #[tokio::test]
 async fn a_server_logging_at_debug_level_logs_no_password_token_or_secret() {
@@ -21,13 +21,8 @@ async fn a_server_logging_at_debug_level_logs_no_password_token_or_secret() {
     let changed = "a brand new passphrase";
     let body = json!({ "current_password": PASSWORD, "new_password": changed });
     app.post_json_authed("/v1/auth/password/change", &fresh.access, &body).await.expect(204);
-    app.post_json("/v1/auth/password/forgot", &json!({ "email": "ada@example.com" })).await.expect(202);
-    let mail =
-        eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) })
-            .await;
-    let reset_token = token_in(&mail, "/reset-password");
     let reset = "another fresh passphrase";
-    app.post_json("/v1/auth/password/reset", &json!({ "token": reset_token, "new_password": reset })).await.expect(204);
+    let reset_token = reset_password_by_mail(&app, "ada@example.com", reset).await;
 
     let signed_in = app.login("ada@example.com", reset).await;
     let setup = app.post_json_authed("/v1/auth/mfa/totp/setup", &signed_in.access, &json!({})).await.expect(200).json();

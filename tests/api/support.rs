@@ -1,29 +1,25 @@
 //! Real peers for background-work tests: an SMTP server, a webhook receiver, a TOTP
 //! generator, and polling for things that happen asynchronously.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-/// Polls `check` until it yields a value, for at most `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use crate::poll::eventually;
 
 pub use crate::smtp::smtp_server;
+
+/// Asks for a password reset for `email` (through `/forgot`), then resets the password to
+/// `new_password` with the mailed token; returns the token.
+pub async fn reset_password_by_mail(app: &crate::helpers::TestApp, email: &str, new_password: &str) -> String {
+    app.post_json("/v1/auth/password/forgot", &serde_json::json!({ "email": email })).await.expect(202);
+    let mail =
+        eventually(20, "the reset mail", || async { mail_files(&app.data_dir).into_iter().find(|m| m.contains("Reset your password")) })
+            .await;
+    let token = token_in(&mail, "/reset-password");
+    app.post_json("/v1/auth/password/reset", &serde_json::json!({ "token": token, "new_password": new_password })).await.expect(204);
+    token
+}
 
 /// Decodes quoted-printable text (soft line breaks and `=XX` escapes).
 pub fn decode_quoted_printable(text: &str) -> String {

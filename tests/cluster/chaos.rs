@@ -9,7 +9,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixture::{Client, Tokens, cluster, eventually, usd};
+use crate::fixture::{Client, Tokens, WAIT_SECS, cluster, usd};
+use crate::poll::eventually;
 
 const SHOPPERS: usize = 12;
 const CHECKOUTS_EACH: usize = 5;
@@ -85,7 +86,7 @@ async fn an_instance_killed_during_checkouts_loses_nothing_and_rejoins() {
             orders
         }));
     }
-    eventually("a fifth of the checkouts", || async { (answered.load(Ordering::SeqCst) >= SHOPPERS).then_some(()) }).await;
+    eventually(WAIT_SECS, "a fifth of the checkouts", || async { (answered.load(Ordering::SeqCst) >= SHOPPERS).then_some(()) }).await;
     c.script_ok(&["kill", "2"]);
     let at_kill = answered.load(Ordering::SeqCst);
     let mut answers = Vec::new();

@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Failed sign-ins one account may have per minute, across the whole cluster.
 pub const ACCOUNT_LOGIN_BUDGET: usize = 6;
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT_SECS: u64 = 30;
+pub const WAIT: Duration = Duration::from_secs(WAIT_SECS);
 
 pub struct Cluster {
     pub balancer: String,
@@ -281,21 +282,5 @@ impl Ws {
 
     pub async fn close(mut self) {
         let _ = self.0.send(Message::Close(None)).await;
-    }
-}
-
-/// Polls `check` until it yields a value, for at most `WAIT`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

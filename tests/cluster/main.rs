@@ -8,6 +8,8 @@
 //! `CLUSTER_DIR=… cargo test --test cluster -- --ignored --test-threads=1`, then
 //! `deploy/local-cluster down`. The tests share one cluster and run one at a time.
 
+#[path = "../common/poll.rs"]
+mod poll;
 #[path = "../common/smtp.rs"]
 mod smtp;
 
@@ -17,7 +19,8 @@ mod fixture;
 use reqwest::Method;
 use serde_json::json;
 
-use fixture::{ACCOUNT_LOGIN_BUDGET, Client, PASSWORD, cluster, eventually, usd};
+use fixture::{ACCOUNT_LOGIN_BUDGET, Client, PASSWORD, WAIT_SECS, cluster, usd};
+use poll::eventually;
 
 #[tokio::test]
 #[ignore = "needs the local cluster: run by .ci/run"]
@@ -91,7 +94,7 @@ async fn a_price_change_through_one_instance_is_what_every_instance_serves_next_
     instances[2].post("/v1/admin/pricing/rules", Some(&admin.access), &rule).await.expect(201);
     let changed = tokio::time::Instant::now();
     for instance in &instances {
-        eventually("the rule on every instance", || async {
+        eventually(WAIT_SECS, "the rule on every instance", || async {
             (instance.get(&quote, None).await.expect(200)["total"] == usd(1650)).then_some(())
         })
         .await;
@@ -111,9 +114,9 @@ async fn jobs_run_exactly_once_across_serve_and_worker_processes() {
         balancer.register(email).await;
     }
     let sent_to = |email: &str| c.mail().iter().filter(|m| m.contains(&format!("To: {email}"))).count();
-    eventually("a verification mail for every account", || async { emails.iter().all(|e| sent_to(e) >= 1).then_some(()) }).await;
+    eventually(WAIT_SECS, "a verification mail for every account", || async { emails.iter().all(|e| sent_to(e) >= 1).then_some(()) }).await;
     // The positive signal that nothing more is coming: no mail job is left to run.
-    eventually("the mail queue to drain", || async {
+    eventually(WAIT_SECS, "the mail queue to drain", || async {
         for state in ["queued", "running", "retrying", "scheduled"] {
             let jobs = balancer.get(&format!("/v1/admin/jobs?state={state}&kind=mail.send"), Some(&admin.access)).await.expect(200);
             if !jobs["data"].as_array().unwrap().is_empty() {
@@ -149,7 +152,7 @@ async fn with_redis_stopped_the_api_keeps_serving_and_readyz_says_degraded() {
     let one = Client::new(&c.instances[0]);
     balancer.register("no-redis@example.com").await;
     c.script_ok(&["pause", "redis"]);
-    let ready = eventually("readyz to report Redis down", || async {
+    let ready = eventually(WAIT_SECS, "readyz to report Redis down", || async {
         let reply = one.get("/readyz", None).await;
         (reply.body["checks"]["redis"] != "ok").then_some(reply)
     })
@@ -165,7 +168,7 @@ async fn with_redis_stopped_the_api_keeps_serving_and_readyz_says_degraded() {
     assert!(signed_in.headers.contains_key("ratelimit-limit"), "limits stay on");
     signed_in.expect(200);
     c.script_ok(&["resume", "redis"]);
-    eventually("readyz to be ok again", || async { (one.get("/readyz", None).await.status == 200).then_some(()) }).await;
+    eventually(WAIT_SECS, "readyz to be ok again", || async { (one.get("/readyz", None).await.status == 200).then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -176,8 +179,10 @@ async fn with_nats_stopped_events_wait_in_the_outbox_and_all_arrive_when_it_retu
     let ada = one.register("no-nats@example.com").await;
     let mut ws = one.websocket(&ada).await;
     c.script_ok(&["pause", "nats"]);
-    eventually("readyz to report NATS down", || async { (two.get("/readyz", None).await.body["checks"]["nats"] != "ok").then_some(()) })
-        .await;
+    eventually(WAIT_SECS, "readyz to report NATS down", || async {
+        (two.get("/readyz", None).await.body["checks"]["nats"] != "ok").then_some(())
+    })
+    .await;
     let mut current = PASSWORD.to_owned();
     for n in 0..3 {
         let next = format!("passphrase during the outage {n}");
@@ -190,7 +195,7 @@ async fn with_nats_stopped_events_wait_in_the_outbox_and_all_arrive_when_it_retu
     for _ in 0..3 {
         assert_eq!(ws.next_json().await["type"], "notification.created");
     }
-    let listed = eventually("three notifications", || async {
+    let listed = eventually(WAIT_SECS, "three notifications", || async {
         let list = one.get("/v1/notifications", Some(&ada.access)).await.expect(200);
         (list["data"].as_array().unwrap().len() >= 3).then_some(list)
     })
