@@ -42,7 +42,9 @@ fn pocketbase_binary() -> PathBuf {
     binary
 }
 
-/// PocketBase serving on a free port from a fresh data directory, with a superuser.
+/// PocketBase serving on a free port from a fresh data directory, with a superuser. It runs under
+/// a shell that stops it when this process's end of its standard input closes, so it never
+/// outlives the benchmark, even one that aborts.
 struct PocketBase {
     base: String,
     child: Child,
@@ -53,21 +55,32 @@ impl PocketBase {
     async fn start() -> PocketBase {
         let binary = pocketbase_binary();
         let dir = std::env::temp_dir().join(format!("pocketbase-bench-{}", uuid::Uuid::now_v7().simple()));
-        let data = dir.to_str().expect("a UTF-8 path");
-        let upsert = Command::new(&binary).args(["superuser", "upsert", "root@example.com", PASSWORD, "--dir", data]).output().unwrap();
+        let data = dir.join("pb_data");
+        let data = data.to_str().expect("a UTF-8 path");
+        // No migration files: PocketBase would write one per collection change into a folder next to
+        // its data dir by default, and read it back in the next run.
+        let migrations = dir.join("pb_migrations");
+        let migrations = migrations.to_str().expect("a UTF-8 path");
+        let upsert = Command::new(&binary)
+            .args(["superuser", "upsert", "root@example.com", PASSWORD, "--dir", data, "--migrationsDir", migrations])
+            .output()
+            .unwrap();
         if !upsert.status.success() {
             abort(&format!("pocketbase superuser upsert: {}", String::from_utf8_lossy(&upsert.stderr)));
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&binary)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir", data])
+        let http = format!("127.0.0.1:{port}");
+        let child = Command::new("sh")
+            .args(["-c", "\"$0\" \"$@\" & pb=$!; cat > /dev/null; kill $pb; wait $pb"])
+            .arg(&binary)
+            .args(["serve", "--http", &http, "--dir", data, "--migrationsDir", migrations, "--automigrate=false"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| abort(&format!("starting pocketbase: {e}")));
-        let base = format!("http://127.0.0.1:{port}");
+        let pocketbase = PocketBase { base: format!("http://{http}"), child, dir };
         let client = reqwest::Client::new();
-        let pocketbase = PocketBase { base, child, dir };
         for _ in 0..100 {
             if client.get(format!("{}/api/health", pocketbase.base)).send().await.is_ok_and(|r| r.status().is_success()) {
                 return pocketbase;
@@ -79,7 +92,7 @@ impl PocketBase {
     }
 
     fn stop(mut self) {
-        let _ = self.child.kill();
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
