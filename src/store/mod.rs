@@ -207,7 +207,12 @@ impl Store {
                 .context("opening the SQLite database for reading")?;
             Ok(Store::Sqlite { db: Db::new(write, Some(read)), path })
         } else if is_postgres_url(&opts.url) {
+            // No statement logs from the driver: it asks the subscriber whether its DEBUG lines are
+            // wanted on the runtime's threads and logs nothing when they are not, which leaves
+            // tracing-subscriber's per-layer filter state set, so the next span on that thread was
+            // dropped by the trace layer (requests without a trace context at `keel=debug`).
             let options = PgConnectOptions::from_str(&opts.url).context("parsing the PostgreSQL database URL")?;
+            let options = sqlx::ConnectOptions::disable_statement_logging(options);
             check_reachable(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
