@@ -63,6 +63,14 @@ async fn next_json(ws: &mut Ws) -> Value {
     }
 }
 
+/// The next announcement of a product change after its creation's: a product's creation is
+/// announced on its channel too (version 1), and may still be on its way when a client that
+/// subscribed right after creating it waits for its first change.
+async fn price_change(ws: &mut Ws) -> Value {
+    let frame = next_json(ws).await;
+    if frame["type"] == "product.updated" && frame["data"]["version"] == 1 { next_json(ws).await } else { frame }
+}
+
 /// Reads until the close frame and returns its code.
 async fn close_code(ws: &mut Ws) -> u16 {
     loop {
