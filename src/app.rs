@@ -394,8 +394,11 @@ impl Services {
         let jobs = Jobs::new(store.clone());
         let outbox = Arc::new(Outbox::new(store.clone()));
         let (signer, cipher, keys) = key_ring(config, &store).await?;
-        let accounts =
-            Arc::new(Accounts::new(store.clone(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl));
+        let accounts = Accounts::new(store.clone(), Hasher::new()?, signer, cipher.clone(), jobs.clone(), config.refresh_token_ttl);
+        // One instance on SQLite changes accounts only through itself; instances sharing a
+        // database (NATS joins them) would miss each other's logouts in a session cache.
+        let single_instance = matches!(store, Store::Sqlite { .. }) && config.nats_url.is_none();
+        let accounts = Arc::new(if single_instance { accounts.remembering_sessions() } else { accounts });
         let mailer: Arc<dyn Mailer> = match &config.smtp_url {
             Some(url) => Arc::new(SmtpMailer::new(url.expose_secret(), config.mail_from.clone())?),
             None => Arc::new(FileMailer::new(config.data_dir.join("mail"), config.mail_from.clone())?),

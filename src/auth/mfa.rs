@@ -78,12 +78,11 @@ impl Accounts {
         let otpauth_url = totp(&secret, &row.email)?.to_url().map_err(|e| anyhow::anyhow!("otpauth URL: {e:?}"))?;
         let (user_id, sealed) = (who.user_id.as_str(), self.cipher.encrypt(SECRET_COLUMN, &secret));
         let sealed = sealed.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                self.repo.set_totp_pending(&mut tx, user_id, sealed, now()).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            self.repo.set_totp_pending(&mut tx, user_id, sealed, now()).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await?;
         Ok(TotpSetup { secret, otpauth_url })
     }
 
@@ -102,14 +101,13 @@ impl Accounts {
             .event(EventType::AccountMfaEnabled, &who.user_id, serde_json::json!({}))
             .audit(NewEntry::new(Action::MfaEnabled, &who.actor()).target(&who.user_id));
         let (user_id, sealed, hashes, effects) = (who.user_id.as_str(), sealed.as_str(), hashes.as_slice(), &effects);
-        self.store
-            .transact(|mut tx| async move {
-                self.repo.enable_totp(&mut tx, user_id, sealed, step, now()).await?;
-                self.repo.replace_recovery_codes(&mut tx, user_id, hashes).await?;
-                effects.write(&mut tx, now()).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            self.repo.enable_totp(&mut tx, user_id, sealed, step, now()).await?;
+            self.repo.replace_recovery_codes(&mut tx, user_id, hashes).await?;
+            effects.write(&mut tx, now()).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await?;
         Ok(codes)
     }
 
@@ -122,15 +120,14 @@ impl Accounts {
             .event(EventType::AccountMfaDisabled, &who.user_id, serde_json::json!({}))
             .audit(NewEntry::new(Action::MfaDisabled, &who.actor()).target(&who.user_id));
         let (user_id, effects) = (who.user_id.as_str(), &effects);
-        self.store
-            .transact(|mut tx| async move {
-                self.repo.disable_totp(&mut tx, user_id, now()).await?;
-                // Recovery codes belong to the factor: they go with it.
-                self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
-                effects.write(&mut tx, now()).await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            self.repo.disable_totp(&mut tx, user_id, now()).await?;
+            // Recovery codes belong to the factor: they go with it.
+            self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
+            effects.write(&mut tx, now()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 
     /// The second factor at login, a step of its unit of work: a current TOTP code (each time

@@ -9,6 +9,7 @@ pub mod recovery;
 pub mod repo;
 pub mod routes;
 pub mod service;
+pub mod sessions;
 pub mod tokens;
 
 pub use repo::AccountRepo;

@@ -60,15 +60,14 @@ impl Accounts {
         }
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, now());
         let (token, mail) = (&token, &mail);
-        self.store
-            .transact(|mut tx| async move {
-                // The job goes first: when a live one holds its unique key, no token is issued.
-                if self.jobs.repo().enqueue(&mut tx, mail, token.now).await?.is_some() {
-                    self.repo.issue_token(&mut tx, token).await?;
-                }
-                Ok::<_, StoreError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            // The job goes first: when a live one holds its unique key, no token is issued.
+            if self.jobs.repo().enqueue(&mut tx, mail, token.now).await?.is_some() {
+                self.repo.issue_token(&mut tx, token).await?;
+            }
+            Ok::<_, StoreError>((tx, ()))
+        })
+        .await?;
         self.jobs.wake().notify_one();
         Ok(())
     }
@@ -82,16 +81,15 @@ impl Accounts {
     pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
         let hash = sha256_hex(token.as_bytes());
         let hash = hash.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                let Some(user_id) = self.repo.consume_token(&mut tx, hash, TokenPurpose::VerifyEmail, now()).await? else {
-                    return Err(bad_token());
-                };
-                self.repo.mark_email_verified(&mut tx, &user_id, now()).await?;
-                Effects::default().event(EventType::AccountEmailVerified, &user_id, json!({})).write(&mut tx, now()).await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            let Some(user_id) = self.repo.consume_token(&mut tx, hash, TokenPurpose::VerifyEmail, now()).await? else {
+                return Err(bad_token());
+            };
+            self.repo.mark_email_verified(&mut tx, &user_id, now()).await?;
+            Effects::default().event(EventType::AccountEmailVerified, &user_id, json!({})).write(&mut tx, now()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 
     /// Accepts a reset request without revealing whether the account exists: the lookup
@@ -132,25 +130,24 @@ impl Accounts {
         }
         let hash = self.hasher.hash(password.expose()).await?;
         let (token_hash, hash, origin) = (token_hash.as_str(), hash.as_str(), &origin);
-        self.store
-            .transact(|mut tx| async move {
-                let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
-                    return Err(bad_token());
-                };
-                if !self.repo.set_password_hash(&mut tx, &user_id, hash, now()).await? {
-                    return Err(bad_token());
-                }
-                // Whoever knew the old password is signed out everywhere.
-                self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
-                // The token's holder acts as its account.
-                Effects::default()
-                    .event(EventType::AccountPasswordReset, &user_id, json!({}))
-                    .audit(NewEntry::new(Action::PasswordReset, &Actor::user(&user_id, origin.clone())).target(&user_id))
-                    .write(&mut tx, now())
-                    .await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
+                return Err(bad_token());
+            };
+            if !self.repo.set_password_hash(&mut tx, &user_id, hash, now()).await? {
+                return Err(bad_token());
+            }
+            // Whoever knew the old password is signed out everywhere.
+            self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
+            // The token's holder acts as its account.
+            Effects::default()
+                .event(EventType::AccountPasswordReset, &user_id, json!({}))
+                .audit(NewEntry::new(Action::PasswordReset, &Actor::user(&user_id, origin.clone())).target(&user_id))
+                .write(&mut tx, now())
+                .await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 }
 

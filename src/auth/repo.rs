@@ -83,6 +83,7 @@ pub struct SessionRow {
 #[derive(Debug, Clone)]
 pub struct SessionState {
     pub usable: bool,
+    pub expires_at: DateTime<Utc>,
     /// The account as it is now (one query serves the check and the caller's profile).
     pub user: UserRow,
 }
@@ -301,8 +302,9 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .await?;
         row.map(|r| {
             let user = user_from(&r)?;
-            let usable = r.opt_time("session_revoked_at")?.is_none() && r.time("session_expires_at")? > now && !user.disabled;
-            Ok(SessionState { usable, user })
+            let expires_at = r.time("session_expires_at")?;
+            let usable = r.opt_time("session_revoked_at")?.is_none() && expires_at > now && !user.disabled;
+            Ok(SessionState { usable, expires_at, user })
         })
         .transpose()
     }

@@ -10,6 +10,7 @@ use super::error::AuthError;
 use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Role, Roles, SessionView, User};
 use super::password::Hasher;
 use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, TokenPurpose, UserFilter, UserRow};
+use super::sessions::SessionCache;
 use super::tokens::TokenSigner;
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
@@ -18,7 +19,7 @@ use crate::notify::mail::{MAIL_KIND, addressed_to_pattern};
 use crate::security::audit::{self, Action, Actor, NewEntry, Origin};
 use crate::security::crypto::FieldCipher;
 use crate::security::{random_token, sha256_hex};
-use crate::store::{Store, StoreError, Tx, now, unique};
+use crate::store::{Store, StoreError, Transient, Tx, now, unique};
 
 pub(crate) const PHONE_COLUMN: &str = "users.phone";
 pub(crate) const ADDRESS_COLUMN: &str = "users.address";
@@ -71,6 +72,8 @@ pub struct Accounts {
     pub(super) cipher: Arc<FieldCipher>,
     pub(super) jobs: Jobs,
     refresh_ttl: Duration,
+    /// Only where this process is the one that changes accounts (see `super::sessions`).
+    sessions: Option<SessionCache>,
 }
 
 impl Accounts {
@@ -82,7 +85,28 @@ impl Accounts {
         jobs: Jobs,
         refresh_ttl: Duration,
     ) -> Self {
-        Self { repo: super::repo::for_store(&store), store, hasher, signer, cipher, jobs, refresh_ttl }
+        Self { repo: super::repo::for_store(&store), store, hasher, signer, cipher, jobs, refresh_ttl, sessions: None }
+    }
+
+    /// Remembers live sessions between requests: for a deployment of one instance only, where
+    /// every change to accounts and sessions goes through this `Accounts`.
+    pub fn remembering_sessions(self) -> Self {
+        Self { sessions: Some(SessionCache::default()), ..self }
+    }
+
+    /// Runs a unit of work on accounts or sessions (see `Store::transact`); once it is over,
+    /// whatever its outcome (a commit that failed to answer may still have committed), no
+    /// remembered session is trusted any more.
+    pub(super) async fn transact<T, E, Fut>(&self, work: impl FnMut(Tx) -> Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<(Tx, T), E>>,
+        E: From<StoreError> + Transient,
+    {
+        let done = self.store.transact(work).await;
+        if let Some(sessions) = &self.sessions {
+            sessions.changed();
+        }
+        done
     }
 
     pub fn signer(&self) -> &TokenSigner {
@@ -96,14 +120,13 @@ impl Accounts {
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, row.created_at);
         let (row_ref, session_ref, token, mail) = (&row, &session, &token, &mail);
         // The password was hashed above: the unit of work opens only for the writes.
-        self.store
-            .transact(|mut tx| async move {
-                self.insert_user(&mut tx, row_ref).await?;
-                self.repo.insert_session(&mut tx, session_ref).await?;
-                self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            self.insert_user(&mut tx, row_ref).await?;
+            self.repo.insert_session(&mut tx, session_ref).await?;
+            self.issue_mailed_token(&mut tx, token, mail.clone()).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await?;
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
@@ -146,16 +169,15 @@ impl Accounts {
             .target(&row.id)
             .details(json!({ "session_id": session.id, "mfa": row.mfa_enabled }));
         let (row_ref, session_ref, entry) = (&row, &session, &entry);
-        self.store
-            .transact(|mut tx| async move {
-                if row_ref.mfa_enabled {
-                    self.second_factor(&mut tx, row_ref, totp_code).await?;
-                }
-                self.repo.insert_session(&mut tx, session_ref).await?;
-                audit::append(&mut tx, entry, now()).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            if row_ref.mfa_enabled {
+                self.second_factor(&mut tx, row_ref, totp_code).await?;
+            }
+            self.repo.insert_session(&mut tx, session_ref).await?;
+            audit::append(&mut tx, entry, now()).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await?;
         self.issue(self.user(row)?, &session.id, refresh)
     }
 
@@ -164,7 +186,6 @@ impl Accounts {
         let (presented, next) = (sha256_hex(token.as_bytes()), &next);
         let (presented, presenter) = (presented.as_str(), &Actor::anonymous(client.origin));
         let rotated = self
-            .store
             .transact(|mut tx| async move {
                 // Spending the token is the arbiter: of concurrent presenters exactly one wins.
                 if !self.repo.spend_refresh(&mut tx, presented, next.now).await? {
@@ -196,13 +217,12 @@ impl Accounts {
     pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
         let presented = sha256_hex(token.as_bytes());
         let presented = presented.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                let Some(session_id) = self.repo.refresh_owner(&mut tx, presented).await? else { return Err(AuthError::InvalidToken) };
-                self.repo.revoke_session(&mut tx, &session_id, None, now()).await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            let Some(session_id) = self.repo.refresh_owner(&mut tx, presented).await? else { return Err(AuthError::InvalidToken) };
+            self.repo.revoke_session(&mut tx, &session_id, None, now()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 
     /// Verifies an access token and that its session is still live. Roles come from the
@@ -215,14 +235,32 @@ impl Accounts {
     /// The principal of a session that is still live, its roles as they are now. Open
     /// real-time connections are checked with it, their token having been verified once.
     pub async fn session_principal(&self, user_id: &str, session_id: &str) -> Result<Principal, AuthError> {
-        match self.repo.session_state(session_id, user_id, now()).await? {
-            Some(s) if s.usable => Ok(Principal {
-                user_id: user_id.to_owned(),
-                session_id: session_id.to_owned(),
-                roles: Roles::from_bits(s.user.roles),
-                account: Arc::new(s.user),
-                origin: Origin::default(),
-            }),
+        let at = now();
+        let account = match &self.sessions {
+            Some(sessions) => match sessions.usable(session_id, user_id, at) {
+                Some(account) => account,
+                None => {
+                    let read_at = sessions.generation();
+                    let (account, expires_at) = self.usable_session(user_id, session_id, at).await?;
+                    sessions.remember(session_id, expires_at, account.clone(), read_at);
+                    account
+                }
+            },
+            None => self.usable_session(user_id, session_id, at).await?.0,
+        };
+        Ok(Principal {
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            roles: Roles::from_bits(account.roles),
+            account,
+            origin: Origin::default(),
+        })
+    }
+
+    /// The account of a session usable at `at`, and when the session expires.
+    async fn usable_session(&self, user_id: &str, session_id: &str, at: DateTime<Utc>) -> Result<(Arc<UserRow>, DateTime<Utc>), AuthError> {
+        match self.repo.session_state(session_id, user_id, at).await? {
+            Some(s) if s.usable => Ok((Arc::new(s.user), s.expires_at)),
             _ => Err(AuthError::InvalidToken),
         }
     }
@@ -241,24 +279,22 @@ impl Accounts {
 
     pub async fn revoke_session(&self, who: &Principal, session_id: &str) -> Result<(), AuthError> {
         let owner = who.user_id.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                if !self.repo.revoke_session(&mut tx, session_id, Some(owner), now()).await? {
-                    return Err(AuthError::NotFound("session"));
-                }
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            if !self.repo.revoke_session(&mut tx, session_id, Some(owner), now()).await? {
+                return Err(AuthError::NotFound("session"));
+            }
+            Ok((tx, ()))
+        })
+        .await
     }
 
     pub async fn revoke_all_sessions(&self, who: &Principal) -> Result<(), AuthError> {
         let user_id = who.user_id.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 
     pub fn me(&self, who: &Principal) -> Result<Me, AuthError> {
@@ -278,7 +314,6 @@ impl Accounts {
         };
         let (user_id, update) = (who.user_id.as_str(), &update);
         let row = self
-            .store
             .transact(|mut tx| async move {
                 if !self.repo.update_profile(&mut tx, user_id, update, now()).await? {
                     return Err(AuthError::InvalidToken);
@@ -299,17 +334,16 @@ impl Accounts {
             .event(EventType::AccountPasswordChanged, &who.user_id, json!({}))
             .audit(NewEntry::new(Action::PasswordChanged, &who.actor()).target(&who.user_id));
         let (who, hash, effects) = (who, hash.as_str(), &effects);
-        self.store
-            .transact(|mut tx| async move {
-                if !self.repo.set_password_hash(&mut tx, &who.user_id, hash, now()).await? {
-                    return Err(AuthError::InvalidToken);
-                }
-                // A new password signs out every other device.
-                self.repo.revoke_sessions(&mut tx, &who.user_id, Some(&who.session_id), now()).await?;
-                effects.write(&mut tx, now()).await?;
-                Ok((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            if !self.repo.set_password_hash(&mut tx, &who.user_id, hash, now()).await? {
+                return Err(AuthError::InvalidToken);
+            }
+            // A new password signs out every other device.
+            self.repo.revoke_sessions(&mut tx, &who.user_id, Some(&who.session_id), now()).await?;
+            effects.write(&mut tx, now()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 
     /// Erases personal data; the account row stays so ledger history keeps its owner.
@@ -318,18 +352,17 @@ impl Accounts {
         let placeholder = format!("deleted-{}@deleted.invalid", who.user_id);
         let (user_id, placeholder, unsent_mail) = (who.user_id.as_str(), placeholder.as_str(), addressed_to_pattern(&row.email));
         let unsent_mail = unsent_mail.as_str();
-        self.store
-            .transact(|mut tx| async move {
-                // Mail to the address is personal data too: what has not started is not sent,
-                // what was sent leaves no address behind. (A mail being sent right now finishes.)
-                self.jobs.repo().discard_matching(&mut tx, MAIL_KIND, unsent_mail).await?;
-                self.repo.erase_user(&mut tx, user_id, placeholder, now()).await?;
-                self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
-                self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
-                self.repo.void_tokens(&mut tx, user_id, now()).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await
+        self.transact(|mut tx| async move {
+            // Mail to the address is personal data too: what has not started is not sent,
+            // what was sent leaves no address behind. (A mail being sent right now finishes.)
+            self.jobs.repo().discard_matching(&mut tx, MAIL_KIND, unsent_mail).await?;
+            self.repo.erase_user(&mut tx, user_id, placeholder, now()).await?;
+            self.repo.revoke_sessions(&mut tx, user_id, None, now()).await?;
+            self.repo.replace_recovery_codes(&mut tx, user_id, &[]).await?;
+            self.repo.void_tokens(&mut tx, user_id, now()).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await
     }
 
     pub async fn list_users(
@@ -359,7 +392,6 @@ impl Accounts {
         }
         let (roles, disabled, by) = (patch.roles.map(Roles::bits), patch.disabled, &actor.actor());
         let row = self
-            .store
             .transact(|mut tx| async move {
                 let before = self.repo.lock_user(&mut tx, user_id).await?.ok_or(AuthError::NotFound("user"))?;
                 if !self.repo.set_roles_and_disabled(&mut tx, user_id, roles, disabled, now()).await? {
@@ -393,12 +425,11 @@ impl Accounts {
         let hash = self.hasher.hash(account.password.expose()).await?;
         let row = new_user_row(&account, hash, roles, now());
         let row_ref = &row;
-        self.store
-            .transact(|mut tx| async move {
-                self.insert_user(&mut tx, row_ref).await?;
-                Ok::<_, AuthError>((tx, ()))
-            })
-            .await?;
+        self.transact(|mut tx| async move {
+            self.insert_user(&mut tx, row_ref).await?;
+            Ok::<_, AuthError>((tx, ()))
+        })
+        .await?;
         Ok(row.id)
     }
 

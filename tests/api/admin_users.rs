@@ -221,6 +221,10 @@ async fn disabling_a_user_revokes_their_sessions_at_once() {
     let admin = app.create_admin(ADMIN, PASSWORD).await;
     let laptop = app.customer("ada@example.com").await;
     let phone = app.login("ada@example.com", PASSWORD).await;
+    // Both in use: an instance that remembers live sessions has seen them.
+    for tokens in [&laptop, &phone] {
+        app.me(&tokens.access).await.expect(200);
+    }
 
     let disabled = patch_user(&app, &admin.access, &laptop.user_id(), json!({ "disabled": true })).await.expect(200).json();
     assert_eq!(disabled["disabled"], true);
