@@ -124,14 +124,18 @@ mod tests {
         assert!(!h.verify("anything", None).await.unwrap());
     }
 
+    /// A hash made by the argon2 crate's own hasher (as older versions of Keel stored them).
+    fn crate_hash(m_cost_kib: u32, t_cost: u32) -> String {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(m_cost_kib, t_cost, 1, None).unwrap())
+            .hash_password_with_salt(b"correct horse", &random_bytes::<16>())
+            .unwrap()
+            .to_string()
+    }
+
     #[tokio::test]
     async fn hashes_are_standard_phc_strings_both_ways() {
         let h = Hasher::new().unwrap();
-        // Made by the argon2 crate's own hasher (as older versions of Keel stored them).
-        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).unwrap())
-            .hash_password_with_salt(b"correct horse", &random_bytes::<16>())
-            .unwrap()
-            .to_string();
+        let theirs = crate_hash(19 * 1024, 2);
         assert!(h.verify("correct horse", Some(&theirs)).await.unwrap());
         let ours = h.hash("correct horse").await.unwrap();
         assert!(PasswordHash::new(&ours).is_ok_and(|phc| {
@@ -142,10 +146,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_of_other_parameters_is_verified_with_its_own() {
         let h = Hasher::new().unwrap();
-        let lighter = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8 * 1024, 1, 1, None).unwrap())
-            .hash_password_with_salt(b"correct horse", &random_bytes::<16>())
-            .unwrap()
-            .to_string();
+        let lighter = crate_hash(8 * 1024, 1);
         assert!(h.verify("correct horse", Some(&lighter)).await.unwrap());
         assert!(!h.verify("wrong horse", Some(&lighter)).await.unwrap());
         assert!(!h.verify("correct horse", Some("$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgaGFzaA")).await.unwrap(), "no hash part");
