@@ -15,9 +15,7 @@
 //! default 8; BENCH_PG_URL, see `postgres/mod.rs`). `pgbench` ships in Debian's
 //! `postgresql-client-15`: `apt-get install postgresql-client-15`.
 
-// Each checkout loop times only its checkout (the cart write before it is untimed), so this
-// benchmark drives its clients itself rather than through `common::drive`.
-#[expect(dead_code, reason = "the shared HTTP driver, which times whole requests, is not used here")]
+#[expect(dead_code, reason = "a checkout loop times only its checkout, not the cart write before it: no `common::drive` here")]
 mod common;
 mod postgres;
 
