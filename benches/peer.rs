@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Report, abort, env_or, expect_status, http_client, run_clients, start_keel};
+use common::{Report, abort, env_or, expect_status, start_keel};
 use serde_json::{Value, json};
 
 const POCKETBASE_VERSION: &str = "0.40.6";
@@ -124,14 +124,10 @@ struct Operation {
 }
 
 async fn drive(concurrency: usize, secs: u64, status: u16, make: Arc<MakeRequest>) -> Report {
-    let clients: Vec<_> = (0..concurrency).map(|_| http_client()).collect();
     let sequence = Arc::new(AtomicU64::new(0));
-    run_clients(concurrency, secs, move |i| {
-        let request = make(&clients[i], sequence.fetch_add(1, Ordering::Relaxed));
-        async move {
-            let started = Instant::now();
-            expect_status(request, status).await.map(|_| started.elapsed())
-        }
+    common::drive(concurrency, secs, move |client| {
+        let request = make(&client, sequence.fetch_add(1, Ordering::Relaxed));
+        async move { expect_status(request, status).await.map(drop) }
     })
     .await
 }

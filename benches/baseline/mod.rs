@@ -2,27 +2,8 @@
 //! size as the Keel route under test, driven with the same load in the same run.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::common::{Report, expect_status, http_client, run_clients};
-
-/// Drives `concurrency` HTTP clients for `secs`, each sending `make(client)` in a loop and
-/// timing the whole of it; `make` says what went wrong when a request fails.
-async fn drive<F, Fut>(concurrency: usize, secs: u64, make: F) -> Report
-where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    let clients: Vec<_> = (0..concurrency).map(|_| http_client()).collect();
-    run_clients(concurrency, secs, move |i| {
-        let call = make(clients[i].clone());
-        async move {
-            let started = Instant::now();
-            call.await.map(|()| started.elapsed())
-        }
-    })
-    .await
-}
+use crate::common::{Report, drive, expect_status};
 
 /// Runs one phase against Keel, then the same load against a bare handler answering a body of
 /// the same size, and prints both with their ratio. Aborts when either phase had errors.

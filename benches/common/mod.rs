@@ -1,7 +1,8 @@
-//! The load driver shared by the HTTP benchmarks: concurrent clients for a fixed time, their
-//! latencies, and Keel serving in-process on a fresh database (the bare baseline the read
-//! benchmarks compare it to is in `baseline/`). A phase with errors, or with no request
-//! completed, aborts the benchmark (exit code 1) instead of printing a meaningless rate.
+//! The load driver shared by the HTTP benchmarks: concurrent clients for a fixed time (any work,
+//! or one HTTP request each), their latencies, and Keel serving in-process on a fresh database
+//! (the bare baseline the read benchmarks compare it to is in `baseline/`). A phase with errors,
+//! or with no request completed, aborts the benchmark (exit code 1) instead of printing a
+//! meaningless rate.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,16 +44,23 @@ impl Report {
         )
     }
 
-    /// A phase with errors or without a single completed request measured nothing: stop the
-    /// benchmark (exit code 1) rather than print a rate.
-    pub fn require_clean(&self, name: &str) {
+    /// A phase with errors or without a single completed request measured nothing: says so.
+    pub fn check(&self, name: &str) -> Result<(), String> {
         if self.errors > 0 || self.requests == 0 {
-            abort(&format!(
+            return Err(format!(
                 "{name}: {} requests, {} errors; first error: {}",
                 self.requests,
                 self.errors,
                 self.first_error.as_deref().unwrap_or("none")
             ));
+        }
+        Ok(())
+    }
+
+    /// Like `check`, but stops the benchmark (exit code 1) rather than print a rate.
+    pub fn require_clean(&self, name: &str) {
+        if let Err(e) = self.check(name) {
+            abort(&e);
         }
     }
 }
@@ -103,6 +111,25 @@ where
     latencies_us.sort_unstable();
     let first_error = first_error.lock().unwrap().take();
     Report { requests: latencies_us.len() as u64, errors: errors.load(Ordering::Relaxed), first_error, elapsed, latencies_us }
+}
+
+/// Drives `concurrency` HTTP clients for `secs`, each with a connection of its own, sending
+/// `make(client)` in a loop and timing the whole of it; `make` says what went wrong when a
+/// request fails.
+pub async fn drive<F, Fut>(concurrency: usize, secs: u64, make: F) -> Report
+where
+    F: Fn(reqwest::Client) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let clients: Vec<_> = (0..concurrency).map(|_| http_client()).collect();
+    run_clients(concurrency, secs, move |i| {
+        let call = make(clients[i].clone());
+        async move {
+            let started = Instant::now();
+            call.await.map(|()| started.elapsed())
+        }
+    })
+    .await
 }
 
 /// An HTTP client of its own for one simulated client: one kept-alive connection.
