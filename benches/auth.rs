@@ -34,6 +34,18 @@ fn main() {
         samples.sort();
         let hash_time = samples[samples.len() / 2];
         let bound = cores as f64 / hash_time.as_secs_f64();
+        // The same hashes, `cores` at a time (as a login flood runs them): what the machine
+        // really gives when they share its caches and memory bandwidth.
+        let started = Instant::now();
+        let mut hashed = 0usize;
+        while started.elapsed().as_secs() < 3 {
+            let batch: Vec<_> = (0..cores).map(|_| hasher.hash("correct horse battery")).collect();
+            for done in futures::future::join_all(batch).await {
+                done.unwrap();
+                hashed += 1;
+            }
+        }
+        let parallel = hashed as f64 / started.elapsed().as_secs_f64();
 
         let server = start_keel(&[]).await;
         let keel = server.base.clone();
@@ -52,6 +64,7 @@ fn main() {
             hash_time.as_secs_f64() * 1e3,
             bound
         );
+        println!("argon2id, {cores} hashes at a time: {parallel:.1} hashes/s = {:.0} % of the bound", 100.0 * parallel / bound);
 
         let url = Arc::new(format!("{keel}/v1/me"));
         let me = |c: &reqwest::Client, url: &str, token: &str| c.get(url).header("authorization", token);
@@ -70,7 +83,7 @@ fn main() {
             async move { expect_status(c.post(url.as_str()).json(&*body), 200).await.map(drop) }
         })
         .await;
-        println!("  = {:.0} % of the argon2 bound", 100.0 * login.rate() / bound);
+        println!("  = {:.0} % of the argon2 bound, {:.0} % of {cores} hashes at a time", 100.0 * login.rate() / bound, 100.0 * login.rate() / parallel);
         server.stop().await;
     });
 }
