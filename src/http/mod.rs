@@ -1,6 +1,7 @@
 //! The HTTP surface: one router built from each capability's routes, the shared layers,
 //! operations endpoints, and the generated OpenAPI document.
 
+mod console;
 pub mod error;
 pub mod etag;
 pub mod extract;
@@ -97,6 +98,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router
     let routes = api
         .merge(ops::router(doc.to_json()?))
         .merge(pages::router())
+        .merge(console::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")

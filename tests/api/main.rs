@@ -21,6 +21,7 @@ mod checkout;
 mod cli;
 mod concurrency;
 mod connections;
+mod console;
 mod conventions;
 mod demo;
 mod idempotency;
