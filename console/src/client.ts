@@ -2,6 +2,7 @@
 // it carries: the access token lives in memory only, the refresh token in sessionStorage (so a
 // reload in the same tab stays signed in, and closing the tab ends it).
 import createClient from 'openapi-fetch';
+import { useEffect, useState } from 'preact/hooks';
 import type { components, paths } from './api';
 
 export type Schemas = components['schemas'];
@@ -159,4 +160,16 @@ export function formatTime(iso: string | null | undefined): string {
 
 export function newIdempotencyKey(): string {
   return crypto.randomUUID();
+}
+
+let currency: Promise<string> | null = null;
+
+/** The deployment's one currency (`USD` until known), read once from the caller's wallet. */
+export function useCurrency(): string {
+  const [code, setCode] = useState('USD');
+  useEffect(() => {
+    currency ??= api.GET('/v1/wallet').then(({ data }) => data?.currency ?? 'USD', () => 'USD');
+    currency.then(setCode);
+  }, []);
+  return code;
 }

@@ -4,7 +4,7 @@
 //!
 //! The bundle is rebuilt and compared with the committed one by `console/check-dist`.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,26 +20,26 @@ use crate::app::AppState;
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
                        base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// One embedded file and its validator, computed once.
+/// One embedded file, and its validator once computed.
 struct Asset {
     body: &'static [u8],
     content_type: &'static str,
-    etag: LazyLock<String>,
+    etag: OnceLock<String>,
 }
 
-macro_rules! asset {
-    ($path:literal, $content_type:literal) => {
-        Asset {
-            body: include_bytes!(concat!("../../console/dist/", $path)),
-            content_type: $content_type,
-            etag: LazyLock::new(|| etag_of(include_bytes!(concat!("../../console/dist/", $path)))),
-        }
-    };
+impl Asset {
+    const fn new(body: &'static [u8], content_type: &'static str) -> Asset {
+        Asset { body, content_type, etag: OnceLock::new() }
+    }
+
+    fn etag(&self) -> &str {
+        self.etag.get_or_init(|| etag_of(self.body))
+    }
 }
 
-static INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
-static SCRIPT: Asset = asset!("assets/app.js", "text/javascript; charset=utf-8");
-static STYLE: Asset = asset!("assets/app.css", "text/css; charset=utf-8");
+static INDEX: Asset = Asset::new(include_bytes!("../../console/dist/index.html"), "text/html; charset=utf-8");
+static SCRIPT: Asset = Asset::new(include_bytes!("../../console/dist/assets/app.js"), "text/javascript; charset=utf-8");
+static STYLE: Asset = Asset::new(include_bytes!("../../console/dist/assets/app.css"), "text/css; charset=utf-8");
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,13 +55,13 @@ pub fn router() -> Router<AppState> {
 /// The file with its type and the console's CSP; `no-cache` so a new binary's bundle is picked
 /// up at once, with an `ETag` so an unchanged one costs a `304`.
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let etag = HeaderValue::from_str(&asset.etag).expect("a hex ETag is a valid header value");
+    let etag = HeaderValue::from_str(asset.etag()).expect("a hex ETag is a valid header value");
     let common = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
     ];
-    if matches_if_none_match(headers, &asset.etag) {
+    if matches_if_none_match(headers, asset.etag()) {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
     (common, [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))], asset.body).into_response()

@@ -103,7 +103,7 @@ function FeedItem({ event }: { event: LiveEvent }) {
   if (event.type === 'product.updated') {
     return (
       <>
-        {time} Product {String(d.name ?? d.id)}
+        {time} Product <code>{String(d.id)}</code>
         {d.price ? `: ${formatMoney(d.price as Money)}` : ''}
         {typeof d.stock_available === 'number' ? `, ${d.stock_available} in stock` : ''}
       </>

@@ -1,6 +1,6 @@
 import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { amountText, api, formatMoney, formatTime, parseAmount, type Problem, type Schemas } from '../client';
+import { amountText, api, formatMoney, formatTime, parseAmount, useCurrency, type Problem, type Schemas } from '../client';
 import { call, Field, ListState, Notice, ProblemAlert, TableWrap, toProblem, useAction, usePaged } from '../ui';
 import { localProblem } from './products';
 
@@ -111,7 +111,6 @@ type Draft = {
   effect: 'percent' | 'amount';
   percent: string;
   amount: string;
-  currency: string;
 };
 
 function draftOf(r: Rule | null): Draft {
@@ -133,12 +132,11 @@ function draftOf(r: Rule | null): Draft {
     effect: r?.effect.amount_off ? 'amount' : 'percent',
     percent: r?.effect.percent_bps != null ? String(r.effect.percent_bps / 100) : '-10',
     amount: r?.effect.amount_off ? amountText(r.effect.amount_off) : '',
-    currency: r?.effect.amount_off?.currency ?? 'USD',
   };
 }
 
 /** The rule the draft describes, or the problem with the field it names. */
-function specOf(d: Draft): Schemas['RuleSpec'] | Problem {
+function specOf(d: Draft, currency: string): Schemas['RuleSpec'] | Problem {
   const int = (text: string) => (text.trim() === '' ? null : Number(text));
   const priority = Number(d.priority);
   if (!Number.isInteger(priority)) return localProblem('priority', 'Enter a whole number.');
@@ -148,9 +146,9 @@ function specOf(d: Draft): Schemas['RuleSpec'] | Problem {
     if (!Number.isFinite(percent) || d.percent.trim() === '') return localProblem('effect', 'Enter a percentage such as -10 (a discount) or 5 (a surcharge).');
     effect = { percent_bps: Math.round(percent * 100) };
   } else {
-    const amount = parseAmount(d.amount, d.currency);
-    if (amount === null) return localProblem('effect', `Enter an amount such as 2.50 (${d.currency}).`);
-    effect = { amount_off: { amount, currency: d.currency } };
+    const amount = parseAmount(d.amount, currency);
+    if (amount === null) return localProblem('effect', `Enter an amount such as 2.50 (${currency}).`);
+    effect = { amount_off: { amount, currency } };
   }
   const conditions: Schemas['Conditions'] = {};
   if (list(d.countries).length) conditions.countries = list(d.countries).map((c) => c.toUpperCase());
@@ -165,6 +163,7 @@ function specOf(d: Draft): Schemas['RuleSpec'] | Problem {
 
 function RuleEditor({ rule, onDone, onClose }: { rule: Rule | null; onDone: () => void; onClose: () => void }) {
   const [d, setD] = useState<Draft>(() => draftOf(rule));
+  const currency = useCurrency();
   const action = useAction();
   const [confirmDelete, setConfirmDelete] = useState(false);
   const set = (k: keyof Draft) => (e: Event) => {
@@ -180,7 +179,7 @@ function RuleEditor({ rule, onDone, onClose }: { rule: Rule | null; onDone: () =
 
   async function submit(e: Event) {
     e.preventDefault();
-    const spec = specOf(d);
+    const spec = specOf(d, currency);
     if ('code' in spec) return action.setProblem(spec);
     const ok = await action.run(() =>
       rule
@@ -251,7 +250,7 @@ function RuleEditor({ rule, onDone, onClose }: { rule: Rule | null; onDone: () =
           </Field>
           {d.effect === 'percent'
             ? text('percent', 'Percent (negative is a discount)', 'effect')
-            : text('amount', `Amount off each unit (${d.currency})`, 'effect')}
+            : text('amount', `Amount off each unit (${currency})`, 'effect')}
         </fieldset>
         <ProblemAlert
           problem={p}

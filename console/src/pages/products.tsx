@@ -1,6 +1,6 @@
 import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { amountText, api, formatMoney, formatTime, parseAmount, type Problem, type Schemas } from '../client';
+import { amountText, api, formatMoney, formatTime, parseAmount, useCurrency, type Problem, type Schemas } from '../client';
 import { call, Field, ListState, Loading, Notice, ProblemAlert, ProblemError, TableWrap, toProblem, useAction, usePaged } from '../ui';
 
 type Product = Schemas['Product'];
@@ -289,7 +289,7 @@ function StockForm({ product, onAdjusted }: { product: Product; onAdjusted: (p: 
 
 function NewProduct({ onCreated, onClose }: { onCreated: (p: Product) => void; onClose: () => void }) {
   const [form, setForm] = useState({ sku: '', name: '', description: '', category: '', price: '', stock: '0' });
-  const [currency, setCurrency] = useState('USD');
+  const currency = useCurrency();
   const action = useAction();
   const set = (k: keyof typeof form) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
 
@@ -325,16 +325,13 @@ function NewProduct({ onCreated, onClose }: { onCreated: (p: Product) => void; o
         <Field label="Category" name="category" problem={action.problem} hint="Lower-case letters, digits and dashes.">
           {(a) => <input {...a} required value={form.category} onInput={set('category')} />}
         </Field>
-        <Field label="Price" name="price" problem={action.problem}>
+        <Field label={`Price (${currency})`} name="price" problem={action.problem}>
           {(a) => <input {...a} inputMode="decimal" required value={form.price} onInput={set('price')} />}
-        </Field>
-        <Field label="Currency" name="currency" problem={action.problem} hint="The deployment's currency.">
-          {(a) => <input {...a} required maxLength={3} value={currency} onInput={(e) => setCurrency(e.currentTarget.value.toUpperCase())} />}
         </Field>
         <Field label="Initial stock" name="stock" problem={action.problem}>
           {(a) => <input {...a} inputMode="numeric" value={form.stock} onInput={set('stock')} />}
         </Field>
-        <ProblemAlert problem={action.problem} fields={['sku', 'name', 'description', 'category', 'price', 'currency', 'stock']} />
+        <ProblemAlert problem={action.problem} fields={['sku', 'name', 'description', 'category', 'price', 'stock']} />
         <button type="submit" class="primary" disabled={action.busy}>
           Create product
         </button>
