@@ -1,6 +1,8 @@
 //! The HTTP surface: one router built from each capability's routes, the shared layers,
 //! operations endpoints, and the generated OpenAPI document.
 
+mod console;
+mod dashboard;
 pub mod error;
 pub mod etag;
 pub mod extract;
@@ -66,6 +68,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::realtime::routes::router())
         .merge(crate::orders::routes::router())
         .merge(crate::security::audit::routes::router())
+        .merge(dashboard::documented())
         .merge(ops::documented())
 }
 
@@ -97,6 +100,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router
     let routes = api
         .merge(ops::router(doc.to_json()?))
         .merge(pages::router())
+        .merge(console::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
