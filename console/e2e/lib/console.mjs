@@ -82,7 +82,7 @@ async function waitForValue(what, read, expected, timeout) {
   let seen = '(nothing yet)';
   for (;;) {
     try {
-      seen = squash(await read(Math.max(1, until - Date.now())));
+      seen = squash(await read(Math.min(1000, Math.max(1, until - Date.now()))));
       if (seen === expected) return;
     } catch (e) {
       seen = `(${e.message.split('\n')[0]})`;
