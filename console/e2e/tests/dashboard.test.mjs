@@ -1,0 +1,35 @@
+// The dashboard's live feed: an order placed by a customer shows up without a reload.
+import { strict as assert } from 'node:assert';
+import { randomUUID } from 'node:crypto';
+import { test } from 'node:test';
+import { api, assertNoPageErrors, customerToken, newPage, openSection, shop, signIn, useBrowser } from '../lib/console.mjs';
+
+const chromium = useBrowser();
+
+test('an order a customer places appears in the live feed of an open dashboard, without reloading it', async () => {
+  const page = await newPage(chromium.browser);
+  await signIn(page, shop.admins.live);
+  await openSection(page, 'Dashboard');
+  const feed = page.getByRole('log', { name: 'Live events' });
+  await feed.waitFor();
+  // Survives only as long as this document does: a reload would drop it.
+  await page.evaluate(() => (window.e2eSameDocument = true));
+
+  const token = await customerToken(shop.customers.cyd.email);
+  assert.equal((await api('PUT', `/v1/cart/items/${shop.products.tote}`, { token, body: { quantity: 3 } })).status, 200);
+  const checkout = await api('POST', '/v1/checkout', {
+    token,
+    headers: { 'idempotency-key': randomUUID() },
+    body: { payment_method: 'card', card_token: 'tok_visa' },
+  });
+  assert.equal(checkout.status, 201, JSON.stringify(checkout.body));
+  const order = checkout.body;
+
+  const entry = feed.getByRole('listitem').filter({ hasText: order.id });
+  await entry.waitFor();
+  const text = (await entry.innerText()).replace(/\s+/g, ' ');
+  assert.match(text, /order\.updated|Order/);
+  assert.match(text, /paid/);
+  assert.equal(await page.evaluate(() => window.e2eSameDocument), true, 'the page was not reloaded');
+  assertNoPageErrors(page);
+});

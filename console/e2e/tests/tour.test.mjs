@@ -1,0 +1,72 @@
+// Every page of the console: an axe-core scan (no serious or critical violation) and a
+// full-page screenshot for docs/console/, at 1280×800 and, for the dashboard, a phone's width.
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { assertNoPageErrors, newPage, openSection, PHONE, screenshot, seriousViolations, shop, signIn, useBrowser } from '../lib/console.mjs';
+
+const chromium = useBrowser();
+
+/** The sections of the navigation (issue 13's pages) and the file names of their screenshots. */
+const SECTIONS = [
+  ['Dashboard', 'dashboard'],
+  ['Orders', 'orders'],
+  ['Users', 'users'],
+  ['Products', 'products'],
+  ['Pricing', 'pricing'],
+  ['Jobs', 'jobs'],
+  ['Webhooks', 'webhooks'],
+  ['Audit log', 'audit'],
+];
+
+/** Waits until no "Loading …" status is left on the page. */
+async function loaded(page) {
+  await page.getByRole('status').filter({ hasText: /^Loading/ }).first().waitFor({ state: 'hidden' });
+}
+
+async function scanAndKeep(page, name) {
+  await loaded(page);
+  await screenshot(page, name);
+  assert.deepEqual(await seriousViolations(page), [], `serious or critical accessibility violations on ${name}`);
+}
+
+let page;
+
+test('sign-in page', async () => {
+  page = await newPage(chromium.browser);
+  await page.goto('/admin/');
+  await page.getByRole('heading', { level: 1, name: 'Sign in to Keel admin' }).waitFor();
+  await scanAndKeep(page, 'signin');
+  await signIn(page, shop.admins.tour);
+});
+
+for (const [section, file] of SECTIONS) {
+  test(`${section} page`, async () => {
+    await openSection(page, section);
+    await scanAndKeep(page, file);
+  });
+}
+
+test('order detail panel', async () => {
+  await openSection(page, 'Orders');
+  await page.getByRole('button', { name: `Open order ${shop.orders.forSupport}`, exact: true }).click();
+  await page.getByRole('region', { name: `Order ${shop.orders.forSupport}`, exact: true }).waitFor();
+  await scanAndKeep(page, 'order');
+});
+
+test('dashboard at a phone width', async () => {
+  const phone = await newPage(chromium.browser, PHONE);
+  await signIn(phone, shop.support);
+  await openSection(phone, 'Dashboard');
+  await scanAndKeep(phone, 'dashboard-phone');
+  assert.equal(
+    await phone.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    true,
+    'nothing is wider than the phone: no sideways scrolling of the page',
+  );
+  assertNoPageErrors(phone);
+});
+
+test('no page raised an error or broke the CSP', () => {
+  assert.ok(page, 'the tour ran');
+  assertNoPageErrors(page);
+});
