@@ -2,6 +2,7 @@
 //! operations endpoints, and the generated OpenAPI document.
 
 mod console;
+mod dashboard;
 pub mod error;
 pub mod etag;
 pub mod extract;
@@ -67,6 +68,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::realtime::routes::router())
         .merge(crate::orders::routes::router())
         .merge(crate::security::audit::routes::router())
+        .merge(dashboard::documented())
         .merge(ops::documented())
 }
 

@@ -25,6 +25,12 @@ pub enum OrderStatus {
     Refunded,
 }
 
+impl OrderStatus {
+    /// The states of an order whose payment was taken (whatever was refunded since).
+    pub const PAID: [OrderStatus; 5] =
+        [OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Delivered, OrderStatus::PartiallyRefunded, OrderStatus::Refunded];
+}
+
 /// What can happen to an order; `Refund` carries what the refund check needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderEvent {

@@ -62,6 +62,15 @@ pub trait OrderRepo: Send + Sync {
     async fn update(&self, tx: &mut Tx, order: &OrderRow) -> Result<(), StoreError>;
     /// Records a provider webhook event as applied; false when it already was.
     async fn record_provider_event(&self, tx: &mut Tx, id: &str, kind: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Orders placed at or after `since`, and what those that were paid brought in net of refunds.
+    async fn sales_since(&self, since: DateTime<Utc>) -> Result<Sales, StoreError>;
+}
+
+/// Orders placed in a period and their takings (minor units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sales {
+    pub orders: i64,
+    pub revenue: i64,
 }
 
 /// The order repository of `store`'s backend.
@@ -228,6 +237,22 @@ impl<DB: Backend> OrderRepo for SqlOrders<DB> {
         .execute(tx.conn::<DB>()?)
         .await?;
         if n == 1 { Ok(()) } else { Err(StoreError::Corrupt(format!("order {} changed while locked", o.id))) }
+    }
+
+    async fn sales_since(&self, since: DateTime<Utc>) -> Result<Sales, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let paid: Vec<String> = (0..OrderStatus::PAID.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut query = Sql::<DB>::assembled(format!(
+            "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(CASE WHEN status IN ({}) THEN total - refunded ELSE 0 END), 0) AS BIGINT) \
+             AS revenue FROM orders WHERE created_at >= $1",
+            paid.join(", ")
+        ))
+        .bind(since);
+        for status in OrderStatus::PAID {
+            query = query.bind(status.as_str().to_owned());
+        }
+        let row = query.fetch_one(&mut conn).await?;
+        Ok(Sales { orders: row.int("orders")?, revenue: row.int("revenue")? })
     }
 
     async fn record_provider_event(&self, tx: &mut Tx, id: &str, kind: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {

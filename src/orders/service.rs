@@ -253,6 +253,12 @@ impl Orders {
         Ok(Page::from_rows(rows, page.limit, |o| o.id.clone()).map(|o| self.view(&o)))
     }
 
+    /// Orders placed since `since`, and their takings net of refunds (the dashboard's figures).
+    pub async fn sales_since(&self, since: DateTime<Utc>) -> Result<(i64, Money), OrderError> {
+        let sales = self.repo.sales_since(since).await?;
+        Ok((sales.orders, self.money(sales.revenue)))
+    }
+
     /// Prices the cart, holds its stock and pays: see the module's comment for the two paths.
     pub async fn checkout(&self, who: &Principal, req: CheckoutRequest, claim: &Claim) -> Result<Placed, OrderError> {
         let card_token = match (req.payment_method, req.card_token) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::hub::{Close, Connection, Frame, Route, route};
+use super::hub::{Close, Connection, Frame, Route, STAFF_CHANNEL, for_staff, route};
 use super::repo::RealtimeRepo;
 use crate::store::StoreError;
 
@@ -66,11 +66,12 @@ impl Feed {
     }
 
     fn wants(&self, event: &crate::events::Event) -> bool {
-        match route(event) {
+        let routed = match route(event) {
             Some(Route::User(user)) => user == self.conn.user_id,
             Some(Route::Channel(channel)) => self.channels.contains(&channel),
             None => false,
-        }
+        };
+        routed || (for_staff(event) && self.channels.contains(STAFF_CHANNEL))
     }
 
     /// Starts replaying what followed `last_event_id`. `false`: the point is unknown or older

@@ -20,6 +20,10 @@ use crate::events::{Bus, Event, EventType};
 /// Per-user event types that reach their owner in real time (the contract's list).
 const USER_TYPES: [EventType; 3] = [EventType::NotificationCreated, EventType::WalletUpdated, EventType::OrderUpdated];
 
+/// The back office's channel: every user's order changes and every product change, for the
+/// staff feed (`GET /v1/admin/events`). Not a public channel: only that route subscribes to it.
+pub const STAFF_CHANNEL: &str = "staff";
+
 /// Channels one WebSocket connection may follow at once.
 pub const MAX_CHANNELS: usize = 100;
 
@@ -115,6 +119,11 @@ pub fn route(event: &Event) -> Option<Route<'_>> {
         Some(user) if USER_TYPES.iter().any(|t| t.name() == event.kind) => Some(Route::User(user)),
         _ => None,
     }
+}
+
+/// Whether the staff channel hears `event` besides its owner or public channel.
+pub fn for_staff(event: &Event) -> bool {
+    event.kind == EventType::OrderUpdated.name() || event.kind == EventType::ProductUpdated.name()
 }
 
 /// `product:<id>` with a product id's shape; the only public channels there are.
@@ -299,12 +308,16 @@ impl Hub {
 
     /// Queues `event` for every connection it is for, without waiting on any.
     pub fn dispatch(&self, event: &Event) {
-        let Some(route) = route(event) else { return };
         let reg = self.read();
-        let targets: Vec<u64> = match &route {
-            Route::User(user) => reg.users.get(*user).cloned().unwrap_or_default(),
-            Route::Channel(channel) => reg.channels.get(channel).map(|ids| ids.iter().copied().collect()).unwrap_or_default(),
+        let mut targets: HashSet<u64> = match route(event) {
+            Some(Route::User(user)) => reg.users.get(user).into_iter().flatten().copied().collect(),
+            Some(Route::Channel(channel)) => reg.channels.get(&channel).cloned().unwrap_or_default(),
+            None => HashSet::new(),
         };
+        // A staff connection hears its owner's orders once, not once as owner and once as staff.
+        if for_staff(event) {
+            targets.extend(reg.channels.get(STAFF_CHANNEL).into_iter().flatten().copied());
+        }
         if targets.is_empty() {
             return;
         }

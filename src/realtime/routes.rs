@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::feed::Feed;
-use super::hub::Transport;
+use super::hub::{STAFF_CHANNEL, Transport};
 use super::{Authed, Realtime, TICKET_TTL};
 use crate::app::AppState;
 use crate::http::error::{ApiError, ApiResult};
@@ -32,7 +32,7 @@ const MAX_WRITE_BUFFER: usize = 256 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_ticket)).routes(routes!(events)).routes(routes!(websocket))
+    OpenApiRouter::new().routes(routes!(create_ticket)).routes(routes!(events)).routes(routes!(admin_events)).routes(routes!(websocket))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -83,7 +83,34 @@ async fn caller(rt: &Realtime, headers: &HeaderMap, q: &StreamQuery) -> ApiResul
         (status = 503, description = "this server has no room for another connection (`realtime_capacity`)")))]
 pub async fn events(State(rt): State<Arc<Realtime>>, headers: HeaderMap, Query(q): Query<StreamQuery>) -> ApiResult<Response> {
     let who = caller(&rt, &headers, &q).await?;
-    let mut feed = Feed::new(rt.connect(&who, Transport::Sse)?, rt.repo.clone());
+    sse(&rt, &who, &headers, &q, false).await
+}
+
+/// The back office's live feed (`support`, `admin`), as Server-Sent Events: every user's
+/// `order.updated` and every `product.updated`, besides the caller's own events. Authenticates,
+/// resumes and ends as `GET /v1/events` does.
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", security(("bearer" = []), ()), params(StreamQuery,
+    ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received, to resume after it")),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "`id: <event id>` and `data: {\"id\",\"type\",\"data\",\"created_at\"}` per event"),
+        (status = 403, description = "`forbidden`: the caller has neither the support nor the admin role"),
+        (status = 429, description = "this user has the most connections allowed open (`too_many_connections`)"),
+        (status = 503, description = "this server has no room for another connection (`realtime_capacity`)")))]
+pub async fn admin_events(State(rt): State<Arc<Realtime>>, headers: HeaderMap, Query(q): Query<StreamQuery>) -> ApiResult<Response> {
+    let who = caller(&rt, &headers, &q).await?;
+    if !who.principal.roles.is_staff() {
+        return Err(ApiError::forbidden("this needs the support or admin role"));
+    }
+    sse(&rt, &who, &headers, &q, true).await
+}
+
+/// Registers an SSE connection (on the staff channel too when `staff`), resumes it if asked, and streams.
+async fn sse(rt: &Realtime, who: &Authed, headers: &HeaderMap, q: &StreamQuery, staff: bool) -> ApiResult<Response> {
+    let mut feed = Feed::new(rt.connect(who, Transport::Sse)?, rt.repo.clone());
+    // Subscribed before the resume reads the outbox, so nothing falls between them.
+    if staff && rt.hub.subscribe(feed.id(), STAFF_CHANNEL) {
+        feed.channels().insert(STAFF_CHANNEL.to_owned());
+    }
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let resync = match header.or(q.last_event_id.as_deref()).filter(|v| !v.is_empty()) {
         Some(last) => !feed.resume(last).await?,

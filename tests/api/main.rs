@@ -23,6 +23,7 @@ mod concurrency;
 mod connections;
 mod console;
 mod conventions;
+mod dashboard;
 mod demo;
 mod idempotency;
 mod integer_inputs;

@@ -203,7 +203,11 @@ const STAFF_READS: &[(&str, &str)] = &[
     ("GET", "/v1/admin/pricing/rules"),
     ("GET", "/v1/admin/ledger/verify"),
     ("GET", "/v1/admin/orders"),
+    ("GET", "/v1/admin/dashboard"),
 ];
+
+/// Back-office streams open to `support`: checked by their status, never read to the end.
+const STAFF_STREAMS: &[(&str, &str)] = &[("GET", "/v1/admin/events")];
 
 /// What an unknown id answers where it is not `404 not_found`.
 fn unknown_id_answer(op: &Operation) -> Option<(u16, &'static str)> {
@@ -302,7 +306,10 @@ impl Cast {
             // Roles: customers stay out of the back office; support only reads some of it.
             if op.path.starts_with("/v1/admin/") {
                 send(app, &op, &path, Some(&self.customer.access)).await.problem(403, "forbidden");
-                if listed(STAFF_READS, &op) {
+                if listed(STAFF_STREAMS, &op) {
+                    let stream = app.request(op.method.clone(), &path).bearer_auth(&self.support.access).send().await.unwrap();
+                    assert_eq!(stream.status(), 200, "{name} for support");
+                } else if listed(STAFF_READS, &op) {
                     send(app, &op, &path, Some(&self.support.access)).await.expect(200);
                 } else {
                     send(app, &op, &path, Some(&self.support.access)).await.problem(403, "forbidden");
@@ -385,6 +392,8 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/admin/orders",
         "/v1/webhooks",
         "/v1/admin/audit",
+        "/v1/admin/dashboard",
+        "/v1/admin/events",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -473,4 +482,9 @@ async fn audit_routes_guard_their_input() {
 #[tokio::test]
 async fn realtime_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/realtime", "/v1/events", "/v1/ws"]).await;
+}
+
+#[tokio::test]
+async fn dashboard_and_staff_feed_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/admin/dashboard", "/v1/admin/events"]).await;
 }

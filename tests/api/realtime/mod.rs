@@ -4,6 +4,7 @@
 
 mod liveness;
 mod order;
+mod staff;
 mod streams;
 
 use std::time::Duration;
@@ -131,7 +132,12 @@ struct Sse {
 
 impl Sse {
     async fn open(app: &TestApp, who: &Tokens, last_event_id: Option<&str>) -> Sse {
-        let mut request = app.request(reqwest::Method::GET, "/v1/events").bearer_auth(&who.access);
+        Sse::open_at(app, "/v1/events", who, last_event_id).await
+    }
+
+    /// A stream of `path` (`/v1/events` or the staff feed).
+    async fn open_at(app: &TestApp, path: &str, who: &Tokens, last_event_id: Option<&str>) -> Sse {
+        let mut request = app.request(reqwest::Method::GET, path).bearer_auth(&who.access);
         if let Some(last) = last_event_id {
             request = request.header("last-event-id", last);
         }
