@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { assertNoPageErrors, expectText, newPage, openSection, shop, signIn, useBrowser } from '../lib/console.mjs';
+import { assertNoPageErrors, expectText, expectValue, newPage, openSection, shop, signIn, useBrowser } from '../lib/console.mjs';
 
 const chromium = useBrowser();
 
@@ -31,15 +31,17 @@ test('an admin retries a dead webhook delivery once its receiver is back, and it
   const id = shop.deadJob;
   await signIn(page, shop.admins.jobs);
   await openSection(page, 'Jobs');
-  await page.getByLabel('State').selectOption('dead');
+  // Dead letters are what the page shows first.
+  await expectValue(page.getByLabel('State'), 'dead');
   const jobs = page.getByRole('region', { name: 'Jobs', exact: true });
-  const row = jobs.getByRole('row').filter({ hasText: id });
+  const row = jobs.getByRole('row').filter({ has: page.getByRole('rowheader', { name: id, exact: true }) });
   await row.waitFor();
   await expectText(row.getByRole('cell').filter({ hasText: /^webhook\.deliver$/ }), 'webhook.deliver');
 
   const hooks = await receiver(shop.webhook.port);
   t.after(hooks.close);
   await row.getByRole('button', { name: `Retry job ${id}`, exact: true }).click();
+  await expectText(page.getByRole('status').filter({ hasText: 'queued again' }), `Job ${id} queued again.`);
   await hooks.next;
   assert.equal(hooks.deliveries.length, 1);
   assert.equal(hooks.deliveries[0].path, '/hooks/keel');

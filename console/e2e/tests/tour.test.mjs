@@ -8,14 +8,14 @@ const chromium = useBrowser();
 
 /** The sections of the navigation (issue 13's pages) and the file names of their screenshots. */
 const SECTIONS = [
-  ['Dashboard', 'dashboard'],
-  ['Orders', 'orders'],
-  ['Users', 'users'],
-  ['Products', 'products'],
-  ['Pricing', 'pricing'],
-  ['Jobs', 'jobs'],
-  ['Webhooks', 'webhooks'],
-  ['Audit log', 'audit'],
+  ['Dashboard', 'Dashboard', 'dashboard'],
+  ['Orders', 'Orders', 'orders'],
+  ['Users', 'Users', 'users'],
+  ['Products', 'Products and stock', 'products'],
+  ['Pricing rules', 'Pricing rules', 'pricing'],
+  ['Jobs', 'Jobs', 'jobs'],
+  ['Webhooks', 'Webhooks', 'webhooks'],
+  ['Audit log', 'Audit log', 'audit'],
 ];
 
 /** Waits until no "Loading …" status is left on the page. */
@@ -39,9 +39,9 @@ test('sign-in page', async () => {
   await signIn(page, shop.admins.tour);
 });
 
-for (const [section, file] of SECTIONS) {
+for (const [section, heading, file] of SECTIONS) {
   test(`${section} page`, async () => {
-    await openSection(page, section);
+    await openSection(page, section, heading);
     await scanAndKeep(page, file);
   });
 }
