@@ -123,7 +123,8 @@ export function expectDescription(locator, expected, timeout = WAIT_MS) {
 
 /** The text of the definition that follows the term `term` in a `<dl>` within `scope`. */
 export function definition(scope, term) {
-  return scope.locator('dt', { hasText: new RegExp(`^${term}$`) }).locator('xpath=following-sibling::dd[1]');
+  const exactly = new RegExp(`^${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+  return scope.locator('dt', { hasText: exactly }).locator('xpath=following-sibling::dd[1]');
 }
 
 /** An axe-core scan of the page as it is: only violations that are serious or critical. */

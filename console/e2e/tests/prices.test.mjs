@@ -23,7 +23,7 @@ test('an admin changes a price: the catalog and a quote for it change', async ()
   let preview = await quoteForTwoMugsToGermany(page);
   await expectText(preview.getByLabel('Product').locator('option:checked'), 'Harbour mug ($12.50)');
   await expectText(definition(preview, 'Subtotal'), '$25.00');
-  await expectText(definition(preview, 'Germany VAT'), '$4.75');
+  await expectText(definition(preview, 'Germany VAT: +19.00%'), '$4.75');
   await expectText(definition(preview, 'Total'), '$29.75');
 
   await openSection(page, 'Products', 'Products and stock');
@@ -46,7 +46,7 @@ test('an admin changes a price: the catalog and a quote for it change', async ()
   preview = await quoteForTwoMugsToGermany(page);
   await expectText(preview.getByLabel('Product').locator('option:checked'), 'Harbour mug ($14.00)');
   await expectText(definition(preview, 'Subtotal'), '$28.00');
-  await expectText(definition(preview, 'Germany VAT'), '$5.32');
+  await expectText(definition(preview, 'Germany VAT: +19.00%'), '$5.32');
   await expectText(definition(preview, 'Total'), '$33.32');
   assertNoPageErrors(page);
 });

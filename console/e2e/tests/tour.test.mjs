@@ -2,7 +2,7 @@
 // full-page screenshot for docs/console/, at 1280×800 and, for the dashboard, a phone's width.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { assertNoPageErrors, newPage, openSection, PHONE, screenshot, seriousViolations, shop, signIn, useBrowser } from '../lib/console.mjs';
+import { assertNoPageErrors, definition, expectText, newPage, openSection, PHONE, screenshot, seriousViolations, shop, signIn, useBrowser } from '../lib/console.mjs';
 
 const chromium = useBrowser();
 
@@ -14,17 +14,19 @@ const SECTIONS = [
   ['Products', 'Products and stock', 'products'],
   ['Pricing rules', 'Pricing rules', 'pricing'],
   ['Jobs', 'Jobs', 'jobs'],
-  ['Webhooks', 'Webhooks', 'webhooks'],
+  ['Webhooks', 'Webhook endpoints', 'webhooks'],
   ['Audit log', 'Audit log', 'audit'],
 ];
 
-/** Waits until no "Loading …" status is left on the page. */
-async function loaded(page) {
-  await page.getByRole('status').filter({ hasText: /^Loading/ }).first().waitFor({ state: 'hidden' });
-}
+/** What shows a page has finished loading, besides no "Loading …" status left on it. */
+const READY = {
+  dashboard: (page) => expectText(page.getByRole('region', { name: 'Live events', exact: true }).getByRole('status'), 'Live'),
+  pricing: (page) => definition(page.getByRole('region', { name: 'Quote preview', exact: true }), 'Total').waitFor(),
+};
 
 async function scanAndKeep(page, name) {
-  await loaded(page);
+  await page.getByRole('status').filter({ hasText: /^Loading/ }).first().waitFor({ state: 'hidden' });
+  await READY[name.replace(/-phone$/, '')]?.(page);
   await screenshot(page, name);
   assert.deepEqual(await seriousViolations(page), [], `serious or critical accessibility violations on ${name}`);
 }
