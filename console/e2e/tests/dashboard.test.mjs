@@ -6,13 +6,18 @@ import { api, assertNoPageErrors, customerToken, expectText, newPage, openSectio
 
 const chromium = useBrowser();
 
-test('an order a customer places appears in the live feed of an open dashboard, without reloading it', async () => {
+test('an order a customer places appears in the live feed of an open dashboard and in its figures, without reloading it', async () => {
   const page = await newPage(chromium.browser);
   await signIn(page, shop.admins.live);
   await openSection(page, 'Dashboard');
   const feed = page.getByRole('log', { name: 'Live events' });
   // Connected before the order is placed: its event is not missed.
   await expectText(page.getByRole('region', { name: 'Live events', exact: true }).getByRole('status'), 'Live');
+  const ordersToday = page
+    .getByRole('region', { name: "Today's figures", exact: true })
+    .locator('.card', { has: page.getByRole('heading', { name: 'Orders today', exact: true }) })
+    .locator('.figure');
+  const before = Number(await ordersToday.innerText());
   // Survives only as long as this document does: a reload would drop it.
   await page.evaluate(() => (window.e2eSameDocument = true));
 
@@ -30,6 +35,8 @@ test('an order a customer places appears in the live feed of an open dashboard, 
   await entry.waitFor();
   const at = await entry.locator('time').innerText();
   await expectText(entry, `${at} Order ${order.id} paid, $54.00`);
+  // The day's figures follow the live event too.
+  await expectText(ordersToday, String(before + 1));
   assert.equal(await page.evaluate(() => window.e2eSameDocument), true, 'the page was not reloaded');
   assertNoPageErrors(page);
 });
