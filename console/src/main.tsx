@@ -1,15 +1,32 @@
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import './style.css';
 import { currentUser, isAdmin, isStaff, onSessionChange, resumeSession, signOut, type Me } from './client';
 import { Link, Loading } from './ui';
 import { navigate, useRoute } from './router';
 import { SignIn } from './pages/signin';
 import { Orders } from './pages/orders';
+import { Dashboard } from './pages/dashboard';
+import { Users } from './pages/users';
+import { Products } from './pages/products';
+import { Pricing } from './pages/pricing';
+import { Jobs } from './pages/jobs';
+import { Webhooks } from './pages/webhooks';
+import { Audit } from './pages/audit';
 
-/** The pages, in the order of the navigation. */
-const PAGES: { path: string; title: string; view: (props: { user: Me; admin: boolean }) => preact.JSX.Element }[] = [
+type Page = { path: string; title: string; adminOnly?: boolean; view: (props: { user: Me; admin: boolean }) => preact.JSX.Element };
+
+/** The pages, in the order of the navigation. Support reads every page whose routes it may
+ *  read; the webhook and audit routes are admin only, so their pages are too. */
+const PAGES: Page[] = [
+  { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/orders', title: 'Orders', view: Orders },
+  { path: '/users', title: 'Users', view: Users },
+  { path: '/products', title: 'Products', view: Products },
+  { path: '/pricing', title: 'Pricing rules', view: Pricing },
+  { path: '/jobs', title: 'Jobs', view: Jobs },
+  { path: '/webhooks', title: 'Webhooks', adminOnly: true, view: Webhooks },
+  { path: '/audit', title: 'Audit log', adminOnly: true, view: Audit },
 ];
 
 function useUser(): { user: Me | null; resumed: boolean } {
@@ -26,11 +43,19 @@ function useUser(): { user: Me | null; resumed: boolean } {
 function App() {
   const { user, resumed } = useUser();
   const route = useRoute();
-  const page = PAGES.find((p) => route.path === p.path || route.path.startsWith(`${p.path}/`)) ?? PAGES[0];
+  const pages = PAGES.filter((p) => !p.adminOnly || isAdmin(user));
+  const page = pages.find((p) => p.path !== '/' && (route.path === p.path || route.path.startsWith(`${p.path}/`))) ?? pages[0];
 
   useEffect(() => {
     document.title = user ? `${page.title} · Keel admin` : 'Sign in · Keel admin';
   }, [user, page]);
+
+  // After a navigation, focus goes to the new page (a screen reader reads it from its heading).
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) return void (first.current = false);
+    document.getElementById('main')?.focus();
+  }, [page.path]);
 
   if (!resumed) return <Loading what="the console" />;
   if (!user) return <SignIn />;
@@ -46,7 +71,7 @@ function App() {
         <span class="brand">Keel admin</span>
         <nav aria-label="Sections">
           <ul>
-            {PAGES.map((p) => (
+            {pages.map((p) => (
               <li key={p.path}>
                 <Link to={p.path} current={p === page}>
                   {p.title}
@@ -65,7 +90,7 @@ function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        <View user={user} admin={isAdmin(user)} />
+        <View key={page.path} user={user} admin={isAdmin(user)} />
       </main>
     </>
   );

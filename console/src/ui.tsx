@@ -108,9 +108,11 @@ export function Field({ label, name, problem, hint, children }: FieldProps) {
 export function ProblemAlert({ problem, fields = [] }: { problem: Problem | null; fields?: string[] }) {
   if (!problem) return null;
   const others = (problem.errors ?? []).filter((e) => !fields.some((f) => fieldError({ ...problem, errors: [e] }, f)));
+  // When every error sits next to its field, the summary only points there.
+  const detail = problem.errors?.length && others.length === 0 ? 'check the fields marked above.' : problem.detail;
   return (
     <div role="alert" class="alert">
-      <strong>{problem.title}</strong>: {problem.detail}
+      <strong>{problem.title}</strong>: {detail}
       {others.length > 0 && (
         <ul>
           {others.map((e) => (
@@ -217,13 +219,13 @@ export function ListState<T>(props: {
   children: (rows: T[]) => JSX.Element;
 }) {
   const { paged } = props;
-  if (paged.problem) return <ProblemAlert problem={paged.problem} />;
-  if (!paged.page) return <Loading what={props.what} />;
+  if (paged.problem) return <div class="list"><ProblemAlert problem={paged.problem} /></div>;
+  if (!paged.page) return <div class="list"><Loading what={props.what} /></div>;
   return (
-    <>
+    <div class="list" aria-busy={paged.loading}>
       {paged.loading && <Loading what={props.what} />}
       {paged.page.data.length === 0 ? <Empty>{props.empty}</Empty> : props.children(paged.page.data)}
       <Pager paged={paged as ReturnType<typeof usePaged<unknown>>} label={props.what} />
-    </>
+    </div>
   );
 }
