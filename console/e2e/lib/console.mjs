@@ -121,6 +121,17 @@ export function expectDescription(locator, expected, timeout = WAIT_MS) {
   );
 }
 
+/** `promise`, or a failure naming `what` when it has not settled within `ms`. */
+export async function within(promise, what, ms = WAIT_MS) {
+  let timer;
+  const deadline = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The text of the definition that follows the term `term` in a `<dl>` within `scope`. */
 export function definition(scope, term) {
   const exactly = new RegExp(`^${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);

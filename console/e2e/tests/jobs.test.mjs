@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { assertNoPageErrors, expectText, expectValue, newPage, openSection, shop, signIn, useBrowser } from '../lib/console.mjs';
+import { assertNoPageErrors, expectText, expectValue, newPage, openSection, shop, signIn, useBrowser, within } from '../lib/console.mjs';
 
 const chromium = useBrowser();
 
@@ -42,7 +42,7 @@ test('an admin retries a dead webhook delivery once its receiver is back, and it
   t.after(hooks.close);
   await row.getByRole('button', { name: `Retry job ${id}`, exact: true }).click();
   await expectText(page.getByRole('status').filter({ hasText: 'queued again' }), `Job ${id} queued again.`);
-  await hooks.next;
+  await within(hooks.next, 'webhook delivery at the receiver');
   assert.equal(hooks.deliveries.length, 1);
   assert.equal(hooks.deliveries[0].path, '/hooks/keel');
   assert.equal(hooks.deliveries[0].event.type, 'ping');
