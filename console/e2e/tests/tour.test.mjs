@@ -22,6 +22,7 @@ const SECTIONS = [
 const READY = {
   dashboard: (page) => expectText(page.getByRole('region', { name: 'Live events', exact: true }).getByRole('status'), 'Live'),
   pricing: (page) => definition(page.getByRole('region', { name: 'Quote preview', exact: true }), 'Total').waitFor(),
+  'pricing-rule': (page) => definition(page.getByRole('region', { name: 'Quote preview', exact: true }), 'Total').waitFor(),
 };
 
 async function scanAndKeep(page, name) {
@@ -53,6 +54,20 @@ test('order detail panel', async () => {
   await page.getByRole('button', { name: `Open order ${shop.orders.forSupport}`, exact: true }).click();
   await page.getByRole('region', { name: `Order ${shop.orders.forSupport}`, exact: true }).waitFor();
   await scanAndKeep(page, 'order');
+});
+
+test('product panel with its editor and stock form', async () => {
+  await openSection(page, 'Products', 'Products and stock');
+  await page.getByRole('button', { name: 'Open product Canvas tote', exact: true }).click();
+  await page.getByRole('region', { name: 'Canvas tote', exact: true }).getByRole('form', { name: 'Edit Canvas tote' }).waitFor();
+  await scanAndKeep(page, 'product');
+});
+
+test('pricing rule editor beside the quote preview', async () => {
+  await openSection(page, 'Pricing rules');
+  await page.getByRole('button', { name: 'Edit rule Germany VAT', exact: true }).click();
+  await page.getByRole('form', { name: 'Edit rule Germany VAT' }).waitFor();
+  await scanAndKeep(page, 'pricing-rule');
 });
 
 test('dashboard at a phone width', async () => {
