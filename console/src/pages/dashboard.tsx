@@ -60,14 +60,19 @@ export function Dashboard() {
             {feed.state === 'live' ? 'Live' : feed.state === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
           </span>
         </header>
-        <ul class="feed" role="log" aria-label="Live events" aria-live="polite">
-          {feed.events.length === 0 && <li class="muted">No events yet: order and product changes appear here as they happen.</li>}
-          {feed.events.map((e) => (
-            <li key={e.id}>
-              <FeedItem event={e} />
-            </li>
-          ))}
-        </ul>
+        <div role="log" aria-label="Live events" aria-live="polite">
+          {feed.events.length === 0 ? (
+            <p class="muted">No events yet: order and product changes appear here as they happen.</p>
+          ) : (
+            <ul class="feed">
+              {feed.events.map((e) => (
+                <li key={e.id}>
+                  <FeedItem event={e} />
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
       </section>
     </>
   );
