@@ -82,6 +82,16 @@ export async function signIn(email: string, password: string, totp_code?: string
     body: { email, password, totp_code: totp_code || undefined },
   });
   if (error) return { ok: false, problem: error as Problem };
+  // The console is for staff: another account's new session ends at once.
+  if (!isStaff(data.user)) {
+    await fetch('/v1/auth/logout', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refresh_token: data.refresh_token }),
+    }).catch(() => undefined);
+    const detail = 'this account has neither the support nor the admin role';
+    return { ok: false, problem: { type: 'about:blank', title: 'Not a staff account', status: 403, detail, code: 'forbidden', request_id: '' } };
+  }
   setSession(data);
   return { ok: true };
 }

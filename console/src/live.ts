@@ -61,7 +61,6 @@ export function useLiveFeed(onEvent?: (e: LiveEvent) => void) {
       window.clearTimeout(timer);
     };
     // The feed lives as long as the page; `onEvent` is read through the latest closure.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   return { events, state };

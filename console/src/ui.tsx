@@ -174,7 +174,6 @@ export function usePaged<T>(filterKey: string, load: (cursor: string | undefined
       live = false;
     };
     // `load` closes over the filters, which `filterKey` names.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [filterKey, cursor, cursors.length, reloads]);
   return {
     ...state,
@@ -194,6 +193,9 @@ export function Pager({ paged, label }: { paged: ReturnType<typeof usePaged<unkn
       <span>Page {paged.pageNumber}</span>
       <button type="button" onClick={paged.next} disabled={!paged.page?.next_cursor || paged.loading}>
         Next page
+      </button>
+      <button type="button" onClick={paged.reload} disabled={paged.loading}>
+        Refresh {label}
       </button>
     </nav>
   );

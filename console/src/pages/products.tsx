@@ -1,3 +1,4 @@
+import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { amountText, api, formatMoney, formatTime, parseAmount, type Problem, type Schemas } from '../client';
 import { call, Field, ListState, Loading, Notice, ProblemAlert, ProblemError, TableWrap, toProblem, useAction, usePaged } from '../ui';
@@ -209,8 +210,8 @@ function ProductEditor({ product, onSaved }: { product: Product; onSaved: (p: Pr
           <h3 id="conflict-title">Someone else changed this product</h3>
           <p>It is now at version {conflict.version}; you edited version {base.version}. Nothing of yours was saved.</p>
           <div class="conflict">
-            <Version title="Your edit" draft={draft} />
-            <Version title={`Saved version ${conflict.version}`} draft={draftOf(conflict)} />
+            <Version title="Your edit" draft={draft} other={draftOf(conflict)} />
+            <Version title={`Saved version ${conflict.version}`} draft={draftOf(conflict)} other={draft} />
           </div>
           <div class="actions">
             <button type="button" class="danger" disabled={action.busy} onClick={() => (setBase(conflict), save(conflict.version))}>
@@ -231,21 +232,20 @@ function ProductEditor({ product, onSaved }: { product: Product; onSaved: (p: Pr
   );
 }
 
-function Version({ title, draft }: { title: string; draft: Draft }) {
+/** One side of a conflict; values that differ from the other side are marked. */
+function Version({ title, draft, other }: { title: string; draft: Draft; other: Draft }) {
+  const rows: [string, keyof Draft][] = [['Name', 'name'], ['Category', 'category'], ['Price', 'price'], ['Active', 'active'], ['Description', 'description']];
+  const shown = (k: keyof Draft, d: Draft) => (k === 'active' ? (d.active ? 'yes' : 'no') : String(d[k]) || '—');
   return (
     <div>
       <h4>{title}</h4>
       <dl class="facts">
-        <dt>Name</dt>
-        <dd>{draft.name}</dd>
-        <dt>Category</dt>
-        <dd>{draft.category}</dd>
-        <dt>Price</dt>
-        <dd>{draft.price}</dd>
-        <dt>Active</dt>
-        <dd>{draft.active ? 'yes' : 'no'}</dd>
-        <dt>Description</dt>
-        <dd>{draft.description || '—'}</dd>
+        {rows.map(([label, k]) => (
+          <Fragment key={k}>
+            <dt>{label}</dt>
+            <dd>{draft[k] === other[k] ? shown(k, draft) : <mark>{shown(k, draft)}</mark>}</dd>
+          </Fragment>
+        ))}
       </dl>
     </div>
   );

@@ -111,7 +111,7 @@ function NewEndpoint({ onCreated }: { onCreated: (e: Schemas['CreatedEndpoint'])
   return (
     <form class="panel" aria-label="New webhook endpoint" onSubmit={submit} noValidate>
       <h2>New endpoint</h2>
-      <Field label="Endpoint URL" name="url" problem={action.problem} hint="https://… where Keel POSTs signed events.">
+      <Field label="Endpoint URL" name="url" problem={action.problem} hint="Where Keel POSTs signed events (an HTTPS URL).">
         {(a) => <input {...a} type="url" required value={url} onInput={(e) => setUrl(e.currentTarget.value.trim())} />}
       </Field>
       <fieldset aria-invalid={action.problem?.errors?.some((x) => x.field.startsWith('events')) || undefined}>
@@ -144,14 +144,9 @@ function Deliveries({ endpoint, onClose }: { endpoint: Endpoint; onClose: () => 
     <section class="panel" aria-labelledby="deliveries-title">
       <header class="panel-head">
         <h2 id="deliveries-title">Delivery log of {endpoint.url}</h2>
-        <div class="actions">
-          <button type="button" onClick={paged.reload}>
-            Refresh log
-          </button>
-          <button type="button" onClick={onClose} aria-label="Close delivery log">
-            Close
-          </button>
-        </div>
+        <button type="button" onClick={onClose} aria-label="Close delivery log">
+          Close
+        </button>
       </header>
       <ListState paged={paged} what="deliveries" empty="Nothing delivered yet.">
         {(rows) => (
