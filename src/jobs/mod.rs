@@ -9,12 +9,12 @@ pub mod schedule;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use model::{Job, JobState, NewJob};
 pub use repo::{Attempt, JobRepo};
@@ -78,7 +78,7 @@ impl Completion {
                 let effects = effects(tx);
                 async move {
                     let (mut tx, value) = effects.await?;
-                    if !repo.complete(&mut tx, &attempt, now()).await? {
+                    if repo.complete(&mut tx, &[attempt], now()).await?.is_empty() {
                         return Err(anyhow::Error::from(LostLease));
                     }
                     Ok((tx, value))
@@ -88,9 +88,55 @@ impl Completion {
         Ok((Done(()), value))
     }
 
-    /// Completes a job that stores nothing else.
+    /// Completes a job that stores nothing else. Such completions from all of this process's
+    /// workers commit together, a batch per transaction, so a commit (an fsync on SQLite) is
+    /// shared by the jobs that finished while the previous batch was committing.
     pub async fn done(self) -> anyhow::Result<Done> {
+        let (reply, done) = oneshot::channel();
+        let pending = Pending { job_id: self.job_id.clone(), worker: self.worker.clone(), attempt: self.attempt, reply };
+        if self.jobs.completions().send(pending).await.is_ok()
+            && let Ok(held) = done.await
+        {
+            return if held? { Ok(Done(())) } else { Err(LostLease.into()) };
+        }
+        // The batching task is gone (its runtime is shutting down): commit this one alone.
         Ok(self.finish(|tx| async { Ok((tx, ())) }).await?.0)
+    }
+}
+
+/// An effect-less completion waiting for its batch.
+struct Pending {
+    job_id: String,
+    worker: String,
+    attempt: u32,
+    /// Whether the attempt still held its job (and is now done), once the batch committed.
+    reply: oneshot::Sender<anyhow::Result<bool>>,
+}
+
+/// The most completions one statement carries (3 parameters each).
+const COMPLETION_BATCH: usize = 64;
+
+/// Commits the completions waiting in `queue`, each batch in one transaction of one statement,
+/// until every sender is gone.
+async fn commit_completions(store: Store, repo: Arc<dyn JobRepo>, mut queue: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    while queue.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+        let attempts: Vec<Attempt> = batch.iter().map(|p| Attempt { job_id: &p.job_id, worker: &p.worker, number: p.attempt }).collect();
+        let (repo, attempts) = (&repo, &attempts);
+        let result = store
+            .transact(|mut tx| async move {
+                let done = repo.complete(&mut tx, attempts, now()).await?;
+                Ok::<_, StoreError>((tx, done))
+            })
+            .await;
+        for pending in batch.drain(..) {
+            let held = match &result {
+                Ok(done) => Ok(done.iter().any(|(id, attempt)| *id == pending.job_id && *attempt == pending.attempt)),
+                Err(e) => Err(anyhow::anyhow!("committing a batch of job completions failed: {e}")),
+            };
+            // A handler that gave up waiting (its attempt timed out) no longer listens.
+            let _ = pending.reply.send(held);
+        }
     }
 }
 
@@ -115,11 +161,22 @@ pub struct Jobs {
     store: Store,
     repo: Arc<dyn JobRepo>,
     wake: Arc<Notify>,
+    /// Where effect-less completions queue for their batch; the task draining it starts with
+    /// the first one (on the runtime that runs the workers).
+    completions: Arc<OnceLock<mpsc::Sender<Pending>>>,
 }
 
 impl Jobs {
     pub fn new(store: Store) -> Self {
-        Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()) }
+        Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()), completions: Arc::default() }
+    }
+
+    fn completions(&self) -> &mpsc::Sender<Pending> {
+        self.completions.get_or_init(|| {
+            let (queue, batches) = mpsc::channel(4 * COMPLETION_BATCH);
+            tokio::spawn(commit_completions(self.store.clone(), self.repo.clone(), batches));
+            queue
+        })
     }
 
     /// The queue's reads, and its steps for other use cases' units of work (erasure, the purge job).
@@ -166,21 +223,22 @@ impl Jobs {
         Completion { jobs: self.clone(), job_id: job.id.clone(), worker: worker.to_owned(), attempt: job.attempts }
     }
 
-    pub async fn claim(&self, queue: &str, worker: &str, limit: u32, lease_until: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    pub async fn claim(&self, queues: &[String], worker: &str, limit: u32, lease_until: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         let repo = &self.repo;
         self.store
             .transact(|mut tx| async move {
-                let jobs = repo.claim(&mut tx, queue, worker, limit, lease_until, now()).await?;
+                let jobs = repo.claim(&mut tx, queues, worker, limit, lease_until, now()).await?;
                 Ok((tx, jobs))
             })
             .await
     }
 
-    pub async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Extends the leases of all of `worker`'s jobs; returns the attempts it still holds.
+    pub async fn heartbeat(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError> {
         let repo = &self.repo;
         self.store
             .transact(|mut tx| async move {
-                let held = repo.heartbeat(&mut tx, id, worker, lease_until).await?;
+                let held = repo.heartbeat(&mut tx, worker, lease_until).await?;
                 Ok((tx, held))
             })
             .await
