@@ -1,6 +1,7 @@
 //! Durable background jobs: a queue in the database (enqueued inside the caller's
 //! transaction), workers that claim with leases, retries with backoff, and the admin routes.
 
+mod completion;
 pub mod maintenance;
 pub mod model;
 pub mod repo;
@@ -9,17 +10,18 @@ pub mod schedule;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
+pub use completion::{Completion, Done, LostLease};
 pub use model::{Job, JobState, NewJob};
 pub use repo::{Attempt, JobRepo};
 
-use crate::store::{Store, StoreError, Tx, now};
+use crate::store::{Store, StoreError, now};
 
 /// The queues Keel's own jobs use; a worker serves all of them unless configured otherwise.
 pub const QUEUES: &[&str] = &["default", "mail", "webhooks"];
@@ -45,55 +47,6 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, job: &Job, completion: Completion) -> anyhow::Result<Done>;
 }
 
-/// Proof that a job's completion committed (only [`Completion`] makes one).
-#[derive(Debug)]
-pub struct Done(());
-
-/// How a handler finishes its job.
-pub struct Completion {
-    jobs: Jobs,
-    job_id: String,
-    worker: String,
-    attempt: u32,
-}
-
-/// The job's attempt no longer holds it (its lease expired): its effects were rolled back.
-#[derive(Debug, thiserror::Error)]
-#[error("the job's lease expired before it completed; its effects were rolled back")]
-pub struct LostLease;
-
-impl Completion {
-    /// Runs `effects` in one unit of work that also marks the job done, and commits it (retried
-    /// as one on deadlocks). Handlers call the network before this, never inside it.
-    pub async fn finish<T, Fut>(self, mut effects: impl FnMut(Tx) -> Fut) -> anyhow::Result<(Done, T)>
-    where
-        Fut: Future<Output = anyhow::Result<(Tx, T)>>,
-    {
-        let attempt = Attempt { job_id: &self.job_id, worker: &self.worker, number: self.attempt };
-        let repo = &self.jobs.repo;
-        let value = self
-            .jobs
-            .store
-            .transact(|tx| {
-                let effects = effects(tx);
-                async move {
-                    let (mut tx, value) = effects.await?;
-                    if !repo.complete(&mut tx, &attempt, now()).await? {
-                        return Err(anyhow::Error::from(LostLease));
-                    }
-                    Ok((tx, value))
-                }
-            })
-            .await?;
-        Ok((Done(()), value))
-    }
-
-    /// Completes a job that stores nothing else.
-    pub async fn done(self) -> anyhow::Result<Done> {
-        Ok(self.finish(|tx| async { Ok((tx, ())) }).await?.0)
-    }
-}
-
 /// The handlers a worker knows, by kind.
 #[derive(Clone, Default)]
 pub struct Registry(HashMap<&'static str, Arc<dyn JobHandler>>);
@@ -115,11 +68,14 @@ pub struct Jobs {
     store: Store,
     repo: Arc<dyn JobRepo>,
     wake: Arc<Notify>,
+    /// Where effect-less completions queue for their batch; the task draining it starts with
+    /// the first one (on the runtime that runs the workers).
+    completions: Arc<OnceLock<mpsc::Sender<completion::Pending>>>,
 }
 
 impl Jobs {
     pub fn new(store: Store) -> Self {
-        Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()) }
+        Self { repo: repo::for_store(&store), store, wake: Arc::new(Notify::new()), completions: Arc::default() }
     }
 
     /// The queue's reads, and its steps for other use cases' units of work (erasure, the purge job).
@@ -161,26 +117,22 @@ impl Jobs {
         Ok(enqueued)
     }
 
-    /// How `worker`'s attempt at `job` finishes.
-    pub fn completion(&self, job: &Job, worker: &str) -> Completion {
-        Completion { jobs: self.clone(), job_id: job.id.clone(), worker: worker.to_owned(), attempt: job.attempts }
-    }
-
-    pub async fn claim(&self, queue: &str, worker: &str, limit: u32, lease_until: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    pub async fn claim(&self, queues: &[String], worker: &str, limit: u32, lease_until: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         let repo = &self.repo;
         self.store
             .transact(|mut tx| async move {
-                let jobs = repo.claim(&mut tx, queue, worker, limit, lease_until, now()).await?;
+                let jobs = repo.claim(&mut tx, queues, worker, limit, lease_until, now()).await?;
                 Ok((tx, jobs))
             })
             .await
     }
 
-    pub async fn heartbeat(&self, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Extends the leases of all of `worker`'s jobs; returns the attempts it still holds.
+    pub async fn heartbeat(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError> {
         let repo = &self.repo;
         self.store
             .transact(|mut tx| async move {
-                let held = repo.heartbeat(&mut tx, id, worker, lease_until).await?;
+                let held = repo.heartbeat(&mut tx, worker, lease_until).await?;
                 Ok((tx, held))
             })
             .await

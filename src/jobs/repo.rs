@@ -34,6 +34,16 @@ fn job_from<R: Columns>(r: &R) -> Result<Job, StoreError> {
     })
 }
 
+/// A job's id and attempt number, as `RETURNING id, attempts` reads them.
+fn attempt_from<R: Columns>(r: &R) -> Result<(String, u32), StoreError> {
+    Ok((r.text("id")?, u32::try_from(r.int("attempts")?).unwrap_or(u32::MAX)))
+}
+
+/// `$first, $first+1, …` (`count` of them): the parameters of an `IN` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Enqueues `job` on the caller's connection, so it commits (or not) with the caller's
 /// transaction, with the trace context it is enqueued in. Returns the new id, or `None` when a
 /// live job holds the same unique key.
@@ -88,21 +98,24 @@ pub trait JobRepo: Send + Sync {
     /// its job is live). A job without a unique key is simply enqueued. True when this call
     /// enqueued it.
     async fn enqueue_once(&self, tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Marks up to `limit` due jobs of `queue` running for `worker` until `lease_until`.
+    /// Marks up to `limit` due jobs of any of `queues` running for `worker` until `lease_until`,
+    /// highest priority and oldest first, in one statement.
     async fn claim(
         &self,
         tx: &mut Tx,
-        queue: &str,
+        queues: &[String],
         worker: &str,
         limit: u32,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError>;
-    /// Extends a running job's lease; false when the job is no longer this worker's.
-    async fn heartbeat(&self, tx: &mut Tx, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Marks attempt `attempt` of the job done. False, and nothing changed, when that attempt no
-    /// longer holds the job: its lease expired (it may have been handed to another worker).
-    async fn complete(&self, tx: &mut Tx, attempt: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Extends the lease of every job `worker` holds; returns the attempts it still holds (one
+    /// missing from them was taken back when its lease expired).
+    async fn heartbeat(&self, tx: &mut Tx, worker: &str, lease_until: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError>;
+    /// Marks each of `attempts` done, in one statement, and returns those it marked. One missing
+    /// from them no longer held its job, and nothing changed for it: its lease expired (the job
+    /// may have been handed to another worker).
+    async fn complete(&self, tx: &mut Tx, attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError>;
     /// Records attempt `attempt`'s failure; false when that attempt no longer holds the job.
     async fn fail(
         &self,
@@ -180,52 +193,62 @@ impl<DB: Backend> JobRepo for SqlJobs<DB> {
     async fn claim(
         &self,
         tx: &mut Tx,
-        queue: &str,
+        queues: &[String],
         worker: &str,
         limit: u32,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $3, worker_id = $2, updated_at = $4 \
-             WHERE id IN (SELECT id FROM jobs WHERE queue = $1 AND state IN ('scheduled', 'queued', 'retrying') AND run_at <= $4 \
-             ORDER BY priority DESC, run_at, id LIMIT $5 {}) RETURNING {}",
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $2, worker_id = $1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE queue IN ({}) AND state IN ('scheduled', 'queued', 'retrying') AND run_at <= $3 \
+             ORDER BY priority DESC, run_at, id LIMIT $4 {}) RETURNING {}",
+            placeholders(5, queues.len()),
             DB::SKIP_LOCKED,
             job_columns!()
         );
-        let rows = Sql::<DB>::assembled(sql)
-            .bind(queue)
-            .bind(worker)
-            .bind(lease_until)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(tx.conn::<DB>()?)
-            .await?;
+        let mut sql = Sql::<DB>::assembled(sql).bind(worker).bind(lease_until).bind(now).bind(i64::from(limit));
+        for queue in queues {
+            sql = sql.bind(queue.as_str());
+        }
+        let rows = sql.fetch_all(tx.conn::<DB>()?).await?;
         let mut jobs = rows.iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)));
         Ok(jobs)
     }
 
-    async fn heartbeat(&self, tx: &mut Tx, id: &str, worker: &str, lease_until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = Sql::<DB>::new("UPDATE jobs SET lease_until = $3 WHERE id = $1 AND worker_id = $2 AND state = 'running'")
-            .bind(id)
+    async fn heartbeat(&self, tx: &mut Tx, worker: &str, lease_until: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = Sql::<DB>::new("UPDATE jobs SET lease_until = $2 WHERE worker_id = $1 AND state = 'running' RETURNING id, attempts")
             .bind(worker)
-            .bind(lease_until);
-        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
+            .bind(lease_until)
+            .fetch_all(tx.conn::<DB>()?)
+            .await?;
+        rows.iter().map(attempt_from).collect()
     }
 
-    async fn complete(&self, tx: &mut Tx, attempt: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn complete(&self, tx: &mut Tx, attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Vec<(String, u32)>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
         // A lease that ran out means another worker may be running the job: this attempt's
         // effects must not commit, whether or not the reaper has requeued it yet.
-        let sql = Sql::<DB>::new(
-            "UPDATE jobs SET state = 'done', finished_at = $4, updated_at = $4, lease_until = NULL, last_error = NULL \
-             WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running' AND lease_until >= $4",
-        )
-        .bind(attempt.job_id)
-        .bind(attempt.worker)
-        .bind(i64::from(attempt.number))
-        .bind(now);
-        Ok(sql.execute(tx.conn::<DB>()?).await? == 1)
+        let held = (0..attempts.len())
+            .map(|i| format!("(id = ${} AND worker_id = ${} AND attempts = ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "UPDATE jobs SET state = 'done', finished_at = $1, updated_at = $1, lease_until = NULL, last_error = NULL \
+             WHERE state = 'running' AND lease_until >= $1 AND ({held}) RETURNING id, attempts"
+        );
+        let mut sql = Sql::<DB>::assembled(sql).bind(now);
+        for attempt in attempts {
+            sql = sql.bind(attempt.job_id).bind(attempt.worker).bind(i64::from(attempt.number));
+        }
+        let rows = sql.fetch_all(tx.conn::<DB>()?).await?;
+        rows.iter().map(attempt_from).collect()
     }
 
     async fn fail(

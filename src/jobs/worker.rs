@@ -1,18 +1,19 @@
-//! The worker loop: claim due jobs up to the concurrency limit, run each under a lease that
-//! a heartbeat extends, record the outcome; on shutdown, let running jobs finish within the
-//! grace period and give the rest back to the queue.
+//! The worker loop: claim due jobs of all its queues in one statement, a batch ahead of the free
+//! slots, and run them up to the concurrency limit under leases that one heartbeat per worker
+//! extends; record failures; on shutdown, let running jobs finish within the grace period and
+//! give the rest back to the queue.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::{self, JoinSet};
 use tracing::Instrument as _;
 
 use super::model::{Job, after_failure, backoff, jitter_of};
-use super::{Attempt, Jobs, Registry};
+use super::{Attempt, JobHandler, Jobs, Registry};
 use crate::store::now;
 
 #[derive(Debug, Clone)]
@@ -21,7 +22,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// A job not heart-beaten for this long is considered abandoned and runs again.
     pub lease: Duration,
-    /// Longest wait between polls when nothing wakes the worker.
+    /// Longest wait between claims when nothing wakes the worker: how late a scheduled job or a
+    /// retry that came due is noticed (new jobs wake workers at once, across processes on
+    /// PostgreSQL).
     pub poll: Duration,
     /// How long shutdown waits for running jobs.
     pub grace: Duration,
@@ -43,12 +46,49 @@ pub struct Worker {
     jobs: Jobs,
     registry: Registry,
     settings: WorkerSettings,
-    id: String,
+    id: Arc<str>,
+}
+
+/// A claimed attempt this worker holds, waiting for a slot or running.
+struct Hold {
+    attempt: u32,
+    /// Tells the running attempt that its lease was lost (`None` while it waits).
+    lost: Option<oneshot::Sender<()>>,
+}
+
+/// What a worker holds: claimed jobs waiting for a slot, running tasks and their jobs.
+#[derive(Default)]
+struct Held {
+    jobs: HashMap<String, Hold>,
+    waiting: VecDeque<Job>,
+    tasks: JoinSet<()>,
+    running: HashMap<task::Id, (String, u32)>,
+}
+
+impl Held {
+    fn count(&self) -> usize {
+        self.waiting.len() + self.tasks.len()
+    }
+
+    /// Forgets the job of a task that ended (finished, failed, panicked or aborted).
+    fn ended(&mut self, task: task::Id) {
+        if let Some((id, attempt)) = self.running.remove(&task)
+            && self.jobs.get(&id).is_some_and(|hold| hold.attempt == attempt)
+        {
+            self.jobs.remove(&id);
+        }
+    }
+
+    fn reap_finished(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next_with_id() {
+            self.ended(ended.map_or_else(|e| e.id(), |(id, ())| id));
+        }
+    }
 }
 
 impl Worker {
     pub fn new(jobs: Jobs, registry: Registry, settings: WorkerSettings) -> Self {
-        let id = format!("{}-{}", std::process::id(), crate::ids::new("wrk"));
+        let id = format!("{}-{}", std::process::id(), crate::ids::new("wrk")).into();
         Self { jobs, registry, settings, id }
     }
 
@@ -58,11 +98,12 @@ impl Worker {
 
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
-        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let mut tasks = JoinSet::new();
+        let slots = self.settings.concurrency;
+        let beat_every = self.settings.lease / 3;
+        let mut held = Held::default();
+        let mut last_beat = Instant::now();
         let mut last_reap: Option<Instant> = None;
-        tracing::info!(worker.id = %self.id, queues = ?self.settings.queues, concurrency = self.settings.concurrency, "worker started");
+        tracing::info!(worker.id = %self.id, queues = ?self.settings.queues, concurrency = slots, "worker started");
         while !*stop.borrow() {
             if last_reap.is_none_or(|t| t.elapsed() >= self.settings.lease / 2) {
                 match self.jobs.requeue_expired().await {
@@ -72,76 +113,118 @@ impl Worker {
                 }
                 last_reap = Some(Instant::now());
             }
+            if last_beat.elapsed() >= beat_every {
+                self.heartbeat(&mut held).await;
+                last_beat = Instant::now();
+            }
+            held.reap_finished();
+            // Claim once what is held no longer fills the slots twice over, up to that: a batch
+            // per claim rather than a job per completion, and the next jobs are at hand when
+            // slots free up.
             let mut claimed = 0;
-            for queue in &self.settings.queues {
-                let free = permits.available_permits();
-                if free == 0 {
-                    break;
-                }
+            if held.count() <= slots {
+                let want = 2 * slots - held.count();
                 let lease_until = now() + self.settings.lease;
-                match self.jobs.claim(queue, &self.id, free as u32, lease_until).await {
+                match self.jobs.claim(&self.settings.queues, &self.id, want as u32, lease_until).await {
                     Ok(jobs) => {
+                        claimed = jobs.len();
                         for job in jobs {
-                            claimed += 1;
-                            let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-                            running.lock().expect("running set").insert(job.id.clone());
-                            let run = Execution {
-                                jobs: self.jobs.clone(),
-                                registry: self.registry.clone(),
-                                worker: self.id.clone(),
-                                lease: self.settings.lease,
-                            };
-                            let running = running.clone();
-                            tasks.spawn(async move {
-                                let id = job.id.clone();
-                                run.execute(job).await;
-                                running.lock().expect("running set").remove(&id);
-                                drop(permit);
-                            });
+                            held.jobs.insert(job.id.clone(), Hold { attempt: job.attempts, lost: None });
+                            held.waiting.push_back(job);
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, queue, "claiming jobs failed"),
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
             }
-            while tasks.try_join_next().is_some() {}
-            if permits.available_permits() == 0 {
-                // Every slot is busy: claim again as soon as one frees up.
-                tokio::select! {
-                    _ = tasks.join_next() => {}
-                    _ = stop.changed() => {}
-                }
-            } else if claimed == 0 {
-                tokio::select! {
-                    () = self.jobs.wake().notified() => {}
-                    () = tokio::time::sleep(self.settings.poll) => {}
-                    _ = stop.changed() => {}
-                }
+            while held.tasks.len() < slots
+                && let Some(job) = held.waiting.pop_front()
+            {
+                self.start(job, &mut held);
+            }
+            let room = held.count() <= slots;
+            if claimed > 0 && room {
+                // The queue may hold more than this claim found room for a moment ago.
+                continue;
+            }
+            tokio::select! {
+                Some(ended) = held.tasks.join_next_with_id() => held.ended(ended.map_or_else(|e| e.id(), |(id, ())| id)),
+                () = self.jobs.wake().notified(), if room => {}
+                () = tokio::time::sleep(self.settings.poll), if room => {}
+                () = tokio::time::sleep_until((last_beat + beat_every).into()) => {}
+                _ = stop.changed() => {}
             }
         }
-        self.drain(tasks, running).await;
+        self.drain(held).await;
     }
 
-    async fn drain(&self, mut tasks: JoinSet<()>, running: Arc<Mutex<HashSet<String>>>) {
-        let finished = tokio::time::timeout(self.settings.grace, async { while tasks.join_next().await.is_some() {} }).await;
+    fn start(&self, job: Job, held: &mut Held) {
+        let (lost_tx, lost) = oneshot::channel();
+        if let Some(hold) = held.jobs.get_mut(&job.id) {
+            hold.lost = Some(lost_tx);
+        }
+        let key = (job.id.clone(), job.attempts);
+        let run = Execution { jobs: self.jobs.clone(), handler: self.registry.get(&job.kind), worker: self.id.clone(), lost };
+        let task = held.tasks.spawn(run.execute(job));
+        held.running.insert(task.id(), key);
+    }
+
+    /// Extends the leases of everything this worker holds in one statement; an attempt whose
+    /// lease was lost meanwhile (the reaper gave its job to another worker) stops, or does not
+    /// start.
+    async fn heartbeat(&self, held: &mut Held) {
+        if held.jobs.is_empty() {
+            return;
+        }
+        let still: HashSet<(String, u32)> = match self.jobs.heartbeat(&self.id, now() + self.settings.lease).await {
+            Ok(still) => still.into_iter().collect(),
+            Err(e) => return tracing::warn!(error = %e, "heartbeat failed"),
+        };
+        held.jobs.retain(|id, hold| {
+            let kept = still.contains(&(id.clone(), hold.attempt));
+            if !kept && let Some(lost) = hold.lost.take() {
+                let _ = lost.send(());
+            }
+            kept
+        });
+        let jobs = &held.jobs;
+        held.waiting.retain(|job| jobs.contains_key(&job.id));
+    }
+
+    async fn drain(&self, mut held: Held) {
+        // Jobs that have not started go back at once; running ones get the grace period.
+        for job in std::mem::take(&mut held.waiting) {
+            self.release(&job.id).await;
+            held.jobs.remove(&job.id);
+        }
+        let finished = tokio::time::timeout(self.settings.grace, async {
+            while let Some(ended) = held.tasks.join_next_with_id().await {
+                held.ended(ended.map_or_else(|e| e.id(), |(id, ())| id));
+            }
+        })
+        .await;
         if finished.is_err() {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            let left: Vec<String> = running.lock().expect("running set").drain().collect();
-            for id in left {
-                if let Err(e) = self.jobs.release(&id, &self.id).await {
-                    tracing::warn!(job.id = %id, error = %e, "could not return a job to the queue; its lease will expire");
-                }
+            held.tasks.abort_all();
+            while held.tasks.join_next().await.is_some() {}
+            for id in held.jobs.keys() {
+                self.release(id).await;
             }
         }
         tracing::info!(worker.id = %self.id, "worker stopped");
+    }
+
+    async fn release(&self, id: &str) {
+        if let Err(e) = self.jobs.release(id, &self.id).await {
+            tracing::warn!(job.id = %id, error = %e, "could not return a job to the queue; its lease will expire");
+        }
     }
 }
 
 struct Execution {
     jobs: Jobs,
-    registry: Registry,
-    worker: String,
-    lease: Duration,
+    handler: Option<Arc<dyn JobHandler>>,
+    worker: Arc<str>,
+    /// Resolves when the worker's heartbeat found the lease lost.
+    lost: oneshot::Receiver<()>,
 }
 
 impl Execution {
@@ -160,18 +243,24 @@ impl Execution {
     }
 
     async fn attempt(self, job: Job) {
+        let Execution { jobs, handler, worker, lost } = self;
         let started = Instant::now();
         crate::telemetry::record_job_wait(&job.kind, (Utc::now() - job.run_at).to_std().unwrap_or_default());
-        let handler = self.registry.get(&job.kind);
         let result = match &handler {
             None => Err(anyhow::anyhow!("no handler for job kind {:?}", job.kind)),
             Some(handler) => {
-                let heartbeat = self.heartbeat(&job.id);
-                let completion = self.jobs.completion(&job, &self.worker);
+                let completion = jobs.completion(&job, &worker);
                 let attempt = tokio::time::timeout(handler.timeout(), handler.run(&job, completion));
+                // The worker drops the sender without a word when it forgets the hold; only a
+                // sent signal means the lease was lost.
+                let lost = async {
+                    if lost.await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     result = attempt => result.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {:?}", handler.timeout()))).map(drop),
-                    () = heartbeat => Err(anyhow::anyhow!("lost the job's lease")),
+                    () = lost => Err(anyhow::anyhow!("lost the job's lease")),
                 }
             }
         };
@@ -185,27 +274,13 @@ impl Execution {
                 };
                 let after = after_failure(job.attempts, job.max_attempts, Utc::now(), delay);
                 tracing::warn!(error = format!("{e:#}"), ?after, "job attempt failed");
-                let attempt = Attempt { job_id: &job.id, worker: &self.worker, number: job.attempts };
-                self.jobs.fail(&attempt, &format!("{e:#}"), after).await.map(|_| "failed")
+                let attempt = Attempt { job_id: &job.id, worker: &worker, number: job.attempts };
+                jobs.fail(&attempt, &format!("{e:#}"), after).await.map(|_| "failed")
             }
         };
         match outcome {
             Ok(label) => crate::telemetry::record_job_duration(&job.kind, label, started.elapsed()),
             Err(e) => tracing::error!(error = %e, "recording a job's outcome failed; its lease will expire and it runs again"),
-        }
-    }
-
-    /// Extends the lease every third of it; resolves only if the lease was lost.
-    async fn heartbeat(&self, id: &str) {
-        let mut tick = tokio::time::interval(self.lease / 3);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            match self.jobs.heartbeat(id, &self.worker, now() + self.lease).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-            }
         }
     }
 }
