@@ -104,6 +104,34 @@ export function Field({ label, name, problem, hint, children }: FieldProps) {
   );
 }
 
+/** A list filter that is one of `options`, or none of them (`''`, offered as `any`). */
+export function FilterChoice<T extends string>(props: {
+  label: string;
+  name: string;
+  problem: Problem | null;
+  any: string;
+  options: readonly T[];
+  value: T | '';
+  onChange: (value: T | '') => void;
+  show?: (option: T) => string;
+}) {
+  const { label, name, problem, any, options, value, onChange, show = (o: T) => o } = props;
+  return (
+    <Field label={label} name={name} problem={problem}>
+      {(a) => (
+        <select {...a} value={value} onChange={(e) => onChange(e.currentTarget.value as T | '')}>
+          <option value="">{any}</option>
+          {options.map((o) => (
+            <option key={o} value={o}>
+              {show(o)}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
+  );
+}
+
 /** The problem's summary, and the field errors no field on the form shows. */
 export function ProblemAlert({ problem, fields = [] }: { problem: Problem | null; fields?: string[] }) {
   if (!problem) return null;

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, formatTime, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, FilterChoice, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
 
 type Action = Schemas['Action'];
 const ACTIONS: Action[] = ['account.login_succeeded', 'account.login_failed', 'account.refresh_token_reused', 'account.password_changed', 'account.password_reset',
@@ -31,18 +31,7 @@ export function Audit() {
         <Field label="Actor" name="actor" problem={paged.problem} hint="usr_…">
           {(a) => <input {...a} type="search" value={actor} onChange={(e) => setActor(e.currentTarget.value.trim())} />}
         </Field>
-        <Field label="Action" name="action" problem={paged.problem}>
-          {(a) => (
-            <select {...a} value={action} onChange={(e) => setAction(e.currentTarget.value as Action | '')}>
-              <option value="">Any action</option>
-              {ACTIONS.map((x) => (
-                <option key={x} value={x}>
-                  {x}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
+        <FilterChoice label="Action" name="action" problem={paged.problem} any="Any action" options={ACTIONS} value={action} onChange={setAction} />
         <Field label="Target" name="target" problem={paged.problem} hint="usr_…, prd_…, rul_…, ord_…">
           {(a) => <input {...a} type="search" value={target} onChange={(e) => setTarget(e.currentTarget.value.trim())} />}
         </Field>

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, formatTime, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, FilterChoice, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
 
 type Job = Schemas['Job'];
 type State = Schemas['JobState'];
@@ -31,18 +31,7 @@ export function Jobs({ admin }: { admin: boolean }) {
     <>
       <h1>Jobs</h1>
       <form class="filters" aria-label="Filter jobs" onSubmit={(e) => e.preventDefault()}>
-        <Field label="State" name="state" problem={paged.problem}>
-          {(a) => (
-            <select {...a} value={state} onChange={(e) => setState(e.currentTarget.value as State | '')}>
-              <option value="">Any state</option>
-              {STATES.map((s) => (
-                <option key={s} value={s}>
-                  {s}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
+        <FilterChoice label="State" name="state" problem={paged.problem} any="Any state" options={STATES} value={state} onChange={setState} />
         <Field label="Kind" name="kind" problem={paged.problem} hint="e.g. webhook.deliver, mail.send">
           {(a) => <input {...a} type="search" value={kind} onChange={(e) => setKind(e.currentTarget.value.trim())} />}
         </Field>

@@ -1,7 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, formatMoney, formatTime, newIdempotencyKey, parseAmount, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, FilterChoice, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
 
 type Order = Schemas['OrderView'];
 type Status = Schemas['OrderStatus'];
@@ -28,18 +28,16 @@ export function Orders({ admin }: { admin: boolean }) {
     <>
       <h1>Orders</h1>
       <form class="filters" aria-label="Filter orders" onSubmit={(e) => e.preventDefault()}>
-        <Field label="Status" name="status" problem={paged.problem}>
-          {(a) => (
-            <select {...a} value={status} onChange={(e) => setStatus(e.currentTarget.value as Status | '')}>
-              <option value="">Any status</option>
-              {STATUSES.map((s) => (
-                <option key={s} value={s}>
-                  {statusLabel(s)}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
+        <FilterChoice
+          label="Status"
+          name="status"
+          problem={paged.problem}
+          any="Any status"
+          options={STATUSES}
+          value={status}
+          onChange={setStatus}
+          show={statusLabel}
+        />
         <Field label="Customer id" name="user_id" problem={paged.problem} hint="usr_…">
           {(a) => <input {...a} type="search" value={userId} onChange={(e) => setUserId(e.currentTarget.value.trim())} />}
         </Field>

@@ -1,8 +1,9 @@
 import { useState } from 'preact/hooks';
 import { api, formatTime, type Me, type Role, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, FilterChoice, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
 
 type User = Schemas['AdminUser'];
+const ROLES: Role[] = ['customer', 'support', 'admin'];
 const STAFF_ROLES: Role[] = ['support', 'admin'];
 
 export function Users({ admin, user: me }: { admin: boolean; user: Me }) {
@@ -20,16 +21,7 @@ export function Users({ admin, user: me }: { admin: boolean; user: Me }) {
         <Field label="Email starts with" name="email_prefix" problem={paged.problem}>
           {(a) => <input {...a} type="search" value={prefix} onInput={(e) => setPrefix(e.currentTarget.value.trim())} />}
         </Field>
-        <Field label="Role" name="role" problem={paged.problem}>
-          {(a) => (
-            <select {...a} value={role} onChange={(e) => setRole(e.currentTarget.value as Role | '')}>
-              <option value="">Any role</option>
-              <option value="customer">customer</option>
-              <option value="support">support</option>
-              <option value="admin">admin</option>
-            </select>
-          )}
-        </Field>
+        <FilterChoice label="Role" name="role" problem={paged.problem} any="Any role" options={ROLES} value={role} onChange={setRole} />
       </form>
       <div class="split">
         <ListState paged={paged} what="users" empty="No users match this search.">
