@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::model::{AfterFailure, Job, JobState, NewJob};
 use std::sync::Arc;
 
-use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, placeholders};
 
 macro_rules! job_columns {
     () => {
@@ -37,11 +37,6 @@ fn job_from<R: Columns>(r: &R) -> Result<Job, StoreError> {
 /// A job's id and attempt number, as `RETURNING id, attempts` reads them.
 fn attempt_from<R: Columns>(r: &R) -> Result<(String, u32), StoreError> {
     Ok((r.text("id")?, u32::try_from(r.int("attempts")?).unwrap_or(u32::MAX)))
-}
-
-/// `$first, $first+1, …` (`count` of them): the parameters of an `IN` list.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Enqueues `job` on the caller's connection, so it commits (or not) with the caller's

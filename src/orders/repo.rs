@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::model::OrderStatus;
-use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx, placeholders};
 
 /// A line as sold: the product's name and price copied at checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,11 +241,10 @@ impl<DB: Backend> OrderRepo for SqlOrders<DB> {
 
     async fn sales_since(&self, since: DateTime<Utc>) -> Result<Sales, StoreError> {
         let mut conn = self.db.reader().await?;
-        let paid: Vec<String> = (0..OrderStatus::PAID.len()).map(|i| format!("${}", i + 2)).collect();
         let mut query = Sql::<DB>::assembled(format!(
             "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(CASE WHEN status IN ({}) THEN total - refunded ELSE 0 END), 0) AS BIGINT) \
              AS revenue FROM orders WHERE created_at >= $1",
-            paid.join(", ")
+            placeholders(2, OrderStatus::PAID.len())
         ))
         .bind(since);
         for status in OrderStatus::PAID {

@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use lease::{Lease, LeaseName};
-pub use sql::{Arg, Backend, Columns, Db, Sql};
+pub use sql::{Arg, Backend, Columns, Db, Sql, placeholders};
 pub use tx::{Transient, Tx};
 
 /// Errors of the storage layer. Unique violations become `Conflict` here, once.

@@ -243,6 +243,12 @@ impl Backend for Postgres {
     }
 }
 
+/// `$first, $first+1, …` (`count` of them): the parameters of an `IN` list whose values are
+/// bound in that order.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// One statement and its arguments.
 pub struct Sql<DB: Backend> {
     text: SqlStr,
