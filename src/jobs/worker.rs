@@ -71,7 +71,8 @@ impl Held {
     }
 
     /// Forgets the job of a task that ended (finished, failed, panicked or aborted).
-    fn ended(&mut self, task: task::Id) {
+    fn ended(&mut self, ended: Result<(task::Id, ()), task::JoinError>) {
+        let task = ended.map_or_else(|e| e.id(), |(id, ())| id);
         if let Some((id, attempt)) = self.running.remove(&task)
             && self.jobs.get(&id).is_some_and(|hold| hold.attempt == attempt)
         {
@@ -81,7 +82,7 @@ impl Held {
 
     fn reap_finished(&mut self) {
         while let Some(ended) = self.tasks.try_join_next_with_id() {
-            self.ended(ended.map_or_else(|e| e.id(), |(id, ())| id));
+            self.ended(ended);
         }
     }
 }
@@ -147,7 +148,7 @@ impl Worker {
                 continue;
             }
             tokio::select! {
-                Some(ended) = held.tasks.join_next_with_id() => held.ended(ended.map_or_else(|e| e.id(), |(id, ())| id)),
+                Some(ended) = held.tasks.join_next_with_id() => held.ended(ended),
                 () = self.jobs.wake().notified(), if room => {}
                 () = tokio::time::sleep(self.settings.poll), if room => {}
                 () = tokio::time::sleep_until((last_beat + beat_every).into()) => {}
@@ -198,7 +199,7 @@ impl Worker {
         }
         let finished = tokio::time::timeout(self.settings.grace, async {
             while let Some(ended) = held.tasks.join_next_with_id().await {
-                held.ended(ended.map_or_else(|e| e.id(), |(id, ())| id));
+                held.ended(ended);
             }
         })
         .await;
