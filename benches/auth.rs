@@ -83,7 +83,11 @@ fn main() {
             async move { expect_status(c.post(url.as_str()).json(&*body), 200).await.map(drop) }
         })
         .await;
-        println!("  = {:.0} % of the argon2 bound, {:.0} % of {cores} hashes at a time", 100.0 * login.rate() / bound, 100.0 * login.rate() / parallel);
+        println!(
+            "  = {:.0} % of the argon2 bound, {:.0} % of {cores} hashes at a time",
+            100.0 * login.rate() / bound,
+            100.0 * login.rate() / parallel
+        );
         server.stop().await;
     });
 }

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+#[path = "../../tests/common/cluster_cli.rs"]
+mod cluster_cli;
+
 /// Where and how the clusters of one benchmark run.
 pub struct LocalCluster {
     dir: PathBuf,
@@ -60,18 +63,8 @@ impl LocalCluster {
 
     /// Runs `keel ARGS` with the cluster's shared settings (keys, database), `stdin` written to it.
     pub fn keel(&self, args: &[&str], stdin: &str) -> Result<String, String> {
-        use std::io::Write as _;
-        let shared = std::fs::read_to_string(self.dir.join("cluster.env")).map_err(|e| format!("the cluster's settings: {e}"))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
-            cmd.env_remove(key);
-        }
-        cmd.args(args).envs(shared.lines().filter_map(|l| l.split_once('=')));
-        cmd.env("KEEL_DATA_DIR", self.dir.join("data/cli")).env("KEEL_LOG", "warn");
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("starting keel: {e}"))?;
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).map_err(|e| format!("writing to keel: {e}"))?;
-        succeeded(&format!("keel {}", args.first().unwrap_or(&"")), child.wait_with_output().map_err(|e| e.to_string()))
+        let output = cluster_cli::run_keel(&self.dir, args, stdin).map_err(|e| format!("running keel with the cluster's settings: {e}"));
+        succeeded(&format!("keel {}", args.first().unwrap_or(&"")), output)
     }
 
     /// The state dir goes once every cluster is down; after a failure it stays, with the logs.

@@ -100,18 +100,7 @@ impl Cluster {
 
     /// Runs the `keel` binary with the cluster's shared configuration.
     pub fn keel(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write as _;
-        let shared = std::fs::read_to_string(self.dir.join("cluster.env")).expect("the cluster's environment");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEEL_")) {
-            cmd.env_remove(key);
-        }
-        cmd.args(args).envs(shared.lines().filter_map(|l| l.split_once('=')));
-        cmd.env("KEEL_DATA_DIR", self.dir.join("data/cli")).env("KEEL_LOG", "warn");
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("keel starts");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("writing stdin");
-        child.wait_with_output().expect("keel ends")
+        crate::cluster_cli::run_keel(&self.dir, args, stdin).expect("running keel with the cluster's settings")
     }
 
     /// Every message the SMTP server has received so far.

@@ -8,6 +8,8 @@
 //! `CLUSTER_DIR=… cargo test --test cluster -- --ignored --test-threads=1`, then
 //! `deploy/local-cluster down`. The tests share one cluster and run one at a time.
 
+#[path = "../common/cluster_cli.rs"]
+mod cluster_cli;
 #[path = "../common/poll.rs"]
 mod poll;
 #[path = "../common/smtp.rs"]
