@@ -50,6 +50,31 @@ pub struct Client {
     pub user_agent: Option<String>,
 }
 
+/// How an account proved who it is when signing in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInMethod {
+    Password,
+    /// An identity at a social login provider.
+    Provider,
+    /// A passkey with user verification: something the user has and is (or knows) at once.
+    Passkey,
+}
+
+impl SignInMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "password",
+            SignInMethod::Provider => "provider",
+            SignInMethod::Passkey => "passkey",
+        }
+    }
+
+    /// True when the method is multi-factor on its own, so MFA asks for nothing more.
+    pub fn is_second_factor(self) -> bool {
+        self == SignInMethod::Passkey
+    }
+}
+
 /// A freshly issued token pair.
 pub struct Issued {
     pub user: Me,
@@ -161,16 +186,41 @@ impl Accounts {
             return Err(AuthError::InvalidCredentials);
         }
         let row = row.ok_or(AuthError::InvalidCredentials)?;
+        self.open_session(row, SignInMethod::Password, totp_code, client).await
+    }
+
+    /// Signs in an account that proved who it is without its password: through a provider's
+    /// identity or a passkey. Whatever proved it was checked, and spent, by the caller.
+    pub(crate) async fn sign_in_proven(
+        &self,
+        user_id: &str,
+        method: SignInMethod,
+        totp_code: Option<&str>,
+        client: &Client,
+    ) -> Result<Issued, AuthError> {
+        let row = self.repo.user_by_id(user_id).await?.ok_or(AuthError::InvalidCredentials)?;
+        self.open_session(row, method, totp_code, client).await
+    }
+
+    /// The session of a proven sign-in, with the second factor an account with MFA needs unless
+    /// the method is one in itself, and its audit entry, in one unit of work.
+    async fn open_session(
+        &self,
+        row: UserRow,
+        method: SignInMethod,
+        totp_code: Option<&str>,
+        client: &Client,
+    ) -> Result<Issued, AuthError> {
         if row.disabled {
             return Err(AuthError::Disabled);
         }
         let (session, refresh) = self.new_session(&row.id, client, now());
         let entry = NewEntry::new(Action::LoginSucceeded, &Actor::user(&row.id, client.origin.clone()))
             .target(&row.id)
-            .details(json!({ "session_id": session.id, "mfa": row.mfa_enabled }));
+            .details(json!({ "session_id": session.id, "mfa": row.mfa_enabled, "method": method.name() }));
         let (row_ref, session_ref, entry) = (&row, &session, &entry);
         self.transact(|mut tx| async move {
-            if row_ref.mfa_enabled {
+            if row_ref.mfa_enabled && !method.is_second_factor() {
                 self.second_factor(&mut tx, row_ref, totp_code).await?;
             }
             self.repo.insert_session(&mut tx, session_ref).await?;

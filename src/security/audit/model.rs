@@ -43,10 +43,18 @@ pub enum Action {
     PaymentCaptured,
     LedgerVerificationFailed,
     KeysRotated,
+    IdentityLinked,
+    IdentityUnlinked,
+    AccountTakenOver,
+    PasskeyRegistered,
+    PasskeyRemoved,
+    ApiKeyCreated,
+    ApiKeyRotated,
+    ApiKeyRevoked,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 26] = [
         Action::LoginSucceeded,
         Action::LoginFailed,
         Action::RefreshTokenReused,
@@ -65,6 +73,14 @@ impl Action {
         Action::PaymentCaptured,
         Action::LedgerVerificationFailed,
         Action::KeysRotated,
+        Action::IdentityLinked,
+        Action::IdentityUnlinked,
+        Action::AccountTakenOver,
+        Action::PasskeyRegistered,
+        Action::PasskeyRemoved,
+        Action::ApiKeyCreated,
+        Action::ApiKeyRotated,
+        Action::ApiKeyRevoked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -87,6 +103,14 @@ impl Action {
             Action::PaymentCaptured => "payment.captured",
             Action::LedgerVerificationFailed => "ledger.verification_failed",
             Action::KeysRotated => "keys.rotated",
+            Action::IdentityLinked => "account.identity_linked",
+            Action::IdentityUnlinked => "account.identity_unlinked",
+            Action::AccountTakenOver => "account.taken_over",
+            Action::PasskeyRegistered => "account.passkey_registered",
+            Action::PasskeyRemoved => "account.passkey_removed",
+            Action::ApiKeyCreated => "api_key.created",
+            Action::ApiKeyRotated => "api_key.rotated",
+            Action::ApiKeyRevoked => "api_key.revoked",
         }
     }
 
