@@ -56,6 +56,7 @@ const KEYS: &[&str] = &[
     "rate_limit_user",
     "rate_limit_money",
     "rate_limit_admin",
+    "rate_limit_api_key",
     "rate_limit_enabled",
     "rate_limit_max_keys",
     "trusted_proxies",

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::model::Role;
 use super::service::{Accounts, Principal};
@@ -21,8 +21,9 @@ pub struct StaffUser(pub Principal);
 /// A user with the `admin` role.
 pub struct AdminUser(pub Principal);
 
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(ApiError::unauthenticated)?;
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(ApiError::unauthenticated)?;
     let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
@@ -34,7 +35,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 /// the request's extensions so `AuthUser` does not verify it again. The session is not looked
 /// up here: rate limits key on the subject, and routes still authenticate.
 pub fn verified_claims(parts: &mut Parts, accounts: &Accounts) -> Option<Claims> {
-    let claims = accounts.signer().verify(bearer(parts).ok()?).ok()?;
+    let claims = accounts.signer().verify(bearer(&parts.headers).ok()?).ok()?;
     parts.extensions.insert(claims.clone());
     Some(claims)
 }
@@ -57,7 +58,7 @@ where
         let accounts = Arc::<Accounts>::from_ref(state);
         let mut principal = match parts.extensions.get::<Claims>() {
             Some(claims) => accounts.session_principal(&claims.sub, &claims.sid).await?,
-            None => accounts.authenticate(bearer(parts)?).await?,
+            None => accounts.authenticate(bearer(&parts.headers)?).await?,
         };
         tracing::Span::current().record("user.id", principal.user_id.as_str());
         principal.origin = origin;

@@ -1,5 +1,6 @@
 //! Accounts and sessions: users, passwords, tokens, roles.
 
+pub mod api_keys;
 pub mod error;
 pub mod extract;
 pub mod mfa;
@@ -12,5 +13,6 @@ pub mod service;
 pub mod sessions;
 pub mod tokens;
 
+pub use api_keys::ApiKeys;
 pub use repo::AccountRepo;
 pub use service::Accounts;

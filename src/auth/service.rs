@@ -34,12 +34,14 @@ pub struct Principal {
     pub account: Arc<UserRow>,
     /// Where the request came from (set by the `AuthUser` extractor; empty elsewhere).
     pub origin: Origin,
+    /// The API key the request came with: it acts for `user_id`, who made it, within its scopes.
+    pub api_key: Option<String>,
 }
 
 impl Principal {
-    /// The caller, as audit entries name them.
+    /// The caller, as audit entries name them: the person, or the key that acted for them.
     pub fn actor(&self) -> Actor {
-        Actor::user(&self.user_id, self.origin.clone())
+        Actor::user(self.api_key.as_deref().unwrap_or(&self.user_id), self.origin.clone())
     }
 }
 
@@ -304,6 +306,24 @@ impl Accounts {
             roles: Roles::from_bits(account.roles),
             account,
             origin: Origin::default(),
+            api_key: None,
+        })
+    }
+
+    /// The principal an API key acts as: the account that made it, with its roles as they are
+    /// now, so a key never outlives its maker's access.
+    pub async fn key_principal(&self, owner_id: &str, key_id: &str) -> Result<Principal, AuthError> {
+        let account = match self.repo.user_by_id(owner_id).await? {
+            Some(row) if !row.disabled => Arc::new(row),
+            _ => return Err(AuthError::InvalidToken),
+        };
+        Ok(Principal {
+            user_id: owner_id.to_owned(),
+            session_id: key_id.to_owned(),
+            roles: Roles::from_bits(account.roles),
+            account,
+            origin: Origin::default(),
+            api_key: Some(key_id.to_owned()),
         })
     }
 

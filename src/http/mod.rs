@@ -51,6 +51,7 @@ use error::ApiError;
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "realtime", description = "Committed events as they happen, over Server-Sent Events or WebSocket, resumable without loss"),
         (name = "webhooks", description = "Outgoing webhooks (admin)"),
+        (name = "api keys", description = "Keys for servers, each acting within its scopes (admin)"),
         (name = "operations", description = "Health, readiness, keys")
     )
 )]
@@ -59,6 +60,7 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
+        .merge(crate::auth::api_keys::routes::router())
         .merge(crate::jobs::routes::router())
         .merge(crate::notify::routes::router())
         .merge(crate::catalog::routes::router())
@@ -95,6 +97,8 @@ pub fn router(state: AppState, settings: &HttpSettings) -> anyhow::Result<Router
     let (api, doc) = parts();
     // [idem] routes: the guard claims the key before the handler and settles it after.
     let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard::guard));
+    // Outside the guard, so a request with an API key is admitted (or refused) before any key is claimed.
+    let api = api.layer(axum::middleware::from_fn_with_state(state.api_keys.clone(), crate::auth::api_keys::guard::admit));
     // Outside the guard: a refused request claims no idempotency key.
     let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_requests));
     let routes = api

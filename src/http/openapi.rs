@@ -36,7 +36,16 @@ impl Modify for Conventions {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from sign-in, or an API key (`keel_sk_live_…`, made by an admin) that acts for its maker \
+                         within its scopes: a route outside them answers `403 forbidden`",
+                    ))
+                    .build(),
+            ),
         );
         components.headers.extend(headers().into_iter().map(|(name, header)| (name.to_owned(), RefOr::T(header))));
         for (path, item) in doc.paths.paths.iter_mut() {

@@ -13,7 +13,8 @@ use super::error::ApiError;
 use super::extract::ClientIp;
 use super::idempotency::guard::ROUTES as MONEY_ROUTES;
 use crate::app::AppState;
-use crate::auth::extract::verified_claims;
+use crate::auth::api_keys::model::KeyText;
+use crate::auth::extract::{bearer, verified_claims};
 use crate::security::rate_limit::{Decision, Limiter, Policy};
 
 /// The headers of the tightest policy a request was checked against.
@@ -91,8 +92,10 @@ pub fn is_limited(route: &str) -> bool {
     route.starts_with("/v1/") && !UNLIMITED.contains(&route)
 }
 
-/// Who is asking: the user of a valid access token, else the client address.
+/// Who is asking: an API key (by its fingerprint), the user of a valid access token, else the
+/// client address.
 pub enum Caller {
+    ApiKey(String),
     User(String),
     Anonymous(IpAddr),
 }
@@ -100,19 +103,16 @@ pub enum Caller {
 /// The (policy, key) checks of one request, narrowest first, so a refusal by a narrow class
 /// (money) leaves the broad one (every request of the user) unspent.
 pub fn classes(method: &Method, route: &str, caller: &Caller) -> Vec<(Policy, String)> {
-    match caller {
-        Caller::Anonymous(ip) => vec![(Policy::Anonymous, ip.to_string())],
-        Caller::User(id) => {
-            // The routes that move money are the ones that need an `Idempotency-Key`.
-            let moves_money = MONEY_ROUTES.iter().any(|(m, p)| *m == method.as_str() && *p == route);
-            let back_office = route.starts_with("/v1/admin/");
-            [(moves_money, Policy::Money), (back_office, Policy::Admin), (true, Policy::User)]
-                .into_iter()
-                .filter(|(applies, _)| *applies)
-                .map(|(_, policy)| (policy, id.clone()))
-                .collect()
-        }
-    }
+    // The routes that move money are the ones that need an `Idempotency-Key`.
+    let moves_money = MONEY_ROUTES.iter().any(|(m, p)| *m == method.as_str() && *p == route);
+    let (id, broad) = match caller {
+        Caller::Anonymous(ip) => return vec![(Policy::Anonymous, ip.to_string())],
+        // A key has a budget of its own, back office or not.
+        Caller::ApiKey(fingerprint) => (fingerprint, vec![Policy::ApiKey]),
+        Caller::User(id) if route.starts_with("/v1/admin/") => (id, vec![Policy::Admin, Policy::User]),
+        Caller::User(id) => (id, vec![Policy::User]),
+    };
+    moves_money.then_some(Policy::Money).into_iter().chain(broad).map(|policy| (policy, id.clone())).collect()
 }
 
 /// The request classes as a middleware: checks every class that applies before the handler
@@ -124,11 +124,17 @@ pub async fn limit_requests(State(state): State<AppState>, req: Request, next: N
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let caller = match verified_claims(&mut parts, &state.accounts) {
-        Some(claims) => Caller::User(claims.sub),
-        None => match ClientIp::from_request_parts(&mut parts, &state).await {
-            Ok(ClientIp(ip)) => Caller::Anonymous(ip),
-            Err(e) => return e.into_response(),
+    let key = bearer(&parts.headers).ok().filter(|token| KeyText::claims_to_be(token)).map(KeyText::parse);
+    let caller = match key {
+        // Half the keyed hash names the key's bucket without revealing the key.
+        Some(Some(key)) => Caller::ApiKey(state.api_keys.fingerprint(&key)[..32].to_owned()),
+        Some(None) => return ApiError::invalid_token().into_response(),
+        None => match verified_claims(&mut parts, &state.accounts) {
+            Some(claims) => Caller::User(claims.sub),
+            None => match ClientIp::from_request_parts(&mut parts, &state).await {
+                Ok(ClientIp(ip)) => Caller::Anonymous(ip),
+                Err(e) => return e.into_response(),
+            },
         },
     };
     let checks = classes(&parts.method, &route, &caller);
@@ -172,6 +178,9 @@ mod tests {
         assert_eq!(policies(Method::POST, "/v1/admin/orders/{id}/refunds", &ada), [Policy::Money, Policy::Admin, Policy::User]);
         assert_eq!(policies(Method::GET, "/v1/admin/users", &ada), [Policy::Admin, Policy::User]);
         assert_eq!(classes(&Method::GET, "/v1/me", &ada)[0].1, "usr_ada");
+        let key = Caller::ApiKey("3f9a".into());
+        assert_eq!(policies(Method::GET, "/v1/admin/orders", &key), [Policy::ApiKey], "a key has a budget of its own");
+        assert_eq!(policies(Method::POST, "/v1/admin/orders/{id}/refunds", &key), [Policy::Money, Policy::ApiKey]);
         assert_eq!(classes(&Method::GET, "/v1/me", &address)[0].1, "203.0.113.7");
     }
 

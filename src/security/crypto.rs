@@ -5,6 +5,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,8 @@ use super::{random_bytes, sha256_hex};
 pub struct FieldCipher {
     base: Arc<SealingKey>,
     keys: RwLock<Arc<Timeline<Arc<SealingKey>>>>,
+    /// Derived from the base key (never the AES key itself): see `keyed_hash`.
+    hashing: hmac::Key,
 }
 
 struct SealingKey {
@@ -45,7 +48,12 @@ impl FieldCipher {
     /// A cipher with `key` alone, until `install` adds the ring's keys.
     pub fn new(key: &[u8]) -> anyhow::Result<Self> {
         let base = Arc::new(SealingKey::new(key)?);
-        Ok(Self { keys: RwLock::new(Arc::new(Timeline::new(base.clone()))), base })
+        let hashing = hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(key)
+            .expand(&[b"keel keyed hashes v1"], hmac::HMAC_SHA256)
+            .map_err(|_| anyhow::anyhow!("deriving the hashing key failed"))?
+            .into();
+        Ok(Self { keys: RwLock::new(Arc::new(Timeline::new(base.clone()))), base, hashing })
     }
 
     /// Replaces the ring's keys (each with the instant it seals from) beside the base key.
@@ -79,6 +87,13 @@ impl FieldCipher {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         format!("v1.{}.{}", sealing.kid, URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// HMAC-SHA-256 in hex, under a key derived from the base encryption key: how secrets that
+    /// are only ever compared (API keys) are stored, so that a copy of the database alone
+    /// cannot be used to test guesses. The base key never rotates, so neither do these hashes.
+    pub fn keyed_hash(&self, data: &[u8]) -> String {
+        hex::encode(hmac::sign(&self.hashing, data))
     }
 
     pub fn decrypt(&self, column: &str, sealed: &str) -> Result<String, DecryptError> {
@@ -124,6 +139,17 @@ mod tests {
         assert_eq!(c.decrypt("phone", &new).unwrap(), "+14155550100");
         let other = FieldCipher::new(&[7u8; 32]).unwrap();
         assert!(other.decrypt("phone", &new).is_err(), "a cipher without the new key cannot open it");
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_the_base_key_and_not_on_the_ring() {
+        let c = FieldCipher::new(&[7u8; 32]).unwrap();
+        let hash = c.keyed_hash(b"keel_sk_live_x");
+        assert_eq!(hash.len(), 64);
+        assert_ne!(hash, crate::security::sha256_hex(b"keel_sk_live_x"));
+        assert_ne!(FieldCipher::new(&[8u8; 32]).unwrap().keyed_hash(b"keel_sk_live_x"), hash);
+        c.install(&[(Utc::now() - chrono::TimeDelta::seconds(1), vec![9u8; 32])]).unwrap();
+        assert_eq!(c.keyed_hash(b"keel_sk_live_x"), hash);
     }
 
     #[test]

@@ -104,10 +104,12 @@ pub enum Policy {
     Money,
     /// Back-office requests (`/v1/admin/…`), per user.
     Admin,
+    /// Every request with an API key, per key.
+    ApiKey,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 9] = [
+    pub const ALL: [Policy; 10] = [
         Policy::AuthIp,
         Policy::AuthAccountIp,
         Policy::AuthAccount,
@@ -117,6 +119,7 @@ impl Policy {
         Policy::User,
         Policy::Money,
         Policy::Admin,
+        Policy::ApiKey,
     ];
 
     /// The policy's short name (`auth_ip`): its setting is `rate_limit_<name>`.
@@ -131,6 +134,7 @@ impl Policy {
             Policy::User => "user",
             Policy::Money => "money",
             Policy::Admin => "admin",
+            Policy::ApiKey => "api_key",
         }
     }
 
@@ -153,6 +157,8 @@ impl Policy {
             // Nobody pays, tops up or refunds by hand more than a few times a minute.
             Policy::Money => Rate::per_minute(30),
             Policy::Admin => Rate::per_minute(600),
+            // A server syncing stock or orders: steady, machine-paced traffic.
+            Policy::ApiKey => Rate::per_minute(1200),
         }
     }
 

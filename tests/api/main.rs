@@ -13,6 +13,7 @@ mod smtp;
 mod support;
 
 mod admin_users;
+mod api_keys;
 mod audit;
 mod backup;
 mod cart;

@@ -91,6 +91,7 @@ fn unknown_id(collection: &str) -> String {
         "jobs" => "job",
         "webhook-endpoints" => "whe",
         "orders" => "ord",
+        "api-keys" => "key",
         other => panic!("no id prefix for the collection `{other}`: add it here"),
     };
     format!("{prefix}_01900000000070008000000000000000")
@@ -147,6 +148,8 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/wallet/transfers") => json!({ "to_email": "nobody@example.com", "amount": usd(100) }),
         ("POST", "/v1/checkout") => json!({ "payment_method": "wallet" }),
         ("POST", "/v1/admin/orders/{id}/refunds") => json!({ "amount": usd(100), "reason": "damaged" }),
+        ("POST", "/v1/admin/api-keys") => json!({ "name": "ERP", "scopes": ["orders:read"] }),
+        ("POST", "/v1/admin/api-keys/{id}/rotate") => json!({ "grace_seconds": 60 }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
@@ -394,6 +397,7 @@ async fn every_v1_operation_belongs_to_a_checked_family() {
         "/v1/admin/audit",
         "/v1/admin/dashboard",
         "/v1/admin/events",
+        "/v1/admin/api-keys",
     ];
     for op in v1_operations(&openapi(&app).await) {
         assert!(
@@ -487,4 +491,9 @@ async fn realtime_routes_guard_their_input() {
 #[tokio::test]
 async fn dashboard_and_staff_feed_routes_guard_their_input() {
     Cast::new().await.check(&["/v1/admin/dashboard", "/v1/admin/events"]).await;
+}
+
+#[tokio::test]
+async fn api_key_routes_guard_their_input() {
+    Cast::new().await.check(&["/v1/admin/api-keys"]).await;
 }
