@@ -13,11 +13,12 @@ import { Pricing } from './pages/pricing';
 import { Jobs } from './pages/jobs';
 import { Webhooks } from './pages/webhooks';
 import { Audit } from './pages/audit';
+import { ApiKeys } from './pages/apikeys';
 
 type Page = { path: string; title: string; adminOnly?: boolean; view: (props: { user: Me; admin: boolean }) => preact.JSX.Element };
 
 /** The pages, in the order of the navigation. Support reads every page whose routes it may
- *  read; the webhook and audit routes are admin only, so their pages are too. */
+ *  read; the webhook, audit and API key routes are admin only, so their pages are too. */
 const PAGES: Page[] = [
   { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/orders', title: 'Orders', view: Orders },
@@ -27,6 +28,7 @@ const PAGES: Page[] = [
   { path: '/jobs', title: 'Jobs', view: Jobs },
   { path: '/webhooks', title: 'Webhooks', adminOnly: true, view: Webhooks },
   { path: '/audit', title: 'Audit log', adminOnly: true, view: Audit },
+  { path: '/api-keys', title: 'API keys', adminOnly: true, view: ApiKeys },
 ];
 
 function useUser(): { user: Me | null; resumed: boolean } {
