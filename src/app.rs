@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::auth::Accounts;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
+use crate::auth::social::Social;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::cache::shared::SharedCache;
 use crate::cache::{Cache, LocalCache};
@@ -80,6 +81,8 @@ pub struct AppState {
     /// Present when Redis is configured (readiness checks it).
     pub redis: Option<Arc<Redis>>,
     pub accounts: Arc<Accounts>,
+    /// Sign-in through OAuth 2.0 / OpenID Connect providers.
+    pub social: Arc<Social>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
     pub notifications: Arc<Notifications>,
@@ -167,6 +170,7 @@ impl Application {
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),
             accounts: services.accounts.clone(),
+            social: Arc::new(Social::new(services.accounts.clone(), &config)?),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
             notifications: services.notifications.clone(),

@@ -1,5 +1,5 @@
-//! Request extractors whose rejections are problem+json: JSON bodies, query strings, path
-//! parameters, client IP.
+//! Request extractors whose rejections are problem+json: JSON and form bodies, query strings,
+//! path parameters, client IP.
 //!
 //! None of them lets a NUL character through: no field of ours may hold one, and PostgreSQL
 //! refuses it in text (which would otherwise surface as a 500).
@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -136,6 +136,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 Err(ApiError::validation(Invalid::one("query", "invalid", e.body_text())))
             }
             Err(other) => Err(ApiError::validation(Invalid::one("query", "invalid", other.body_text()))),
+        }
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`, as providers that post their answer send
+/// it). Wrong content type → 415, too big → 413, a body that does not fit → 422.
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                ApiError::validation(Invalid::one("body", "invalid", e.body_text()))
+            }
+        })?;
+        if bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+            return Err(Invalid::one("body", "invalid", "the form must not contain NUL characters").into());
+        }
+        match axum::Form::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/x-www-form-urlencoded",
+            )),
+            Err(other) => Err(ApiError::validation(Invalid::one("body", "invalid", other.body_text()))),
         }
     }
 }

@@ -91,6 +91,9 @@ fn unknown_id(collection: &str) -> String {
         "jobs" => "job",
         "webhook-endpoints" => "whe",
         "orders" => "ord",
+        "identities" => "idn",
+        // A provider's name: any unconfigured one.
+        "oauth" => "nosuchprovider",
         other => panic!("no id prefix for the collection `{other}`: add it here"),
     };
     format!("{prefix}_01900000000070008000000000000000")
@@ -147,6 +150,8 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/wallet/transfers") => json!({ "to_email": "nobody@example.com", "amount": usd(100) }),
         ("POST", "/v1/checkout") => json!({ "payment_method": "wallet" }),
         ("POST", "/v1/admin/orders/{id}/refunds") => json!({ "amount": usd(100), "reason": "damaged" }),
+        ("POST", "/v1/auth/oauth/exchange") => json!({ "code": "not-a-code" }),
+        ("POST", "/v1/me/identities/{id}") => json!({ "redirect_to": "https://shop.example/auth/done" }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
@@ -187,6 +192,12 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/auth/verify-email"),
     ("POST", "/v1/auth/password/forgot"),
     ("POST", "/v1/auth/password/reset"),
+    // Social login: the browser comes and goes between Keel and the provider before anyone is signed in.
+    ("GET", "/v1/auth/oauth/providers"),
+    ("GET", "/v1/auth/oauth/{provider}/authorize"),
+    ("GET", "/v1/auth/oauth/{provider}/callback"),
+    ("POST", "/v1/auth/oauth/{provider}/callback"),
+    ("POST", "/v1/auth/oauth/exchange"),
     ("GET", "/v1/products"),
     ("GET", "/v1/products/{id}"),
     ("GET", "/v1/products/{id}/quote"),
