@@ -925,6 +925,65 @@ mod tests {
     }
 
     #[test]
+    fn social_login_providers_come_from_their_keys_and_are_checked_at_start() {
+        use crate::auth::social::model::ProviderKind;
+        let c = Config::from_pairs([
+            ("oauth_google_client_id", "g-id"),
+            ("oauth_google_client_secret", "g-secret"),
+            ("oauth_github_client_id", "gh-id"),
+            ("oauth_github_client_secret", "gh-secret"),
+            ("oauth_corp2_issuer", "https://idp.corp.example/realms/x"),
+            ("oauth_corp2_client_id", "c-id"),
+            ("oauth_corp2_client_secret", "c-secret"),
+            ("oauth_redirect_urls", "https://shop.example/auth/done, myapp://callback"),
+        ])
+        .err()
+        .map(|e| e.to_string());
+        assert!(c.as_deref().is_some_and(|e| e.contains("KEEL_OAUTH_REDIRECT_URLS")), "custom schemes are refused: {c:?}");
+        let c = Config::from_pairs([
+            ("oauth_google_client_id", "g-id"),
+            ("oauth_google_client_secret", "g-secret"),
+            ("oauth_github_client_id", "gh-id"),
+            ("oauth_github_client_secret", "gh-secret"),
+            ("oauth_corp2_issuer", "https://idp.corp.example/realms/x"),
+            ("oauth_corp2_client_id", "c-id"),
+            ("oauth_corp2_client_secret", "c-secret"),
+            ("oauth_redirect_urls", "https://shop.example/auth/done, https://m.shop.example/done"),
+            ("public_url", "https://api.shop.example/"),
+        ])
+        .unwrap();
+        let kinds: Vec<(&str, &ProviderKind)> = c.oauth_providers.iter().map(|p| (p.id.as_str(), &p.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("corp2", &ProviderKind::Oidc { issuer: "https://idp.corp.example/realms/x".into() }),
+                ("github", &ProviderKind::GitHub { web_url: "https://github.com".into(), api_url: "https://api.github.com".into() }),
+                ("google", &ProviderKind::Oidc { issuer: "https://accounts.google.com".into() }),
+            ]
+        );
+        assert_eq!(c.oauth_redirect_urls, ["https://shop.example/auth/done", "https://m.shop.example/done"]);
+        assert_eq!(c.public_base_url(), "https://api.shop.example");
+        assert_eq!(Config::from_pairs([("listen", "0.0.0.0:9000")]).unwrap().public_base_url(), "http://127.0.0.1:9000");
+        for (pairs, variable) in [
+            (vec![("oauth_corp_issuer", "https://idp.example")], "KEEL_OAUTH_CORP_CLIENT_ID"),
+            (vec![("oauth_corp_client_id", "x"), ("oauth_corp_client_secret", "hunter2-secret")], "KEEL_OAUTH_CORP_ISSUER"),
+            (
+                vec![("oauth_corp_issuer", "idp.example"), ("oauth_corp_client_id", "x"), ("oauth_corp_client_secret", "y")],
+                "KEEL_OAUTH_CORP_ISSUER",
+            ),
+            (vec![("oauth_github_client_id", "x")], "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
+            (vec![("oauth_github_issuer", "https://github.com")], "KEEL_OAUTH_GITHUB_ISSUER"),
+            (vec![("oauth_google_url", "https://x.example")], "KEEL_OAUTH_GOOGLE_URL"),
+            (vec![("oauth_github_client_secret", "")], "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
+            (vec![("public_url", "https://api.example/v1")], "KEEL_PUBLIC_URL"),
+        ] {
+            let err = Config::from_pairs(pairs).err().unwrap_or_else(|| panic!("{variable} is refused")).to_string();
+            assert!(err.contains(variable) && !err.contains("hunter2"), "{err}");
+        }
+        assert!(Config::from_pairs([("oauth_Bad-Name_client_id", "x")]).is_err(), "provider names are lower-case letters and digits");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::from_pairs([("lisen", "x")]).is_err());
     }

@@ -9,12 +9,12 @@ use crate::fake_oidc::{CLIENT_ID, Person};
 #[tokio::test]
 async fn an_id_token_failing_a_check_signs_nobody_in() {
     let (app, fake) = spawn().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Person)>)> = vec![
-        ("another audience", Box::new(|p| p.aud = Some(json!("someone-else")))),
-        ("several audiences without azp", Box::new(|p| p.aud = Some(json!([CLIENT_ID, "someone-else"])))),
-        ("another nonce", Box::new(|p| p.nonce = Some("not-the-nonce".into()))),
-        ("expired beyond the leeway", Box::new(|p| p.expires_in = -120)),
-        ("HS256 with the client secret", Box::new(|p| p.hs256 = true)),
+    let cases: [(&str, fn(&mut Person)); 5] = [
+        ("another audience", |p| p.aud = Some(json!("someone-else"))),
+        ("several audiences without azp", |p| p.aud = Some(json!([CLIENT_ID, "someone-else"]))),
+        ("another nonce", |p| p.nonce = Some("not-the-nonce".into())),
+        ("expired beyond the leeway", |p| p.expires_in = -120),
+        ("HS256 with the client secret", |p| p.hs256 = true),
     ];
     for (case, tweak) in cases {
         let mut person = Person::new("victim", "victim@example.com", true);
