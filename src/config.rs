@@ -964,18 +964,26 @@ mod tests {
         assert_eq!(c.oauth_redirect_urls, ["https://shop.example/auth/done", "https://m.shop.example/done"]);
         assert_eq!(c.public_base_url(), "https://api.shop.example");
         assert_eq!(Config::from_pairs([("listen", "0.0.0.0:9000")]).unwrap().public_base_url(), "http://127.0.0.1:9000");
+        // Each case: a provider's keys, with a client id and secret unless the case is about them.
+        let with_credentials = |name: &str, extra: &[(&str, &str)]| {
+            let mut pairs: Vec<(String, String)> = [("client_id", "id"), ("client_secret", "hunter2-secret")]
+                .iter()
+                .map(|(k, v)| (format!("oauth_{name}_{k}"), (*v).to_owned()))
+                .collect();
+            pairs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            pairs
+        };
+        let only = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
         for (pairs, variable) in [
-            (vec![("oauth_corp_issuer", "https://idp.example")], "KEEL_OAUTH_CORP_CLIENT_ID"),
-            (vec![("oauth_corp_client_id", "x"), ("oauth_corp_client_secret", "hunter2-secret")], "KEEL_OAUTH_CORP_ISSUER"),
-            (
-                vec![("oauth_corp_issuer", "idp.example"), ("oauth_corp_client_id", "x"), ("oauth_corp_client_secret", "y")],
-                "KEEL_OAUTH_CORP_ISSUER",
-            ),
-            (vec![("oauth_github_client_id", "x")], "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
-            (vec![("oauth_github_issuer", "https://github.com")], "KEEL_OAUTH_GITHUB_ISSUER"),
-            (vec![("oauth_google_url", "https://x.example")], "KEEL_OAUTH_GOOGLE_URL"),
-            (vec![("oauth_github_client_secret", "")], "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
-            (vec![("public_url", "https://api.example/v1")], "KEEL_PUBLIC_URL"),
+            (only(&[("oauth_corp_issuer", "https://idp.example")]), "KEEL_OAUTH_CORP_CLIENT_ID"),
+            (only(&[("oauth_corp_issuer", "https://idp.example"), ("oauth_corp_client_id", "x")]), "KEEL_OAUTH_CORP_CLIENT_SECRET"),
+            (with_credentials("corp", &[]), "KEEL_OAUTH_CORP_ISSUER"),
+            (with_credentials("corp", &[("oauth_corp_issuer", "idp.example")]), "KEEL_OAUTH_CORP_ISSUER"),
+            (with_credentials("github", &[("oauth_github_issuer", "https://github.com")]), "KEEL_OAUTH_GITHUB_ISSUER"),
+            (with_credentials("github", &[("oauth_github_api_url", "api.github.com")]), "KEEL_OAUTH_GITHUB_API_URL"),
+            (with_credentials("google", &[("oauth_google_url", "https://x.example")]), "KEEL_OAUTH_GOOGLE_URL"),
+            (only(&[("oauth_github_client_id", "x"), ("oauth_github_client_secret", "")]), "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
+            (only(&[("public_url", "https://api.example/v1")]), "KEEL_PUBLIC_URL"),
         ] {
             let err = Config::from_pairs(pairs).err().unwrap_or_else(|| panic!("{variable} is refused")).to_string();
             assert!(err.contains(variable) && !err.contains("hunter2"), "{err}");

@@ -9,7 +9,8 @@ use crate::fake_oidc::{CLIENT_ID, Person};
 #[tokio::test]
 async fn an_id_token_failing_a_check_signs_nobody_in() {
     let (app, fake) = spawn().await;
-    let cases: [(&str, fn(&mut Person)); 5] = [
+    type Tweak = fn(&mut Person);
+    let cases: [(&str, Tweak); 5] = [
         ("another audience", |p| p.aud = Some(json!("someone-else"))),
         ("several audiences without azp", |p| p.aud = Some(json!([CLIENT_ID, "someone-else"]))),
         ("another nonce", |p| p.nonce = Some("not-the-nonce".into())),
