@@ -927,7 +927,7 @@ mod tests {
     #[test]
     fn social_login_providers_come_from_their_keys_and_are_checked_at_start() {
         use crate::auth::social::model::ProviderKind;
-        let c = Config::from_pairs([
+        let providers = [
             ("oauth_google_client_id", "g-id"),
             ("oauth_google_client_secret", "g-secret"),
             ("oauth_github_client_id", "gh-id"),
@@ -935,22 +935,16 @@ mod tests {
             ("oauth_corp2_issuer", "https://idp.corp.example/realms/x"),
             ("oauth_corp2_client_id", "c-id"),
             ("oauth_corp2_client_secret", "c-secret"),
-            ("oauth_redirect_urls", "https://shop.example/auth/done, myapp://callback"),
-        ])
-        .err()
-        .map(|e| e.to_string());
-        assert!(c.as_deref().is_some_and(|e| e.contains("KEEL_OAUTH_REDIRECT_URLS")), "custom schemes are refused: {c:?}");
-        let c = Config::from_pairs([
-            ("oauth_google_client_id", "g-id"),
-            ("oauth_google_client_secret", "g-secret"),
-            ("oauth_github_client_id", "gh-id"),
-            ("oauth_github_client_secret", "gh-secret"),
-            ("oauth_corp2_issuer", "https://idp.corp.example/realms/x"),
-            ("oauth_corp2_client_id", "c-id"),
-            ("oauth_corp2_client_secret", "c-secret"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| providers.iter().chain(extra).copied().collect::<Vec<_>>();
+        let err = Config::from_pairs(with(&[("oauth_redirect_urls", "https://shop.example/auth/done, myapp://callback")]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("KEEL_OAUTH_REDIRECT_URLS")), "custom schemes are refused: {err:?}");
+        let c = Config::from_pairs(with(&[
             ("oauth_redirect_urls", "https://shop.example/auth/done, https://m.shop.example/done"),
             ("public_url", "https://api.shop.example/"),
-        ])
+        ]))
         .unwrap();
         let kinds: Vec<(&str, &ProviderKind)> = c.oauth_providers.iter().map(|p| (p.id.as_str(), &p.kind)).collect();
         assert_eq!(

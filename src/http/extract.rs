@@ -26,14 +26,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-            }
-        })?;
+        let (parts, bytes) = read_body(req, state, |why| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", why)).await?;
         // Parse first, so the content type and the syntax are judged before the NUL check.
         let nul = has_nul_escape(&bytes);
         // Every body of ours is an object; serde would also fill a struct from an array.
@@ -45,6 +38,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Err(rejection) => Err(json_rejection(rejection, &bytes)),
         }
     }
+}
+
+/// The whole body and the request's parts: a body over the limit is `413`, another failure
+/// to read it is `unreadable`'s error.
+async fn read_body<S: Send + Sync>(req: Request, state: &S, unreadable: fn(String) -> ApiError) -> Result<(Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        } else {
+            unreadable(e.body_text())
+        }
+    })?;
+    Ok((parts, bytes))
 }
 
 /// True when JSON text holds a `\u0000` escape (an escaped backslash before `u0000` is text).
@@ -148,14 +155,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-            } else {
-                ApiError::validation(Invalid::one("body", "invalid", e.body_text()))
-            }
-        })?;
+        let (parts, bytes) = read_body(req, state, |why| Invalid::one("body", "invalid", why).into()).await?;
         if bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
             return Err(Invalid::one("body", "invalid", "the form must not contain NUL characters").into());
         }

@@ -124,8 +124,7 @@ pub async fn callback(
     Query(answer): Query<ProviderAnswer>,
 ) -> ApiResult<Response> {
     social.check_provider(&provider)?;
-    let rate = limit_ip(limiter.as_ref(), ip).await?;
-    Ok(rate.attach(social.callback(&provider, &answer, &client(ip, &headers)).await.map_err(Into::into).and_then(|to| found(&to))))
+    back_from_provider(&social, limiter.as_ref(), ip, &headers, &provider, &answer).await
 }
 
 /// The provider's return as a form POST (`response_mode=form_post`, as Apple sends it).
@@ -148,8 +147,20 @@ pub async fn callback_form(
 ) -> ApiResult<Response> {
     social.check_provider(&provider)?;
     let Form(answer) = form?;
-    let rate = limit_ip(limiter.as_ref(), ip).await?;
-    Ok(rate.attach(social.callback(&provider, &answer, &client(ip, &headers)).await.map_err(Into::into).and_then(|to| found(&to))))
+    back_from_provider(&social, limiter.as_ref(), ip, &headers, &provider, &answer).await
+}
+
+/// Both callbacks: the sign-in budget of the address, then the browser on to the app.
+async fn back_from_provider(
+    social: &Social,
+    limiter: &dyn Limiter,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    provider: &str,
+    answer: &ProviderAnswer,
+) -> ApiResult<Response> {
+    let rate = limit_ip(limiter, ip).await?;
+    Ok(rate.attach(social.callback(provider, answer, &client(ip, headers)).await.map_err(Into::into).and_then(|to| found(&to))))
 }
 
 /// Exchange a one-time login code for a token pair, like a login.
