@@ -16,6 +16,7 @@ use crate::auth::Accounts;
 use crate::auth::ApiKeys;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
+use crate::auth::social::Social;
 use crate::auth::tokens::{TokenSigner, generate_key};
 use crate::cache::shared::SharedCache;
 use crate::cache::{Cache, LocalCache};
@@ -82,6 +83,8 @@ pub struct AppState {
     pub redis: Option<Arc<Redis>>,
     pub accounts: Arc<Accounts>,
     pub api_keys: Arc<ApiKeys>,
+    /// Sign-in through OAuth 2.0 / OpenID Connect providers.
+    pub social: Arc<Social>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
     pub notifications: Arc<Notifications>,
@@ -170,6 +173,7 @@ impl Application {
             currency: Currency(config.currency.as_str().into()),
             accounts: services.accounts.clone(),
             api_keys: Arc::new(ApiKeys::new(services.store.clone(), services.cipher.clone(), services.accounts.clone())),
+            social: Arc::new(Social::new(services.accounts.clone(), &config)?),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
             notifications: services.notifications.clone(),

@@ -63,6 +63,8 @@ const KEYS: &[&str] = &[
     "smtp_url",
     "mail_from",
     "app_base_url",
+    "public_url",
+    "oauth_redirect_urls",
     "webhook_retry_base_ms",
     "webhook_max_attempts",
     "webhook_allowed_networks",
@@ -93,6 +95,26 @@ const KEYS: &[&str] = &[
     "realtime_ping_secs",
     "realtime_heartbeat_secs",
 ];
+
+/// The keys of each social login provider: `oauth_<name>_<field>` (`<name>` lower-case letters
+/// and digits, such as `oauth_google_client_id`). `url` and `api_url` are GitHub's only.
+const OAUTH_FIELDS: &[&str] = &["issuer", "client_id", "client_secret", "api_url", "url"];
+
+/// `(name, field)` of a provider's key.
+fn oauth_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("oauth_")?;
+    // `api_url` is tried before `url`, so `github_api_url` is GitHub's API URL.
+    OAUTH_FIELDS.iter().find_map(|field| {
+        let name = rest.strip_suffix(field)?.strip_suffix('_')?;
+        let valid = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        valid.then_some((name, *field))
+    })
+}
+
+/// Whether `key` names a setting (a fixed one, or a provider's).
+fn is_known_key(key: &str) -> bool {
+    KEYS.contains(&key) || oauth_key(key).is_some()
+}
 
 /// Keys whose values must never be echoed in an error message.
 const SECRET_KEYS: &[&str] = &[
@@ -159,6 +181,13 @@ pub struct Config {
     /// SMTP server for mail; without it, mail is written as `.eml` files under `data_dir/mail`.
     pub smtp_url: Option<SecretString>,
     pub mail_from: lettre::message::Mailbox,
+    /// Keel's own address as browsers and providers reach it (`public_url`); unset: its address
+    /// at `listen`. Social login's callback URLs are built on it.
+    pub public_url: Option<String>,
+    /// App URLs a social sign-in may return to besides `app_base_url`, each matched exactly.
+    pub oauth_redirect_urls: Vec<String>,
+    /// The social login providers (`oauth_<name>_*`), in name order.
+    pub oauth_providers: Vec<crate::auth::social::model::ProviderSettings>,
     /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
     /// Unset: Keel's own address, where built-in pages complete the flows (see `mail_base_url`).
     pub app_base_url: Option<String>,
@@ -251,7 +280,7 @@ impl<'de> Deserialize<'de> for Setting {
 pub fn unknown_env_vars() -> Vec<String> {
     std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| name.strip_prefix("KEEL_").is_some_and(|key| !KEYS.contains(&key.to_lowercase().as_str())))
+        .filter(|name| name.strip_prefix("KEEL_").is_some_and(|key| !is_known_key(&key.to_lowercase())))
         .collect()
 }
 
@@ -262,7 +291,8 @@ impl Config {
         if file.is_some() && !path.exists() {
             return Err(ConfigError(format!("config file {} does not exist", path.display())));
         }
-        let figment = Figment::new().merge(Toml::file(&path)).merge(Env::prefixed("KEEL_").only(KEYS));
+        let figment =
+            Figment::new().merge(Toml::file(&path)).merge(Env::prefixed("KEEL_").filter(|key| is_known_key(&key.as_str().to_lowercase())));
         let map: BTreeMap<String, Setting> = figment.extract().map_err(|e| ConfigError(format!("configuration: {e}")))?;
         Self::from_settings(map.into_iter().map(|(k, v)| (k, v.0)).collect())
     }
@@ -279,7 +309,7 @@ impl Config {
     }
 
     fn from_settings(map: BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        if let Some(unknown) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        if let Some(unknown) = map.keys().find(|k| !is_known_key(k)) {
             return Err(ConfigError(format!("unknown configuration key `{unknown}`; known keys: {}", KEYS.join(", "))));
         }
         let s = Settings(map);
@@ -382,9 +412,18 @@ impl Config {
             mail_from: s
                 .parse("mail_from", "a mailbox such as Shop <no-reply@shop.example>", |v| v.parse().ok())?
                 .unwrap_or_else(|| "Keel <no-reply@keel.invalid>".parse().expect("the default sender parses")),
-            app_base_url: s.parse("app_base_url", "an http:// or https:// URL", |v| {
-                (v.starts_with("http://") || v.starts_with("https://")).then(|| v.trim_end_matches('/').to_owned())
+            app_base_url: s.parse("app_base_url", "an http:// or https:// URL without a fragment", |v| {
+                app_url(v).then(|| v.trim_end_matches('/').to_owned())
             })?,
+            public_url: s.parse("public_url", "an http:// or https:// URL without a path, query or fragment", |v| {
+                url_without_path(v).then(|| v.trim_end_matches('/').to_owned())
+            })?,
+            oauth_redirect_urls: s
+                .parse("oauth_redirect_urls", "comma-separated http:// or https:// URLs without a fragment", |v| {
+                    v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(|u| app_url(u).then(|| u.to_owned())).collect()
+                })?
+                .unwrap_or_default(),
+            oauth_providers: oauth_providers(&s)?,
             nats_url: s.parse("nats_url", "a nats:// URL", |v| {
                 (v.starts_with("nats://") || v.starts_with("tls://")).then(|| SecretString::from(v.to_owned()))
             })?,
@@ -461,6 +500,64 @@ impl Config {
     pub fn mail_base_url(&self) -> String {
         self.app_base_url.clone().unwrap_or_else(|| own_url(self.listen, self.tls.is_some()))
     }
+
+    /// Keel's own public base URL: `public_url`, else its address at `listen`.
+    pub fn public_base_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| own_url(self.listen, self.tls.is_some()))
+    }
+}
+
+/// An http(s) URL an app may be sent back to: it parses and has no fragment (Keel adds one).
+fn app_url(v: &str) -> bool {
+    (v.starts_with("http://") || v.starts_with("https://"))
+        && reqwest::Url::parse(v).is_ok_and(|u| u.fragment().is_none() && u.host().is_some())
+}
+
+/// An http(s) base URL: scheme and authority only.
+fn url_without_path(v: &str) -> bool {
+    app_url(v) && reqwest::Url::parse(v).is_ok_and(|u| u.path() == "/" && u.query().is_none() && !v.contains('#'))
+}
+
+/// The social login providers: every name with an `oauth_<name>_*` key must have a client id
+/// and secret, and an issuer unless it is `github` (plain OAuth 2.0) or an issuer Keel knows
+/// (`google`, `apple`).
+fn oauth_providers(s: &Settings) -> Result<Vec<crate::auth::social::model::ProviderSettings>, ConfigError> {
+    use crate::auth::social::model::{GITHUB_API_URL, GITHUB_WEB_URL, ProviderKind, ProviderSettings, default_issuer};
+    let names: std::collections::BTreeSet<&str> = s.0.keys().filter_map(|k| oauth_key(k)).map(|(name, _)| name).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let key = |field: &str| format!("oauth_{name}_{field}");
+            let url = |field: &str| {
+                s.parse(&key(field), "an http:// or https:// URL", |v| app_url(v).then(|| v.trim_end_matches('/').to_owned()))
+            };
+            let text = |field: &str| s.parse(&key(field), "a non-empty value", non_empty);
+            let client_id = text("client_id")?.ok_or_else(|| key_error(&key("client_id"), "is required for this provider"))?;
+            let client_secret = text("client_secret")?
+                .map(SecretString::from)
+                .ok_or_else(|| key_error(&key("client_secret"), "is required for this provider"))?;
+            let kind = if name == "github" {
+                if s.0.contains_key(&key("issuer")) {
+                    return Err(key_error(&key("issuer"), "is not used: github is built in as plain OAuth 2.0 (set oauth_github_url)"));
+                }
+                ProviderKind::GitHub {
+                    web_url: url("url")?.unwrap_or_else(|| GITHUB_WEB_URL.to_owned()),
+                    api_url: url("api_url")?.unwrap_or_else(|| GITHUB_API_URL.to_owned()),
+                }
+            } else {
+                if let Some(field) = ["url", "api_url"].into_iter().find(|f| s.0.contains_key(&key(f))) {
+                    return Err(key_error(&key(field), "is for github only; an OpenID Connect provider takes an issuer"));
+                }
+                // The issuer is compared with the `iss` of ID tokens exactly: it is kept as given.
+                let issuer = s.parse(&key("issuer"), "an http:// or https:// URL", |v| app_url(v).then(|| v.to_owned()))?;
+                let issuer = issuer
+                    .or_else(|| default_issuer(name).map(str::to_owned))
+                    .ok_or_else(|| key_error(&key("issuer"), "is required for this provider (an OpenID Connect issuer URL)"))?;
+                ProviderKind::Oidc { issuer }
+            };
+            Ok(ProviderSettings { id: name.to_owned(), kind, client_id, client_secret })
+        })
+        .collect()
 }
 
 /// `http://<addr>` (`https://` with TLS); a wildcard address (`0.0.0.0`, `::`) becomes
@@ -612,7 +709,8 @@ impl Settings {
     fn parse<T>(&self, key: &str, allowed: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
         let Some(raw) = self.0.get(key) else { return Ok(None) };
         parse(raw.trim()).map(Some).ok_or_else(|| {
-            let shown = if SECRET_KEYS.contains(&key) { "(hidden)".to_owned() } else { format!("{raw:?}") };
+            let secret = SECRET_KEYS.contains(&key) || oauth_key(key).is_some_and(|(_, field)| field == "client_secret");
+            let shown = if secret { "(hidden)".to_owned() } else { format!("{raw:?}") };
             ConfigError(format!("invalid value for KEEL_{} (keel.toml key `{key}`): got {shown}, expected {allowed}", key.to_uppercase()))
         })
     }
@@ -825,6 +923,67 @@ mod tests {
             let err = Config::from_pairs([(key, value)]).err().unwrap_or_else(|| panic!("{key}={value} is refused")).to_string();
             assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
         }
+    }
+
+    #[test]
+    fn social_login_providers_come_from_their_keys_and_are_checked_at_start() {
+        use crate::auth::social::model::ProviderKind;
+        let providers = [
+            ("oauth_google_client_id", "g-id"),
+            ("oauth_google_client_secret", "g-secret"),
+            ("oauth_github_client_id", "gh-id"),
+            ("oauth_github_client_secret", "gh-secret"),
+            ("oauth_corp2_issuer", "https://idp.corp.example/realms/x"),
+            ("oauth_corp2_client_id", "c-id"),
+            ("oauth_corp2_client_secret", "c-secret"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| providers.iter().chain(extra).copied().collect::<Vec<_>>();
+        let err = Config::from_pairs(with(&[("oauth_redirect_urls", "https://shop.example/auth/done, myapp://callback")]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("KEEL_OAUTH_REDIRECT_URLS")), "custom schemes are refused: {err:?}");
+        let c = Config::from_pairs(with(&[
+            ("oauth_redirect_urls", "https://shop.example/auth/done, https://m.shop.example/done"),
+            ("public_url", "https://api.shop.example/"),
+        ]))
+        .unwrap();
+        let kinds: Vec<(&str, &ProviderKind)> = c.oauth_providers.iter().map(|p| (p.id.as_str(), &p.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("corp2", &ProviderKind::Oidc { issuer: "https://idp.corp.example/realms/x".into() }),
+                ("github", &ProviderKind::GitHub { web_url: "https://github.com".into(), api_url: "https://api.github.com".into() }),
+                ("google", &ProviderKind::Oidc { issuer: "https://accounts.google.com".into() }),
+            ]
+        );
+        assert_eq!(c.oauth_redirect_urls, ["https://shop.example/auth/done", "https://m.shop.example/done"]);
+        assert_eq!(c.public_base_url(), "https://api.shop.example");
+        assert_eq!(Config::from_pairs([("listen", "0.0.0.0:9000")]).unwrap().public_base_url(), "http://127.0.0.1:9000");
+        // Each case: a provider's keys, with a client id and secret unless the case is about them.
+        let with_credentials = |name: &str, extra: &[(&str, &str)]| {
+            let mut pairs: Vec<(String, String)> = [("client_id", "id"), ("client_secret", "hunter2-secret")]
+                .iter()
+                .map(|(k, v)| (format!("oauth_{name}_{k}"), (*v).to_owned()))
+                .collect();
+            pairs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            pairs
+        };
+        let only = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        for (pairs, variable) in [
+            (only(&[("oauth_corp_issuer", "https://idp.example")]), "KEEL_OAUTH_CORP_CLIENT_ID"),
+            (only(&[("oauth_corp_issuer", "https://idp.example"), ("oauth_corp_client_id", "x")]), "KEEL_OAUTH_CORP_CLIENT_SECRET"),
+            (with_credentials("corp", &[]), "KEEL_OAUTH_CORP_ISSUER"),
+            (with_credentials("corp", &[("oauth_corp_issuer", "idp.example")]), "KEEL_OAUTH_CORP_ISSUER"),
+            (with_credentials("github", &[("oauth_github_issuer", "https://github.com")]), "KEEL_OAUTH_GITHUB_ISSUER"),
+            (with_credentials("github", &[("oauth_github_api_url", "api.github.com")]), "KEEL_OAUTH_GITHUB_API_URL"),
+            (with_credentials("google", &[("oauth_google_url", "https://x.example")]), "KEEL_OAUTH_GOOGLE_URL"),
+            (only(&[("oauth_github_client_id", "x"), ("oauth_github_client_secret", "")]), "KEEL_OAUTH_GITHUB_CLIENT_SECRET"),
+            (only(&[("public_url", "https://api.example/v1")]), "KEEL_PUBLIC_URL"),
+        ] {
+            let err = Config::from_pairs(pairs).err().unwrap_or_else(|| panic!("{variable} is refused")).to_string();
+            assert!(err.contains(variable) && !err.contains("hunter2"), "{err}");
+        }
+        assert!(Config::from_pairs([("oauth_Bad-Name_client_id", "x")]).is_err(), "provider names are lower-case letters and digits");
     }
 
     #[test]

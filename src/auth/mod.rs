@@ -1,4 +1,4 @@
-//! Accounts and sessions: users, passwords, tokens, roles.
+//! Accounts and sessions: users, passwords, tokens, roles, and sign-in through providers.
 
 pub mod api_keys;
 pub mod error;
@@ -11,6 +11,7 @@ pub mod repo;
 pub mod routes;
 pub mod service;
 pub mod sessions;
+pub mod social;
 pub mod tokens;
 
 pub use api_keys::ApiKeys;

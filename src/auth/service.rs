@@ -142,7 +142,7 @@ impl Accounts {
 
     pub async fn register(&self, account: NewAccount, client: Client) -> Result<Issued, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;
-        let row = new_user_row(&account, hash, Roles::customer(), now());
+        let row = new_user_row(&account.email, &account.name, hash, Roles::customer(), now());
         let (session, refresh) = self.new_session(&row.id, &client, row.created_at);
         let (token, mail) = self.mailed_token(&row.id, &row.email, &row.name, TokenPurpose::VerifyEmail, row.created_at);
         let (row_ref, session_ref, token, mail) = (&row, &session, &token, &mail);
@@ -493,7 +493,7 @@ impl Accounts {
     /// Creates an account with extra roles (the command line's `admin create`).
     pub async fn create_with_roles(&self, account: NewAccount, roles: Roles) -> Result<String, AuthError> {
         let hash = self.hasher.hash(account.password.expose()).await?;
-        let row = new_user_row(&account, hash, roles, now());
+        let row = new_user_row(&account.email, &account.name, hash, roles, now());
         let row_ref = &row;
         self.transact(|mut tx| async move {
             self.insert_user(&mut tx, row_ref).await?;
@@ -595,12 +595,13 @@ enum Rotated {
     Invalid,
 }
 
-fn new_user_row(account: &NewAccount, password_hash: String, roles: Roles, at: DateTime<Utc>) -> UserRow {
+/// A new account's row (email not verified yet, no MFA); `password_hash` is `''` for none.
+pub(super) fn new_user_row(email: &Email, name: &str, password_hash: String, roles: Roles, at: DateTime<Utc>) -> UserRow {
     UserRow {
         id: crate::ids::new("usr"),
-        email: account.email.as_str().to_owned(),
+        email: email.as_str().to_owned(),
         email_verified: false,
-        name: account.name.clone(),
+        name: name.to_owned(),
         password_hash,
         roles: roles.bits(),
         country: None,

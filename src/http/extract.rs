@@ -1,5 +1,5 @@
-//! Request extractors whose rejections are problem+json: JSON bodies, query strings, path
-//! parameters, client IP.
+//! Request extractors whose rejections are problem+json: JSON and form bodies, query strings,
+//! path parameters, client IP.
 //!
 //! None of them lets a NUL character through: no field of ours may hold one, and PostgreSQL
 //! refuses it in text (which would otherwise surface as a 500).
@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -26,14 +26,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-            }
-        })?;
+        let (parts, bytes) = read_body(req, state, |why| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", why)).await?;
         // Parse first, so the content type and the syntax are judged before the NUL check.
         let nul = has_nul_escape(&bytes);
         // Every body of ours is an object; serde would also fill a struct from an array.
@@ -45,6 +38,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Err(rejection) => Err(json_rejection(rejection, &bytes)),
         }
     }
+}
+
+/// The whole body and the request's parts: a body over the limit is `413`, another failure
+/// to read it is `unreadable`'s error.
+async fn read_body<S: Send + Sync>(req: Request, state: &S, unreadable: fn(String) -> ApiError) -> Result<(Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        } else {
+            unreadable(e.body_text())
+        }
+    })?;
+    Ok((parts, bytes))
 }
 
 /// True when JSON text holds a `\u0000` escape (an escaped backslash before `u0000` is text).
@@ -136,6 +143,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 Err(ApiError::validation(Invalid::one("query", "invalid", e.body_text())))
             }
             Err(other) => Err(ApiError::validation(Invalid::one("query", "invalid", other.body_text()))),
+        }
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`, as providers that post their answer send
+/// it). Wrong content type → 415, too big → 413, a body that does not fit → 422.
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, bytes) = read_body(req, state, |why| Invalid::one("body", "invalid", why).into()).await?;
+        if bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+            return Err(Invalid::one("body", "invalid", "the form must not contain NUL characters").into());
+        }
+        match axum::Form::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/x-www-form-urlencoded",
+            )),
+            Err(other) => Err(ApiError::validation(Invalid::one("body", "invalid", other.body_text()))),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The conventions of the OpenAPI document, applied once to every operation after the routes
 //! are collected, so that no handler repeats them: problem+json errors and the statuses that
 //! follow from an operation's shape (a token → 401, a back-office path → 403, a path id → 404,
-//! a JSON body → 400/413/415/422, a query → 422), the headers every response or every
-//! limited, cacheable or refused response carries, and a description for each response.
+//! a JSON body → 400/413/415/422, a form body → 413/415/422, a query → 422), the headers every
+//! response or every limited, cacheable or refused response carries, and a description for
+//! each response.
 //! Every rate-limited route (`rate_limit::is_limited`) gets its `429`. Statuses particular to one
 //! route (409, 412, a sign-in limit's 429 …) stay in that handler's annotation.
 //! Idempotent routes (`guard::ROUTES`) get the `Idempotency-Key` parameter, their `400`, `409`
@@ -180,7 +181,12 @@ fn conform(path: &str, op: &mut Operation) {
     let (has_path_id, has_query) = (located(ParameterIn::Path), located(ParameterIn::Query));
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
 
-    if op.request_body.is_some() {
+    let form = matches!(&op.request_body, Some(RefOr::T(b)) if b.content.contains_key("application/x-www-form-urlencoded"));
+    if form {
+        declare(op, "413", "`payload_too_large`: the body is over the size limit (1 MiB by default)");
+        declare(op, "415", "`unsupported_media_type`: the body is not sent as `Content-Type: application/x-www-form-urlencoded`");
+        declare(op, "422", "`validation_failed`: the form does not parse");
+    } else if op.request_body.is_some() {
         declare(op, "400", "`malformed_json`: the body is not valid JSON");
         declare(op, "413", "`payload_too_large`: the body is over the size limit (1 MiB by default)");
         declare(op, "415", "`unsupported_media_type`: the body is not sent as `Content-Type: application/json`");

@@ -177,6 +177,9 @@ mod tests {
         assert_eq!(policies(Method::GET, "/v1/wallet/transfers", &ada), [Policy::User], "reading is not moving money");
         assert_eq!(policies(Method::POST, "/v1/admin/orders/{id}/refunds", &ada), [Policy::Money, Policy::Admin, Policy::User]);
         assert_eq!(policies(Method::GET, "/v1/admin/users", &ada), [Policy::Admin, Policy::User]);
+        // Social login's browser round trip is anonymous; linking an identity is the user's.
+        assert_eq!(policies(Method::GET, "/v1/auth/oauth/{provider}/callback", &address), [Policy::Anonymous]);
+        assert_eq!(policies(Method::POST, "/v1/me/identities/{id}", &ada), [Policy::User]);
         assert_eq!(classes(&Method::GET, "/v1/me", &ada)[0].1, "usr_ada");
         let key = Caller::ApiKey("3f9a".into());
         assert_eq!(policies(Method::GET, "/v1/admin/orders", &key), [Policy::ApiKey], "a key has a budget of its own");

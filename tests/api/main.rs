@@ -2,6 +2,8 @@
 //! database (SQLite, or PostgreSQL when `KEEL_TEST_DATABASE_URL` is set) and talks HTTP to it.
 
 // Shared with the payments tests; each binary uses a part of it.
+#[path = "../common/fake_oidc.rs"]
+mod fake_oidc;
 #[allow(dead_code)]
 #[path = "../common/fake_provider.rs"]
 mod fake_provider;
@@ -54,6 +56,7 @@ mod route_guards;
 mod secrets_in_logs;
 mod sessions;
 mod settlement;
+mod social;
 mod stock;
 mod tls;
 mod tokens;

@@ -188,9 +188,12 @@ async fn openapi_is_version_3_1_and_documents_exactly_the_served_v1_routes() {
         }
     }
     // Every route of the contract is either documented or not served at all (not yet built).
+    // Parameter names aside: one position of a path has one name (`/v1/me/identities/{id}` is
+    // the contract's `{provider}` for POST and `{id}` for DELETE).
+    let template = |path: &str| path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s }).collect::<Vec<_>>().join("/");
     for (method, path) in CONTRACT_V1 {
         let method: Method = method.parse().unwrap();
-        if ops.iter().any(|op| op.path == *path && op.method == method) {
+        if ops.iter().any(|op| template(&op.path) == template(path) && op.method == method) {
             continue;
         }
         let reply = app.call(method.clone(), &fill_path(path, |_| "nope_1".to_owned()), None, None).await;

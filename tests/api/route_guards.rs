@@ -92,6 +92,9 @@ fn unknown_id(collection: &str) -> String {
         "webhook-endpoints" => "whe",
         "orders" => "ord",
         "api-keys" => "key",
+        "identities" => "idn",
+        // A provider's name: any unconfigured one.
+        "oauth" => "nosuchprovider",
         other => panic!("no id prefix for the collection `{other}`: add it here"),
     };
     format!("{prefix}_01900000000070008000000000000000")
@@ -150,6 +153,8 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/admin/orders/{id}/refunds") => json!({ "amount": usd(100), "reason": "damaged" }),
         ("POST", "/v1/admin/api-keys") => json!({ "name": "ERP", "scopes": ["orders:read"] }),
         ("POST", "/v1/admin/api-keys/{id}/rotate") => json!({ "grace_seconds": 60 }),
+        ("POST", "/v1/auth/oauth/exchange") => json!({ "code": "not-a-code" }),
+        ("POST", "/v1/me/identities/{id}") => json!({ "redirect_to": "https://shop.example/auth/done" }),
         _ => panic!("{} takes a body: add a valid one to `valid_body`", op.name()),
     }
 }
@@ -190,6 +195,12 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/auth/verify-email"),
     ("POST", "/v1/auth/password/forgot"),
     ("POST", "/v1/auth/password/reset"),
+    // Social login: the browser comes and goes between Keel and the provider before anyone is signed in.
+    ("GET", "/v1/auth/oauth/providers"),
+    ("GET", "/v1/auth/oauth/{provider}/authorize"),
+    ("GET", "/v1/auth/oauth/{provider}/callback"),
+    ("POST", "/v1/auth/oauth/{provider}/callback"),
+    ("POST", "/v1/auth/oauth/exchange"),
     ("GET", "/v1/products"),
     ("GET", "/v1/products/{id}"),
     ("GET", "/v1/products/{id}/quote"),

@@ -1,0 +1,262 @@
+//! SQL of social login (identities, sign-in states, login codes), written once for both backends.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::model::Holder;
+use crate::store::{Backend, Build, Columns, Db, Sql, Store, StoreError, Tx};
+
+/// An identity at a provider, linked to an account.
+#[derive(Debug, Clone)]
+pub struct IdentityRow {
+    pub id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A sign-in on its way to the provider, stored under the hash of its `state`.
+#[derive(Debug, Clone)]
+pub struct StateRow {
+    pub state_hash: String,
+    pub provider: String,
+    /// The PKCE verifier, sealed.
+    pub verifier_enc: String,
+    pub nonce_hash: String,
+    pub redirect_to: String,
+    /// Set when a signed-in account links an identity (rather than someone signing in).
+    pub link_user_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A one-time login code, stored as its hash.
+#[derive(Debug, Clone)]
+pub struct NewLoginCode {
+    pub code_hash: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+pub trait SocialRepo: Send + Sync {
+    /// The caller's identities, oldest first.
+    async fn list_identities(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<IdentityRow>, StoreError>;
+
+    /// Stores a started sign-in (and forgets expired ones).
+    async fn insert_state(&self, tx: &mut Tx, state: &StateRow) -> Result<(), StoreError>;
+    /// Spends a live state of `provider`; `None`: unknown, spent, expired or another provider's.
+    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError>;
+
+    /// The account holding the identity (issuer, subject), if any.
+    async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError>;
+    /// The live account with this (normalised) email.
+    async fn email_holder(&self, tx: &mut Tx, email: &str) -> Result<Option<Holder>, StoreError>;
+    /// `Conflict { constraint: unique::IDENTITY }` when the identity is linked already.
+    async fn insert_identity(&self, tx: &mut Tx, identity: &IdentityRow) -> Result<(), StoreError>;
+    /// Removes every identity of the account; how many there were.
+    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError>;
+    /// Removes one of the account's identities; the removed row, or `None` when it has no such.
+    async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError>;
+    /// The ways the account can sign in: its password (when it has one) and its identities.
+    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError>;
+
+    /// Stores a login code (and forgets expired ones).
+    async fn insert_login_code(&self, tx: &mut Tx, code: &NewLoginCode) -> Result<(), StoreError>;
+    /// Spends a live code; its account, or `None` when it is unknown, spent or expired.
+    async fn claim_login_code(&self, tx: &mut Tx, code_hash: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
+    /// Gives a claimed code back after a refused second factor, unless it has had `max_attempts`.
+    async fn release_login_code(&self, tx: &mut Tx, code_hash: &str, max_attempts: i64) -> Result<(), StoreError>;
+}
+
+pub fn for_store(store: &Store) -> Arc<dyn SocialRepo> {
+    struct Social;
+    impl Build for Social {
+        type Output = Arc<dyn SocialRepo>;
+        fn build<DB: Backend>(self, db: Db<DB>) -> Self::Output {
+            Arc::new(SqlSocial { db })
+        }
+    }
+    store.build(Social)
+}
+
+struct SqlSocial<DB: Backend> {
+    db: Db<DB>,
+}
+
+fn identity_from<R: Columns>(r: &R) -> Result<IdentityRow, StoreError> {
+    Ok(IdentityRow {
+        id: r.text("id")?,
+        user_id: r.text("user_id")?,
+        provider: r.text("provider")?,
+        issuer: r.text("issuer")?,
+        subject: r.text("subject")?,
+        email: r.opt_text("email")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+fn holder_from<R: Columns>(r: &R) -> Result<Holder, StoreError> {
+    Ok(Holder { id: r.text("id")?, email_verified: r.flag("email_verified")?, disabled: r.flag("disabled")? })
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> SocialRepo for SqlSocial<DB> {
+    async fn list_identities(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<IdentityRow>, StoreError> {
+        let mut conn = self.db.reader().await?;
+        let rows = Sql::<DB>::new(
+            "SELECT id, user_id, provider, issuer, subject, email, created_at FROM identities \
+             WHERE user_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after.map(str::to_owned))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut conn)
+        .await?;
+        rows.iter().map(identity_from).collect()
+    }
+
+    async fn insert_state(&self, tx: &mut Tx, s: &StateRow) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM oauth_states WHERE expires_at < $1").bind(s.created_at).execute(conn).await?;
+        Sql::<DB>::new(
+            "INSERT INTO oauth_states (state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.state_hash.as_str())
+        .bind(s.provider.as_str())
+        .bind(s.verifier_enc.as_str())
+        .bind(s.nonce_hash.as_str())
+        .bind(s.redirect_to.as_str())
+        .bind(s.link_user_id.clone())
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError> {
+        let row = Sql::<DB>::new(
+            "UPDATE oauth_states SET used_at = $3 WHERE state_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3 \
+             RETURNING state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at",
+        )
+        .bind(state_hash)
+        .bind(provider)
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| {
+            Ok(StateRow {
+                state_hash: r.text("state_hash")?,
+                provider: r.text("provider")?,
+                verifier_enc: r.text("verifier_enc")?,
+                nonce_hash: r.text("nonce_hash")?,
+                redirect_to: r.text("redirect_to")?,
+                link_user_id: r.opt_text("link_user_id")?,
+                created_at: r.time("created_at")?,
+                expires_at: r.time("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError> {
+        let row = Sql::<DB>::new(
+            "SELECT u.id, u.email_verified, u.disabled FROM identities i JOIN users u ON u.id = i.user_id \
+             WHERE i.issuer = $1 AND i.subject = $2",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.as_ref().map(holder_from).transpose()
+    }
+
+    async fn email_holder(&self, tx: &mut Tx, email: &str) -> Result<Option<Holder>, StoreError> {
+        let row = Sql::<DB>::new("SELECT id, email_verified, disabled FROM users WHERE email = $1 AND deleted_at IS NULL")
+            .bind(email)
+            .fetch_optional(tx.conn::<DB>()?)
+            .await?;
+        row.as_ref().map(holder_from).transpose()
+    }
+
+    async fn insert_identity(&self, tx: &mut Tx, i: &IdentityRow) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(i.id.as_str())
+        .bind(i.user_id.as_str())
+        .bind(i.provider.as_str())
+        .bind(i.issuer.as_str())
+        .bind(i.subject.as_str())
+        .bind(i.email.clone())
+        .bind(i.created_at)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
+        Sql::<DB>::new("DELETE FROM identities WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await
+    }
+
+    async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError> {
+        const SQL: &str = "DELETE FROM identities WHERE id = $1 AND user_id = $2 \
+                           RETURNING id, user_id, provider, issuer, subject, email, created_at";
+        let row = Sql::<DB>::new(SQL).bind(id).bind(user_id).fetch_optional(tx.conn::<DB>()?).await?;
+        row.as_ref().map(identity_from).transpose()
+    }
+
+    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError> {
+        let row = Sql::<DB>::new(
+            "SELECT (SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash <> '') \
+                  + (SELECT COUNT(*) FROM identities WHERE user_id = $1) AS methods",
+        )
+        .bind(user_id)
+        .fetch_one(tx.conn::<DB>()?)
+        .await?;
+        row.int("methods")
+    }
+
+    async fn insert_login_code(&self, tx: &mut Tx, c: &NewLoginCode) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM login_codes WHERE expires_at < $1").bind(c.created_at).execute(conn).await?;
+        Sql::<DB>::new("INSERT INTO login_codes (code_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(c.code_hash.as_str())
+            .bind(c.user_id.as_str())
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_login_code(&self, tx: &mut Tx, code_hash: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let row = Sql::<DB>::new(
+            "UPDATE login_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| r.text("user_id")).transpose()
+    }
+
+    async fn release_login_code(&self, tx: &mut Tx, code_hash: &str, max_attempts: i64) -> Result<(), StoreError> {
+        Sql::<DB>::new(
+            "UPDATE login_codes SET attempts = attempts + 1, used_at = CASE WHEN attempts + 1 < $2 THEN NULL ELSE used_at END \
+             WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .bind(max_attempts)
+        .execute(tx.conn::<DB>()?)
+        .await?;
+        Ok(())
+    }
+}
