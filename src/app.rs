@@ -13,6 +13,7 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 
 use crate::auth::Accounts;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::tokens::{TokenSigner, generate_key};
@@ -80,6 +81,7 @@ pub struct AppState {
     /// Present when Redis is configured (readiness checks it).
     pub redis: Option<Arc<Redis>>,
     pub accounts: Arc<Accounts>,
+    pub passkeys: Arc<Passkeys>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
     pub notifications: Arc<Notifications>,
@@ -167,6 +169,7 @@ impl Application {
             pricing: services.pricing.clone(),
             currency: Currency(config.currency.as_str().into()),
             accounts: services.accounts.clone(),
+            passkeys: Arc::new(Passkeys::new(services.store.clone(), services.accounts.clone(), &config.relying_party()?)?),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
             notifications: services.notifications.clone(),

@@ -59,6 +59,7 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
+        .merge(crate::auth::passkeys::routes::router())
         .merge(crate::jobs::routes::router())
         .merge(crate::notify::routes::router())
         .merge(crate::catalog::routes::router())

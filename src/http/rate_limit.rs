@@ -171,6 +171,11 @@ mod tests {
         assert_eq!(policies(Method::GET, "/v1/wallet/transfers", &ada), [Policy::User], "reading is not moving money");
         assert_eq!(policies(Method::POST, "/v1/admin/orders/{id}/refunds", &ada), [Policy::Money, Policy::Admin, Policy::User]);
         assert_eq!(policies(Method::GET, "/v1/admin/users", &ada), [Policy::Admin, Policy::User]);
+        // Passkey logins are anonymous (their handlers also spend the address's sign-in budget);
+        // registering and managing passkeys is a signed-in user's business.
+        assert_eq!(policies(Method::POST, "/v1/auth/passkeys/login/finish", &address), [Policy::Anonymous]);
+        assert_eq!(policies(Method::POST, "/v1/auth/passkeys/register/start", &ada), [Policy::User]);
+        assert_eq!(policies(Method::DELETE, "/v1/me/passkeys/{id}", &ada), [Policy::User]);
         assert_eq!(classes(&Method::GET, "/v1/me", &ada)[0].1, "usr_ada");
         assert_eq!(classes(&Method::GET, "/v1/me", &address)[0].1, "203.0.113.7");
     }

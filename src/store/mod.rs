@@ -42,11 +42,13 @@ pub enum StoreError {
 pub mod unique {
     pub const USER_EMAIL: &str = "users.email";
     pub const PRODUCT_SKU: &str = "products.sku";
+    pub const PASSKEY_CREDENTIAL: &str = "passkeys.credential_id";
     /// A unique violation of a constraint not listed here.
     pub const OTHER: &str = "other";
 
     /// (PostgreSQL's name for the constraint, its name here).
-    const KNOWN: &[(&str, &str)] = &[("users_email_key", USER_EMAIL), ("products_sku_key", PRODUCT_SKU)];
+    const KNOWN: &[(&str, &str)] =
+        &[("users_email_key", USER_EMAIL), ("products_sku_key", PRODUCT_SKU), ("passkeys_credential_id_key", PASSKEY_CREDENTIAL)];
 
     /// The constraint a unique violation names: PostgreSQL reports the index name, SQLite
     /// only the column list in its message (`UNIQUE constraint failed: users.email`).

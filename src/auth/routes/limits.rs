@@ -15,7 +15,7 @@ fn account_key(email: &str) -> String {
 
 /// Every attempt from one client address (login, register, reset, verification), spent before
 /// anything in the body is looked at.
-pub(super) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
+pub(in crate::auth) async fn limit_ip(limiter: &dyn Limiter, ip: ClientIp) -> ApiResult<RateLimitHeaders> {
     enforce(limiter, &[(Policy::AuthIp, ip.0.to_string().as_str())]).await
 }
 

@@ -1,7 +1,7 @@
 //! HTTP routes of accounts and sessions. Handlers parse, call one use case, and map.
 
 mod admin;
-mod limits;
+pub(super) mod limits;
 mod mfa;
 mod profile;
 mod recovery;
@@ -65,7 +65,7 @@ impl From<Issued> for TokenResponse {
     }
 }
 
-fn client(ip: ClientIp, headers: &HeaderMap) -> Client {
+pub(super) fn client(ip: ClientIp, headers: &HeaderMap) -> Client {
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     Client { origin: ip.origin(), user_agent }
 }
