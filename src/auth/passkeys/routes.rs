@@ -45,7 +45,7 @@ pub struct CeremonyStarted {
     pub challenge_id: String,
     /// WebAuthn Level 3 JSON: `PublicKeyCredentialCreationOptions` to register,
     /// `PublicKeyCredentialRequestOptions` to log in.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub options: Value,
 }
 
@@ -61,7 +61,7 @@ pub struct RegisterFinishRequest {
     pub challenge_id: String,
     /// The `PublicKeyCredential` of `navigator.credentials.create()` as WebAuthn Level 3 JSON
     /// (`credential.toJSON()`): `id`, `rawId`, `type`, `response.attestationObject`, `response.clientDataJSON`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub credential: Map<String, Value>,
     /// 1–100 characters, to tell passkeys apart (default `Passkey`).
     #[schema(min_length = 1, max_length = 100)]
@@ -85,7 +85,7 @@ pub struct LoginFinishRequest {
     /// The `PublicKeyCredential` of `navigator.credentials.get()` as WebAuthn Level 3 JSON
     /// (`credential.toJSON()`): `id`, `rawId`, `type`, `response.authenticatorData`,
     /// `response.clientDataJSON`, `response.signature`, `response.userHandle`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub credential: Map<String, Value>,
 }
 
