@@ -13,11 +13,13 @@ import { Pricing } from './pages/pricing';
 import { Jobs } from './pages/jobs';
 import { Webhooks } from './pages/webhooks';
 import { Audit } from './pages/audit';
+import { Passkeys } from './pages/passkeys';
 
 type Page = { path: string; title: string; adminOnly?: boolean; view: (props: { user: Me; admin: boolean }) => preact.JSX.Element };
 
 /** The pages, in the order of the navigation. Support reads every page whose routes it may
- *  read; the webhook and audit routes are admin only, so their pages are too. */
+ *  read; the webhook and audit routes are admin only, so their pages are too. Every staff user
+ *  manages their own passkeys. */
 const PAGES: Page[] = [
   { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/orders', title: 'Orders', view: Orders },
@@ -27,6 +29,7 @@ const PAGES: Page[] = [
   { path: '/jobs', title: 'Jobs', view: Jobs },
   { path: '/webhooks', title: 'Webhooks', adminOnly: true, view: Webhooks },
   { path: '/audit', title: 'Audit log', adminOnly: true, view: Audit },
+  { path: '/passkeys', title: 'Your passkeys', view: Passkeys },
 ];
 
 function useUser(): { user: Me | null; resumed: boolean } {

@@ -6,7 +6,7 @@ import { assertNoPageErrors, definition, expectText, newPage, openSection, PHONE
 
 const chromium = useBrowser();
 
-/** The sections of the navigation (issue 13's pages) and the file names of their screenshots. */
+/** The sections of the navigation (issue 13's pages, and issue 14's passkeys) and the file names of their screenshots. */
 const SECTIONS = [
   ['Dashboard', 'Dashboard', 'dashboard'],
   ['Orders', 'Orders', 'orders'],
@@ -16,6 +16,7 @@ const SECTIONS = [
   ['Jobs', 'Jobs', 'jobs'],
   ['Webhooks', 'Webhook endpoints', 'webhooks'],
   ['Audit log', 'Audit log', 'audit'],
+  ['Your passkeys', 'Your passkeys', 'passkeys'],
 ];
 
 /** What shows a page has finished loading, besides no "Loading …" status left on it. */
