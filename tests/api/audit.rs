@@ -99,7 +99,7 @@ async fn sign_ins_refresh_reuse_password_and_mfa_changes_are_audited_without_sec
     assert_eq!(e(1)["target"], ada_id.as_str());
     assert_eq!(e(1)["ip"], "127.0.0.1");
     assert_eq!(e(1)["request_id"], "req-login-1");
-    assert_eq!(e(1)["details"], json!({ "session_id": login.session_id(), "mfa": false }));
+    assert_eq!(e(1)["details"], json!({ "session_id": login.session_id(), "mfa": false, "method": "password" }));
     // A failure has no actor; the account it tried, or for an unknown address only a hash of it.
     assert_eq!((&e(2)["actor"], &e(2)["target"]), (&Value::Null, &json!(ada_id)));
     assert_eq!(e(2)["details"], json!({ "reason": "wrong_password" }));

@@ -326,3 +326,14 @@ async fn passkey_logins_spend_the_sign_in_budget_of_the_address() {
     refused.problem(429, "rate_limited");
     assert!(refused.header("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn a_deleted_account_takes_its_passkeys_with_it() {
+    let app = spawn_app().await;
+    let admin = app.create_admin("root@example.com", PASSWORD).await;
+    let ada = app.customer("ada@example.com").await;
+    let (mut passkey, _) = register(&app, &ada).await;
+    app.delete_json_authed("/v1/me", &ada.access, &json!({ "password": PASSWORD })).await.expect(204);
+    login(&app, &mut passkey, &json!({})).await.problem(401, "invalid_credentials");
+    assert_eq!(refusals(&app, &admin).await, ["unknown_credential"]);
+}
