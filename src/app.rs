@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Accounts;
 use crate::auth::ApiKeys;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::Hasher;
 use crate::auth::recovery::PasswordResetRequests;
 use crate::auth::social::Social;
@@ -85,6 +86,7 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeys>,
     /// Sign-in through OAuth 2.0 / OpenID Connect providers.
     pub social: Arc<Social>,
+    pub passkeys: Arc<Passkeys>,
     pub jobs: Jobs,
     pub bus: Arc<dyn Bus>,
     pub notifications: Arc<Notifications>,
@@ -174,6 +176,7 @@ impl Application {
             accounts: services.accounts.clone(),
             api_keys: Arc::new(ApiKeys::new(services.store.clone(), services.cipher.clone(), services.accounts.clone())),
             social: Arc::new(Social::new(services.accounts.clone(), &config)?),
+            passkeys: Arc::new(Passkeys::new(services.store.clone(), services.accounts.clone(), &config.relying_party()?)?),
             jobs: services.jobs.clone(),
             bus: bus.clone(),
             notifications: services.notifications.clone(),

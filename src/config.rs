@@ -65,6 +65,8 @@ const KEYS: &[&str] = &[
     "app_base_url",
     "public_url",
     "oauth_redirect_urls",
+    "webauthn_rp_id",
+    "webauthn_origins",
     "webhook_retry_base_ms",
     "webhook_max_attempts",
     "webhook_allowed_networks",
@@ -191,6 +193,10 @@ pub struct Config {
     /// Where the shop's web app lives: links in mail point there (`/verify-email?token=…`).
     /// Unset: Keel's own address, where built-in pages complete the flows (see `mail_base_url`).
     pub app_base_url: Option<String>,
+    /// The passkeys' relying party id (a domain) and the origins browsers use them from; by
+    /// default those of `app_base_url` (see [`Config::relying_party`]).
+    pub webauthn_rp_id: Option<String>,
+    pub webauthn_origins: Vec<webauthn_rs::prelude::Url>,
     /// NATS server with JetStream; without it the bus is in-process (one instance).
     pub nats_url: Option<SecretString>,
     /// Subjects are `<prefix>.events.<type>`, the stream `<PREFIX>_EVENTS`.
@@ -320,7 +326,7 @@ impl Config {
         let database_url = s.parse("database_url", "a sqlite://… or postgres://… URL", |v| {
             (v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")).then(|| v.to_owned())
         })?;
-        Ok(Config {
+        let config = Config {
             listen: s
                 .parse("listen", "an address:port such as 127.0.0.1:8080", |v| v.parse().ok())?
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -490,11 +496,38 @@ impl Config {
             realtime_heartbeat: s
                 .parse("realtime_heartbeat_secs", "seconds from 1 to 3600", secs(1, 3600))?
                 .unwrap_or(Duration::from_secs(15)),
-        })
+            webauthn_rp_id: s.parse("webauthn_rp_id", "a domain name such as shop.example.com or localhost (not an IP address)", |v| {
+                crate::auth::passkeys::model::parse_rp_id(v)
+            })?,
+            webauthn_origins: s
+                .parse(
+                    "webauthn_origins",
+                    "comma-separated origins on domains such as https://shop.example.com",
+                    crate::auth::passkeys::model::parse_origins,
+                )?
+                .unwrap_or_default(),
+        };
+        // The port of Keel's own address may be 0 until bound: only the hosts are checked here.
+        config.relying_party()?;
+        Ok(config)
     }
 }
 
 impl Config {
+    /// Where passkeys are valid: `webauthn_rp_id` and `webauthn_origins`, else the host and
+    /// origin of `app_base_url`, else `localhost` at Keel's own port (WebAuthn needs a domain:
+    /// browsers reach a local Keel as `http://localhost:<port>`, never as `127.0.0.1`).
+    pub fn relying_party(&self) -> Result<crate::auth::passkeys::RelyingParty, ConfigError> {
+        let own = own_url(self.listen, self.tls.is_some());
+        crate::auth::passkeys::RelyingParty::resolve(
+            self.webauthn_rp_id.as_deref(),
+            &self.webauthn_origins,
+            self.app_base_url.as_deref(),
+            &own,
+        )
+        .map_err(|why| key_error(if self.webauthn_origins.is_empty() { "webauthn_rp_id" } else { "webauthn_origins" }, &why))
+    }
+
     /// The base of links in mail: `app_base_url`, else Keel's own address at `listen` (whose
     /// built-in `/verify-email` and `/reset-password` pages complete the flows).
     pub fn mail_base_url(&self) -> String {
@@ -989,6 +1022,26 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::from_pairs([("lisen", "x")]).is_err());
+    }
+
+    #[test]
+    fn the_passkeys_relying_party_is_checked_at_start() {
+        let c = Config::from_pairs([("listen", "127.0.0.1:9000")]).unwrap();
+        let rp = c.relying_party().unwrap();
+        assert_eq!((rp.id.as_str(), rp.origins[0].as_str()), ("localhost", "http://localhost:9000/"));
+        let c = Config::from_pairs([("app_base_url", "https://shop.example.com")]).unwrap();
+        assert_eq!(c.relying_party().unwrap().id, "shop.example.com");
+        for (key, value) in
+            [("webauthn_rp_id", "127.0.0.1"), ("webauthn_origins", "http://127.0.0.1:8080"), ("webauthn_rp_id", "other.example")]
+        {
+            let err = Config::from_pairs([(key, value), ("app_base_url", "https://shop.example.com")])
+                .err()
+                .unwrap_or_else(|| panic!("{key}={value} is refused"))
+                .to_string();
+            assert!(err.contains(&format!("KEEL_{}", key.to_uppercase())), "{err}");
+        }
+        let c = Config::from_pairs([("webauthn_rp_id", "example.com"), ("webauthn_origins", "https://a.example.com,https://example.com")]);
+        assert_eq!(c.unwrap().relying_party().unwrap().origins.len(), 2);
     }
 
     #[test]

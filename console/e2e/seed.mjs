@@ -96,7 +96,7 @@ function freePort() {
 await eventually('/readyz', 60, async () => (await call(baseUrl, 'GET', '/readyz')).status === 200);
 
 const admins = {};
-for (const name of ['mfa', 'prices', 'orders', 'jobs', 'live', 'keys', 'tour']) {
+for (const name of ['mfa', 'prices', 'orders', 'jobs', 'live', 'keys', 'tour', 'passkeys']) {
   admins[name] = await adminWithTotp(`${name}@keel-e2e.example.com`);
 }
 const support = { email: 'help@keel-e2e.example.com' };

@@ -4,6 +4,7 @@
 import createClient from 'openapi-fetch';
 import { useEffect, useState } from 'preact/hooks';
 import type { components, paths } from './api';
+import { passkeyProblem, usePasskey } from './passkey';
 
 export type Schemas = components['schemas'];
 export type Problem = Schemas['Problem'];
@@ -83,6 +84,27 @@ export async function signIn(email: string, password: string, totp_code?: string
     body: { email, password, totp_code: totp_code || undefined },
   });
   if (error) return { ok: false, problem: error as Problem };
+  return startSession(data);
+}
+
+/** Signs in with a passkey the browser finds on its own (no email: a discoverable credential). */
+export async function signInWithPasskey(): Promise<LoginResult> {
+  const anonymous = createClient<paths>({ baseUrl: '' });
+  const started = await anonymous.POST('/v1/auth/passkeys/login/start', { body: {} });
+  if (started.error) return { ok: false, problem: started.error as Problem };
+  let credential;
+  try {
+    credential = await usePasskey(started.data.options);
+  } catch (e) {
+    return { ok: false, problem: passkeyProblem(e) };
+  }
+  const { data, error } = await anonymous.POST('/v1/auth/passkeys/login/finish', { body: { challenge_id: started.data.challenge_id, credential } });
+  if (error) return { ok: false, problem: error as Problem };
+  return startSession(data);
+}
+
+/** Keeps a new sign-in's session, if it is a staff account's. */
+async function startSession(data: Schemas['TokenResponse']): Promise<LoginResult> {
   // The console is for staff: another account's new session ends at once.
   if (!isStaff(data.user)) {
     await fetch('/v1/auth/logout', {

@@ -14,11 +14,13 @@ import { Jobs } from './pages/jobs';
 import { Webhooks } from './pages/webhooks';
 import { Audit } from './pages/audit';
 import { ApiKeys } from './pages/apikeys';
+import { Passkeys } from './pages/passkeys';
 
 type Page = { path: string; title: string; adminOnly?: boolean; view: (props: { user: Me; admin: boolean }) => preact.JSX.Element };
 
 /** The pages, in the order of the navigation. Support reads every page whose routes it may
- *  read; the webhook, audit and API key routes are admin only, so their pages are too. */
+ *  read; the webhook, audit and API key routes are admin only, so their pages are too. Every staff user
+ *  manages their own passkeys. */
 const PAGES: Page[] = [
   { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/orders', title: 'Orders', view: Orders },
@@ -29,6 +31,7 @@ const PAGES: Page[] = [
   { path: '/webhooks', title: 'Webhooks', adminOnly: true, view: Webhooks },
   { path: '/audit', title: 'Audit log', adminOnly: true, view: Audit },
   { path: '/api-keys', title: 'API keys', adminOnly: true, view: ApiKeys },
+  { path: '/passkeys', title: 'Your passkeys', view: Passkeys },
 ];
 
 function useUser(): { user: Me | null; resumed: boolean } {

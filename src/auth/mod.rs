@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod mfa;
 pub mod model;
+pub mod passkeys;
 pub mod password;
 pub mod recovery;
 pub mod repo;

@@ -143,7 +143,8 @@ pub trait AccountRepo: Send + Sync {
     /// Sets the password hash of an account that can sign in; false when it is deleted or disabled.
     async fn set_password_hash(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn mark_email_verified(&self, tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Replaces personal data with placeholders, turns MFA off and marks the account deleted and disabled.
+    /// Replaces personal data with placeholders, turns MFA off, removes its passkeys and marks the
+    /// account deleted and disabled.
     async fn erase_user(&self, tx: &mut Tx, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Stores a single-use token; an older live token of the same purpose stops working.
@@ -163,6 +164,10 @@ pub trait AccountRepo: Send + Sync {
     /// Records `step` as used; false when it (or a later one) was used already (replay).
     async fn use_totp_step(&self, tx: &mut Tx, user_id: &str, step: i64) -> Result<bool, StoreError>;
     async fn use_recovery_code(&self, tx: &mut Tx, user_id: &str, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// How many ways the account has to sign in: a password, each passkey, each provider identity. Removing one is refused
+    /// when it is the last (counted inside the unit of work that removes it).
+    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError>;
 
     async fn insert_session(&self, tx: &mut Tx, session: &NewSession) -> Result<(), StoreError>;
     /// Marks a refresh token spent. Of concurrent presenters exactly one gets true; false when
@@ -449,6 +454,9 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
     }
 
     async fn erase_user(&self, tx: &mut Tx, user_id: &str, placeholder_email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        // A passkey's name ("Ada's phone") is personal data, and the account signs in no more.
+        Sql::<DB>::new("DELETE FROM passkeys WHERE user_id = $1").bind(user_id).execute(conn).await?;
         Sql::<DB>::new(
             "UPDATE users SET email = $2, name = 'Deleted user', password_hash = '', country = NULL, phone_enc = NULL, \
              address_enc = NULL, mfa_enabled = FALSE, totp_secret_enc = NULL, totp_pending_enc = NULL, totp_last_step = NULL, \
@@ -457,7 +465,7 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
         .bind(user_id)
         .bind(placeholder_email)
         .bind(now)
-        .execute(tx.conn::<DB>()?)
+        .execute(conn)
         .await?;
         Ok(())
     }
@@ -563,6 +571,18 @@ impl<DB: Backend> AccountRepo for SqlAccounts<DB> {
             .execute(tx.conn::<DB>()?)
             .await?;
         Ok(n == 1)
+    }
+
+    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError> {
+        let row = Sql::<DB>::new(
+            "SELECT (SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash <> '') \
+             + (SELECT COUNT(*) FROM passkeys WHERE user_id = $1) \
+             + (SELECT COUNT(*) FROM identities WHERE user_id = $1) AS methods",
+        )
+        .bind(user_id)
+        .fetch_one(tx.conn::<DB>()?)
+        .await?;
+        row.int("methods")
     }
 
     async fn insert_session(&self, tx: &mut Tx, session: &NewSession) -> Result<(), StoreError> {

@@ -61,6 +61,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::auth::routes::router())
         .merge(crate::auth::api_keys::routes::router())
+        .merge(crate::auth::passkeys::routes::router())
         .merge(crate::jobs::routes::router())
         .merge(crate::notify::routes::router())
         .merge(crate::catalog::routes::router())

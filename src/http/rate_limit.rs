@@ -180,6 +180,11 @@ mod tests {
         // Social login's browser round trip is anonymous; linking an identity is the user's.
         assert_eq!(policies(Method::GET, "/v1/auth/oauth/{provider}/callback", &address), [Policy::Anonymous]);
         assert_eq!(policies(Method::POST, "/v1/me/identities/{id}", &ada), [Policy::User]);
+        // Passkey logins are anonymous (their handlers also spend the address's sign-in budget);
+        // registering and managing passkeys is a signed-in user's business.
+        assert_eq!(policies(Method::POST, "/v1/auth/passkeys/login/finish", &address), [Policy::Anonymous]);
+        assert_eq!(policies(Method::POST, "/v1/auth/passkeys/register/start", &ada), [Policy::User]);
+        assert_eq!(policies(Method::DELETE, "/v1/me/passkeys/{id}", &ada), [Policy::User]);
         assert_eq!(classes(&Method::GET, "/v1/me", &ada)[0].1, "usr_ada");
         let key = Caller::ApiKey("3f9a".into());
         assert_eq!(policies(Method::GET, "/v1/admin/orders", &key), [Policy::ApiKey], "a key has a budget of its own");

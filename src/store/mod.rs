@@ -44,12 +44,17 @@ pub mod unique {
     pub const PRODUCT_SKU: &str = "products.sku";
     /// An identity at a provider (issuer, subject) is linked to one account.
     pub const IDENTITY: &str = "identities.issuer, identities.subject";
+    pub const PASSKEY_CREDENTIAL: &str = "passkeys.credential_id";
     /// A unique violation of a constraint not listed here.
     pub const OTHER: &str = "other";
 
     /// (PostgreSQL's name for the constraint, its name here).
-    const KNOWN: &[(&str, &str)] =
-        &[("users_email_key", USER_EMAIL), ("products_sku_key", PRODUCT_SKU), ("identities_issuer_subject_key", IDENTITY)];
+    const KNOWN: &[(&str, &str)] = &[
+        ("users_email_key", USER_EMAIL),
+        ("products_sku_key", PRODUCT_SKU),
+        ("identities_issuer_subject_key", IDENTITY),
+        ("passkeys_credential_id_key", PASSKEY_CREDENTIAL),
+    ];
 
     /// The constraint a unique violation names: PostgreSQL reports the index name, SQLite
     /// only the column list in its message (`UNIQUE constraint failed: users.email`).

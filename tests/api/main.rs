@@ -43,6 +43,7 @@ mod openapi_document;
 mod ops;
 mod orders;
 mod outbox;
+mod passkeys;
 mod password;
 mod payments_faults;
 mod pricing;

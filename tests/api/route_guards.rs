@@ -95,6 +95,7 @@ fn unknown_id(collection: &str) -> String {
         "identities" => "idn",
         // A provider's name: any unconfigured one.
         "oauth" => "nosuchprovider",
+        "passkeys" => "pky",
         other => panic!("no id prefix for the collection `{other}`: add it here"),
     };
     format!("{prefix}_01900000000070008000000000000000")
@@ -136,6 +137,9 @@ fn valid_body(op: &Operation) -> Value {
         ("POST", "/v1/auth/mfa/totp/enable") => json!({ "code": "123456" }),
         ("POST", "/v1/auth/mfa/totp/disable") | ("DELETE", "/v1/me") => json!({ "password": "wrong password" }),
         ("PATCH", "/v1/me") => json!({ "name": "Renamed" }),
+        ("POST", "/v1/auth/passkeys/register/finish") => json!({ "challenge_id": "no-such-challenge", "credential": {}, "name": "Laptop" }),
+        ("POST", "/v1/auth/passkeys/login/start") => json!({ "email": "nobody@example.com" }),
+        ("POST", "/v1/auth/passkeys/login/finish") => json!({ "challenge_id": "no-such-challenge", "credential": {} }),
         ("PATCH", "/v1/admin/users/{id}") => json!({ "disabled": false }),
         ("POST", "/v1/admin/products") => {
             json!({ "sku": "NEW-1", "name": "New", "category": "misc", "price": usd(100), "stock": 1 })
@@ -201,6 +205,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v1/auth/oauth/{provider}/callback"),
     ("POST", "/v1/auth/oauth/{provider}/callback"),
     ("POST", "/v1/auth/oauth/exchange"),
+    ("POST", "/v1/auth/passkeys/login/start"),
+    ("POST", "/v1/auth/passkeys/login/finish"),
     ("GET", "/v1/products"),
     ("GET", "/v1/products/{id}"),
     ("GET", "/v1/products/{id}/quote"),

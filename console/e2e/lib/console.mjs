@@ -34,10 +34,11 @@ export function useBrowser() {
 /**
  * A fresh tab (its own session storage, so its own sign-in) at `viewport`, in US English and
  * UTC so money and times read the same on every machine. Uncaught errors and CSP violations of
- * the page are collected: `assertNoPageErrors` fails on any.
+ * the page are collected: `assertNoPageErrors` fails on any. `baseURL` is the shop's address
+ * unless given (passkeys need the shop at `localhost`, WebAuthn's domain for this machine).
  */
-export async function newPage(browser, viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport, locale: 'en-US', timezoneId: 'UTC', baseURL: shop.baseUrl });
+export async function newPage(browser, viewport = DESKTOP, baseURL = shop.baseUrl) {
+  const context = await browser.newContext({ viewport, locale: 'en-US', timezoneId: 'UTC', baseURL });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.errors = [];
@@ -57,10 +58,10 @@ export async function signIn(page, account) {
   await page.goto('/admin/');
   await page.getByLabel('Email').fill(account.email);
   await page.getByLabel('Password').fill(shop.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   if (account.totpSecret) {
     await page.getByLabel('Authentication code').fill(totp(account.totpSecret, stepAt()));
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   }
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
 }

@@ -13,7 +13,7 @@ test('an admin with MFA signs in with a password, then the current TOTP code; a 
   await page.getByRole('heading', { level: 1, name: 'Sign in to Keel admin' }).waitFor();
   await page.getByLabel('Email').fill(admin.email);
   await page.getByLabel('Password').fill(shop.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 
   const code = page.getByLabel('Authentication code');
   await code.waitFor();
@@ -22,12 +22,12 @@ test('an admin with MFA signs in with a password, then the current TOTP code; a 
   const near = [-1, 0, 1].map((d) => totp(admin.totpSecret, stepAt() + d));
   const wrong = ['000000', '111111', '222222'].find((c) => !near.includes(c));
   await code.fill(wrong);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await expectDescription(code, 'The 6 digits from your authenticator app, or a recovery code. That code is wrong or expired; enter the current one.');
   assert.equal(await code.getAttribute('aria-invalid'), 'true');
 
   await code.fill(totp(admin.totpSecret, stepAt()));
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
   await page.getByRole('banner').getByText(`${admin.email} (admin)`, { exact: true }).waitFor();
   assert.equal(await page.getByLabel('Authentication code').count(), 0);

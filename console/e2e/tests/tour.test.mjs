@@ -17,6 +17,7 @@ const SECTIONS = [
   ['Webhooks', 'Webhook endpoints', 'webhooks'],
   ['Audit log', 'Audit log', 'audit'],
   ['API keys', 'API keys', 'api-keys'],
+  ['Your passkeys', 'Your passkeys', 'passkeys'],
 ];
 
 /** What shows a page has finished loading, besides no "Loading …" status left on it. */

@@ -1,8 +1,9 @@
 import { useRef, useState } from 'preact/hooks';
-import { signIn } from '../client';
+import { signIn, signInWithPasskey } from '../client';
 import { Field, ProblemAlert, useAction } from '../ui';
 
-/** Email and password, then the authenticator's code when the account has MFA on. */
+/** Email and password, then the authenticator's code when the account has MFA on; or a passkey
+ *  (which needs no email and no code: it verifies its user itself). */
 export function SignIn() {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
@@ -29,6 +30,11 @@ export function SignIn() {
     } else {
       action.setProblem(result.problem);
     }
+  }
+
+  async function withPasskey() {
+    const result = await action.run(signInWithPasskey);
+    if (result && !result.ok) action.setProblem(result.problem);
   }
 
   return (
@@ -63,6 +69,11 @@ export function SignIn() {
           {action.busy ? 'Signing in…' : 'Sign in'}
         </button>
       </form>
+      <p class="alternative">
+        <button type="button" onClick={withPasskey} disabled={action.busy}>
+          Sign in with a passkey
+        </button>
+      </p>
     </main>
   );
 }

@@ -377,7 +377,7 @@ impl Social {
                 // Two removals at once must not both see the other's identity still there.
                 self.accounts.repo.lock_user(&mut tx, user_id).await?;
                 let removed = self.repo.delete_identity(&mut tx, identity_id, user_id).await?.ok_or(AuthError::NotFound("identity"))?;
-                if self.repo.sign_in_methods(&mut tx, user_id).await? < 1 {
+                if self.accounts.repo.sign_in_methods(&mut tx, user_id).await? < 1 {
                     return Err(SocialError::LastSignInMethod);
                 }
                 let entry = NewEntry::new(Action::IdentityUnlinked, actor)

@@ -63,8 +63,6 @@ pub trait SocialRepo: Send + Sync {
     async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError>;
     /// Removes one of the account's identities; the removed row, or `None` when it has no such.
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError>;
-    /// The ways the account can sign in: its password (when it has one) and its identities.
-    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError>;
 
     /// Stores a login code (and forgets expired ones).
     async fn insert_login_code(&self, tx: &mut Tx, code: &NewLoginCode) -> Result<(), StoreError>;
@@ -211,17 +209,6 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
                            RETURNING id, user_id, provider, issuer, subject, email, created_at";
         let row = Sql::<DB>::new(SQL).bind(id).bind(user_id).fetch_optional(tx.conn::<DB>()?).await?;
         row.as_ref().map(identity_from).transpose()
-    }
-
-    async fn sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<i64, StoreError> {
-        let row = Sql::<DB>::new(
-            "SELECT (SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash <> '') \
-                  + (SELECT COUNT(*) FROM identities WHERE user_id = $1) AS methods",
-        )
-        .bind(user_id)
-        .fetch_one(tx.conn::<DB>()?)
-        .await?;
-        row.int("methods")
     }
 
     async fn insert_login_code(&self, tx: &mut Tx, c: &NewLoginCode) -> Result<(), StoreError> {
