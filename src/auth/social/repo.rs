@@ -28,8 +28,21 @@ pub struct StateRow {
     pub verifier_enc: String,
     pub nonce_hash: String,
     pub redirect_to: String,
+    /// The hash of the browser binding (the `keel_oauth_state` cookie) of the browser that started it.
+    pub browser_hash: String,
     /// Set when a signed-in account links an identity (rather than someone signing in).
     pub link_user_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A signed-in account's linking on its way to Keel's authorize route, stored as its token's hash.
+#[derive(Debug, Clone)]
+pub struct LinkTokenRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub provider: String,
+    pub redirect_to: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -50,8 +63,27 @@ pub trait SocialRepo: Send + Sync {
 
     /// Stores a started sign-in (and forgets expired ones).
     async fn insert_state(&self, tx: &mut Tx, state: &StateRow) -> Result<(), StoreError>;
-    /// Spends a live state of `provider`; `None`: unknown, spent, expired or another provider's.
-    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError>;
+    /// Spends a live state of `provider` started by the browser with `browser_hash`; `None`:
+    /// unknown, spent, expired, another provider's or another browser's (then left unspent).
+    async fn take_state(
+        &self,
+        tx: &mut Tx,
+        state_hash: &str,
+        provider: &str,
+        browser_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StateRow>, StoreError>;
+
+    /// Stores a link token (and forgets expired ones).
+    async fn insert_link_token(&self, tx: &mut Tx, token: &LinkTokenRow) -> Result<(), StoreError>;
+    /// Spends a live link token of `provider`: the account and app URL of its linking.
+    async fn take_link_token(
+        &self,
+        tx: &mut Tx,
+        token_hash: &str,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String)>, StoreError>;
 
     /// The account holding the identity (issuer, subject), if any.
     async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError>;
@@ -125,14 +157,16 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         let conn = tx.conn::<DB>()?;
         Sql::<DB>::new("DELETE FROM oauth_states WHERE expires_at < $1").bind(s.created_at).execute(conn).await?;
         Sql::<DB>::new(
-            "INSERT INTO oauth_states (state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO oauth_states \
+             (state_hash, provider, verifier_enc, nonce_hash, redirect_to, browser_hash, link_user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(s.state_hash.as_str())
         .bind(s.provider.as_str())
         .bind(s.verifier_enc.as_str())
         .bind(s.nonce_hash.as_str())
         .bind(s.redirect_to.as_str())
+        .bind(s.browser_hash.as_str())
         .bind(s.link_user_id.clone())
         .bind(s.created_at)
         .bind(s.expires_at)
@@ -141,14 +175,23 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         Ok(())
     }
 
-    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError> {
+    async fn take_state(
+        &self,
+        tx: &mut Tx,
+        state_hash: &str,
+        provider: &str,
+        browser_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StateRow>, StoreError> {
         let row = Sql::<DB>::new(
-            "UPDATE oauth_states SET used_at = $3 WHERE state_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3 \
-             RETURNING state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at",
+            "UPDATE oauth_states SET used_at = $3 \
+             WHERE state_hash = $1 AND provider = $2 AND browser_hash = $4 AND used_at IS NULL AND expires_at > $3 \
+             RETURNING state_hash, provider, verifier_enc, nonce_hash, redirect_to, browser_hash, link_user_id, created_at, expires_at",
         )
         .bind(state_hash)
         .bind(provider)
         .bind(now)
+        .bind(browser_hash)
         .fetch_optional(tx.conn::<DB>()?)
         .await?;
         row.map(|r| {
@@ -158,12 +201,50 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
                 verifier_enc: r.text("verifier_enc")?,
                 nonce_hash: r.text("nonce_hash")?,
                 redirect_to: r.text("redirect_to")?,
+                browser_hash: r.text("browser_hash")?,
                 link_user_id: r.opt_text("link_user_id")?,
                 created_at: r.time("created_at")?,
                 expires_at: r.time("expires_at")?,
             })
         })
         .transpose()
+    }
+
+    async fn insert_link_token(&self, tx: &mut Tx, t: &LinkTokenRow) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM oauth_link_tokens WHERE expires_at < $1").bind(t.created_at).execute(conn).await?;
+        Sql::<DB>::new(
+            "INSERT INTO oauth_link_tokens (token_hash, user_id, provider, redirect_to, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(t.token_hash.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.provider.as_str())
+        .bind(t.redirect_to.as_str())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_link_token(
+        &self,
+        tx: &mut Tx,
+        token_hash: &str,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = Sql::<DB>::new(
+            "UPDATE oauth_link_tokens SET used_at = $3 \
+             WHERE token_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id, redirect_to",
+        )
+        .bind(token_hash)
+        .bind(provider)
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| Ok((r.text("user_id")?, r.text("redirect_to")?))).transpose()
     }
 
     async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError> {
