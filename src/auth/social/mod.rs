@@ -33,7 +33,7 @@ use crate::validation::Invalid;
 use error::SocialError;
 use model::{
     Decision, Failure, Holder, LINK_TTL, LOGIN_CODE_TTL, LinkDecision, Profile, ProviderAnswer, ProviderView, SECOND_FACTOR_ATTEMPTS,
-    STATE_TTL, account_name, browser_cookie, decide, decide_link, redirect_allowed, with_fragment,
+    STATE_TTL, account_name, browser_cookie, decide, decide_link, redirect_allowed, survives_mailbox_proof, with_fragment,
 };
 use provider::{Provider, ProviderError};
 use repo::{IdentityRow, LinkTokenRow, NewLoginCode, SocialRepo, StateRow};
@@ -365,6 +365,7 @@ impl Social {
             issuer: profile.issuer.clone(),
             subject: profile.subject.clone(),
             email: profile.email.clone(),
+            email_verified: profile.email_verified,
             created_at: at,
         };
         self.repo.insert_identity(tx, &identity).await?;
@@ -458,6 +459,33 @@ impl Social {
             })
             .await
     }
+}
+
+/// The mailbox of `account` (as it was before the proof) was just proven by a mailed token:
+/// removes the identities that do not survive it (`model::survives_mailbox_proof`), each
+/// audited; how many went. The caller revokes the sessions they may have opened.
+pub async fn drop_unproven_identities(
+    repo: &dyn SocialRepo,
+    tx: &mut Tx,
+    account: &UserRow,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for identity in repo.identities_in(tx, &account.id).await? {
+        if survives_mailbox_proof(identity.email.as_deref(), identity.email_verified, &account.email, account.email_verified) {
+            continue;
+        }
+        repo.delete_identity(tx, &identity.id, &account.id).await?;
+        let entry = NewEntry::new(Action::IdentityUnlinked, actor).target(&account.id).details(json!({
+            "identity_id": identity.id,
+            "provider": identity.provider,
+            "reason": "mailbox_proven",
+        }));
+        audit::append(tx, &entry, at).await?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Runs a unit of work again when a unique constraint refused it: a concurrent callback for

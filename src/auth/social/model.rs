@@ -294,6 +294,15 @@ pub fn decide_link(caller: &Holder, owner: Option<&Holder>) -> LinkDecision {
     }
 }
 
+/// Whether a linked identity stays when someone proves they control the account's mailbox (a
+/// mailed password reset or email verification), the reverse of the pre-hijack take-over: an
+/// identity whose email its provider did not verify goes; while the account's email was not
+/// verified yet, so does one verified for another address (whoever squatted the address could
+/// link their own).
+pub fn survives_mailbox_proof(identity_email: Option<&str>, identity_verified: bool, account_email: &str, account_verified: bool) -> bool {
+    identity_verified && (account_verified || identity_email == Some(account_email))
+}
+
 /// Whether the app may be sent back to `redirect_to`: only an allowed URL, compared exactly
 /// (no prefix or pattern matching: an open redirect would hand login codes to anyone).
 pub fn redirect_allowed(redirect_to: &str, allowed: &[String]) -> bool {
@@ -410,6 +419,19 @@ mod tests {
             assert!(!redirect_allowed(other, &allowed), "{other}");
         }
         assert_eq!(with_fragment("https://a.example/cb", "code", "abc"), "https://a.example/cb#code=abc");
+    }
+
+    #[test]
+    fn a_mailbox_proof_keeps_only_identities_proven_for_the_mailbox() {
+        let ada = "ada@example.com";
+        assert!(survives_mailbox_proof(Some(ada), true, ada, false));
+        assert!(survives_mailbox_proof(Some(ada), true, ada, true));
+        assert!(survives_mailbox_proof(Some("ada@work.example"), true, ada, true), "linked while the account was verified");
+        assert!(!survives_mailbox_proof(Some("squatter@example.com"), true, ada, false));
+        assert!(!survives_mailbox_proof(None, true, ada, false));
+        for account_verified in [false, true] {
+            assert!(!survives_mailbox_proof(Some(ada), false, ada, account_verified));
+        }
     }
 
     #[test]

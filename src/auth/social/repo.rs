@@ -16,6 +16,8 @@ pub struct IdentityRow {
     pub issuer: String,
     pub subject: String,
     pub email: Option<String>,
+    /// Whether the provider verified `email` when the identity was linked.
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -91,6 +93,8 @@ pub trait SocialRepo: Send + Sync {
     async fn email_holder(&self, tx: &mut Tx, email: &str) -> Result<Option<Holder>, StoreError>;
     /// `Conflict { constraint: unique::IDENTITY }` when the identity is linked already.
     async fn insert_identity(&self, tx: &mut Tx, identity: &IdentityRow) -> Result<(), StoreError>;
+    /// Every identity of the account, in the unit of work.
+    async fn identities_in(&self, tx: &mut Tx, user_id: &str) -> Result<Vec<IdentityRow>, StoreError>;
     /// Removes every identity of the account; how many there were.
     async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError>;
     /// Removes one of the account's identities; the removed row, or `None` when it has no such.
@@ -129,6 +133,7 @@ fn identity_from<R: Columns>(r: &R) -> Result<IdentityRow, StoreError> {
         issuer: r.text("issuer")?,
         subject: r.text("subject")?,
         email: r.opt_text("email")?,
+        email_verified: r.flag("email_verified")?,
         created_at: r.time("created_at")?,
     })
 }
@@ -142,7 +147,7 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
     async fn list_identities(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<IdentityRow>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT id, user_id, provider, issuer, subject, email, created_at FROM identities \
+            "SELECT id, user_id, provider, issuer, subject, email, email_verified, created_at FROM identities \
              WHERE user_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
         )
         .bind(user_id)
@@ -269,7 +274,8 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
 
     async fn insert_identity(&self, tx: &mut Tx, i: &IdentityRow) -> Result<(), StoreError> {
         Sql::<DB>::new(
-            "INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO identities (id, user_id, provider, issuer, subject, email, email_verified, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(i.id.as_str())
         .bind(i.user_id.as_str())
@@ -277,10 +283,21 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         .bind(i.issuer.as_str())
         .bind(i.subject.as_str())
         .bind(i.email.clone())
+        .bind(i.email_verified)
         .bind(i.created_at)
         .execute(tx.conn::<DB>()?)
         .await?;
         Ok(())
+    }
+
+    async fn identities_in(&self, tx: &mut Tx, user_id: &str) -> Result<Vec<IdentityRow>, StoreError> {
+        let rows = Sql::<DB>::new(
+            "SELECT id, user_id, provider, issuer, subject, email, email_verified, created_at FROM identities WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(tx.conn::<DB>()?)
+        .await?;
+        rows.iter().map(identity_from).collect()
     }
 
     async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
@@ -289,7 +306,7 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
 
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError> {
         const SQL: &str = "DELETE FROM identities WHERE id = $1 AND user_id = $2 \
-                           RETURNING id, user_id, provider, issuer, subject, email, created_at";
+                           RETURNING id, user_id, provider, issuer, subject, email, email_verified, created_at";
         let row = Sql::<DB>::new(SQL).bind(id).bind(user_id).fetch_optional(tx.conn::<DB>()?).await?;
         row.as_ref().map(identity_from).transpose()
     }

@@ -4,6 +4,7 @@
 mod browser_binding;
 mod id_tokens;
 mod identities;
+mod mailbox_proof;
 mod sign_in;
 
 use serde_json::{Value, json};
