@@ -389,7 +389,7 @@ impl Social {
     ) -> Result<(), SocialError> {
         let accounts = &self.accounts.repo;
         accounts.set_password_hash(tx, user_id, "", at).await?;
-        let identities = self.repo.delete_identities(tx, user_id).await?;
+        let removed = self.repo.remove_other_sign_in_methods(tx, user_id).await?;
         let sessions = accounts.revoke_sessions(tx, user_id, None, at).await?;
         accounts.void_tokens(tx, user_id, at).await?;
         accounts.disable_totp(tx, user_id, at).await?;
@@ -397,7 +397,7 @@ impl Social {
         accounts.mark_email_verified(tx, user_id, at).await?;
         let entry = NewEntry::new(Action::AccountTakenOver, &Actor::user(user_id, client.origin.clone()))
             .target(user_id)
-            .details(json!({ "provider": provider_id, "identities_removed": identities, "sessions_revoked": sessions }));
+            .details(json!({ "provider": provider_id, "identities_removed": removed.identities, "sessions_revoked": sessions }));
         audit::append(tx, &entry, at).await?;
         Ok(())
     }

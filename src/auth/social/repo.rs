@@ -49,6 +49,12 @@ pub struct LinkTokenRow {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What `SocialRepo::remove_other_sign_in_methods` removed, for the take-over's audit entry.
+#[derive(Debug, Clone, Copy)]
+pub struct RemovedMethods {
+    pub identities: u64,
+}
+
 /// A one-time login code, stored as its hash.
 #[derive(Debug, Clone)]
 pub struct NewLoginCode {
@@ -95,8 +101,10 @@ pub trait SocialRepo: Send + Sync {
     async fn insert_identity(&self, tx: &mut Tx, identity: &IdentityRow) -> Result<(), StoreError>;
     /// Every identity of the account, in the unit of work.
     async fn identities_in(&self, tx: &mut Tx, user_id: &str) -> Result<Vec<IdentityRow>, StoreError>;
-    /// Removes every identity of the account; how many there were.
-    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError>;
+    /// The take-over's removal of every way into the account besides its password (which the
+    /// take-over clears itself): its identities. The one place to extend with other sign-in
+    /// methods (passkeys: `DELETE FROM passkeys WHERE user_id = $1`, counted in `RemovedMethods`).
+    async fn remove_other_sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<RemovedMethods, StoreError>;
     /// Removes one of the account's identities; the removed row, or `None` when it has no such.
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError>;
     /// The ways the account can sign in: its password (when it has one) and its identities.
@@ -300,8 +308,9 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         rows.iter().map(identity_from).collect()
     }
 
-    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
-        Sql::<DB>::new("DELETE FROM identities WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await
+    async fn remove_other_sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<RemovedMethods, StoreError> {
+        let identities = Sql::<DB>::new("DELETE FROM identities WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await?;
+        Ok(RemovedMethods { identities })
     }
 
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError> {

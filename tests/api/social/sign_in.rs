@@ -81,6 +81,8 @@ async fn an_account_whose_email_was_never_verified_is_taken_over_by_the_verified
     let (app, fake) = spawn().await;
     // Someone registers the victim's address first (pre-hijacking) and keeps a session.
     let squatter = app.register("ada@example.com", PASSWORD, "Squatter").await;
+    let squatters_own = Person::new("666", "squatter@evil.example", true);
+    assert_eq!(link(&app, &fake, &squatter, "github", squatters_own.clone()).await.0, "linked");
     let tokens = social_tokens(&app, &fake, "corp", Person::new("ada-at-corp", "ada@example.com", true)).await;
     assert_eq!(tokens.user_id(), squatter.user_id(), "the account with the address is the provider's person's");
     // The squatter's ways in are gone: password, session, refresh token.
@@ -89,9 +91,15 @@ async fn an_account_whose_email_was_never_verified_is_taken_over_by_the_verified
     app.refresh(&squatter.refresh).await.problem(401, "invalid_token");
     let me = app.me(&tokens.access).await.expect(200).json();
     assert_eq!(me["email_verified"], true);
+    // Every other way in is gone too: the identity the squatter linked is the provider person's only one now.
+    let linked = identities(&app, &tokens.access).await;
+    assert_eq!(linked.iter().map(|i| i["provider"].as_str().unwrap()).collect::<Vec<_>>(), ["corp"]);
+    assert_ne!(social_tokens(&app, &fake, "github", squatters_own).await.user_id(), tokens.user_id());
     let audited =
         app.texts("SELECT action FROM audit_log WHERE action IN ('account.taken_over', 'account.identity_linked') ORDER BY seq").await;
-    assert_eq!(audited, ["account.taken_over", "account.identity_linked"]);
+    assert_eq!(audited, ["account.identity_linked", "account.taken_over", "account.identity_linked", "account.identity_linked"]);
+    let details = app.texts("SELECT details FROM audit_log WHERE action = 'account.taken_over'").await;
+    assert!(details[0].contains(r#""identities_removed":1"#), "{details:?}");
 }
 
 #[tokio::test]
