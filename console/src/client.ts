@@ -83,7 +83,20 @@ export async function signIn(email: string, password: string, totp_code?: string
     body: { email, password, totp_code: totp_code || undefined },
   });
   if (error) return { ok: false, problem: error as Problem };
-  // The console is for staff: another account's new session ends at once.
+  return staffOnly(data);
+}
+
+/** Exchanges a social login's one-time code (from `#code=`), with the TOTP code when asked. */
+export async function exchangeLoginCode(code: string, totp_code?: string): Promise<LoginResult> {
+  const { data, error } = await createClient<paths>({ baseUrl: '' }).POST('/v1/auth/oauth/exchange', {
+    body: { code, totp_code: totp_code || undefined },
+  });
+  if (error) return { ok: false, problem: error as Problem };
+  return staffOnly(data);
+}
+
+/** Keeps a new session only for a staff account: another account's ends at once. */
+async function staffOnly(data: Schemas['TokenResponse']): Promise<LoginResult> {
   if (!isStaff(data.user)) {
     await fetch('/v1/auth/logout', {
       method: 'POST',

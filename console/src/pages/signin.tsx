@@ -1,6 +1,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { signIn } from '../client';
 import { Field, ProblemAlert, useAction } from '../ui';
+import { SocialSignIn } from './social';
 
 /** Email and password, then the authenticator's code when the account has MFA on. */
 export function SignIn() {
@@ -63,6 +64,7 @@ export function SignIn() {
           {action.busy ? 'Signing in…' : 'Sign in'}
         </button>
       </form>
+      <SocialSignIn />
     </main>
   );
 }

@@ -91,7 +91,7 @@ pub struct Social {
     accounts: Arc<Accounts>,
     repo: Arc<dyn SocialRepo>,
     providers: Vec<Provider>,
-    /// The app URLs a sign-in may return to, compared exactly.
+    /// The app URLs a sign-in may return to, compared exactly (with the console's, `<public_url>/admin/`).
     redirect_urls: Vec<String>,
     /// Keel's own public base URL, where providers send the browser back.
     public_url: String,
@@ -101,8 +101,11 @@ impl Social {
     pub fn new(accounts: Arc<Accounts>, config: &Config) -> anyhow::Result<Self> {
         let http = http::BackChannel::new(PROVIDER_TIMEOUT)?;
         let providers = config.oauth_providers.iter().map(|p| Provider::new(p.clone(), http.clone())).collect();
-        let redirect_urls = config.app_base_url.iter().chain(&config.oauth_redirect_urls).cloned().collect();
-        Ok(Self { repo: repo::for_store(&accounts.store), accounts, providers, redirect_urls, public_url: config.public_base_url() })
+        let public_url = config.public_base_url();
+        // The admin console signs staff in at its own URL.
+        let console = format!("{public_url}/admin/");
+        let redirect_urls = config.app_base_url.iter().chain(&config.oauth_redirect_urls).cloned().chain([console]).collect();
+        Ok(Self { repo: repo::for_store(&accounts.store), accounts, providers, redirect_urls, public_url })
     }
 
     pub fn providers(&self) -> Vec<ProviderView> {

@@ -176,6 +176,9 @@ async fn redirect_to_must_be_an_allowed_app_url_exactly_and_the_provider_configu
         reply.field_error("redirect_to");
     }
     app.get("/v1/auth/oauth/corp/authorize").await.field_error("redirect_to");
+    // The admin console's own URL is allowed without configuration.
+    let console = app.url("/admin/");
+    assert_eq!(app.get(&format!("/v1/auth/oauth/corp/authorize?redirect_to={}", url_encode(&console))).await.status, 302);
     app.get(&format!("/v1/auth/oauth/nope/authorize?redirect_to={}", url_encode(APP_URL))).await.problem(404, "not_found");
 }
 
