@@ -666,7 +666,9 @@ export interface paths {
         /**
          * Start a sign-in with a provider: `302` to its authorization page.
          * @description Open this in the browser (not with `fetch`). Keel keeps the sign-in's state server-side
-         *     (single use, 10 min) with a PKCE S256 verifier and, for OpenID Connect, a nonce; the
+         *     (single use, 10 min) with a PKCE S256 verifier and, for OpenID Connect, a nonce, bound to
+         *     this browser by the `keel_oauth_state` cookie set here (HttpOnly, `Path=/v1/auth/oauth`;
+         *     `SameSite=Lax`, or `None; Secure` over https for a provider that posts its callback); the
          *     provider sends the browser back to the callback, which ends at `redirect_to`.
          */
         get: operations["authorize"];
@@ -692,7 +694,9 @@ export interface paths {
          *     `#error=<code>` with `code` one of `access_denied`, `provider_error`, `invalid_id_token`,
          *     `email_missing`, `email_taken` (the email is an account's and the provider did not verify
          *     it: sign in and link), `identity_taken`, `account_disabled`, `server_error`. A state that is
-         *     unknown, spent or expired has no app URL to trust: `400 invalid_state`, no redirect.
+         *     unknown, spent or expired, or that this browser did not start (no `keel_oauth_state` cookie,
+         *     or another one: login and link CSRF), has no app URL to trust: `400 invalid_state`, no
+         *     redirect.
          */
         get: operations["callback"];
         put?: never;
@@ -1090,7 +1094,10 @@ export interface paths {
         put?: never;
         /**
          * Link a provider's identity to the caller: the URL to send the browser to.
-         * @description Following it links whatever identity the person signs in with at the provider, whatever its
+         * @description It is Keel's authorize route with a single-use link token (5 min): the browser is bound to
+         *     the linking there, then sent on to the provider.
+         *
+         *     Following it links whatever identity the person signs in with at the provider, whatever its
          *     email, unless it is linked to another account (`#error=identity_taken`).
          */
         post: operations["link_identity"];
@@ -6638,13 +6645,19 @@ export interface operations {
     };
     authorize: {
         parameters: {
-            query: {
+            query?: {
                 /**
                  * @description Where the browser returns with the result in the fragment: exactly one of the allowed
                  *     app URLs (`app_base_url`, `oauth_redirect_urls`).
+                 *     Required unless `link` is given.
                  * @example https://shop.example/auth/callback
                  */
-                redirect_to: string;
+                redirect_to?: string;
+                /**
+                 * @description The single-use link token of an `authorize_url` from `POST /v1/me/identities/{provider}`
+                 *     (the linking's app URL is the one given there).
+                 */
+                link?: string;
             };
             header?: never;
             path: {
@@ -6663,10 +6676,25 @@ export interface operations {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    /** @description `keel_oauth_state`: binds the sign-in to this browser */
+                    "Set-Cookie"?: string;
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description `invalid_state`: the `link` token is unknown, used, expired or another provider's */
+            400: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description `not_found`: no such resource (or not the caller's) */
             404: {
@@ -6681,7 +6709,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_failed`: a query parameter is invalid (named in `errors`); `validation_failed`: `redirect_to` is missing or not exactly an allowed app URL */
+            /** @description `validation_failed`: a query parameter is invalid (named in `errors`); `validation_failed`: `redirect_to` is missing (without `link`), given with `link`, or not exactly an allowed app URL */
             422: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -6755,7 +6783,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_state`: the sign-in is unknown, spent or expired */
+            /** @description `invalid_state`: the sign-in is unknown, spent, expired or another browser's */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -6839,7 +6867,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_state`: the sign-in is unknown, spent or expired */
+            /** @description `invalid_state`: the sign-in is unknown, spent, expired or another browser's */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -9258,7 +9286,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `not_found`: no such resource (or not the caller's) */
+            /** @description `not_found`: no such resource (or not the caller's); `not_found`: no such provider */
             404: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -9322,19 +9350,6 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `provider_error`: the provider's discovery document cannot be had */
-            502: {
-                headers: {
-                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
-                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
-                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };

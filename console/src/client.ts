@@ -103,6 +103,15 @@ export async function signInWithPasskey(): Promise<LoginResult> {
   return startSession(data);
 }
 
+/** Exchanges a social login's one-time code (from `#code=`), with the TOTP code when asked. */
+export async function exchangeLoginCode(code: string, totp_code?: string): Promise<LoginResult> {
+  const { data, error } = await createClient<paths>({ baseUrl: '' }).POST('/v1/auth/oauth/exchange', {
+    body: { code, totp_code: totp_code || undefined },
+  });
+  if (error) return { ok: false, problem: error as Problem };
+  return startSession(data);
+}
+
 /** Keeps a new sign-in's session, if it is a staff account's. */
 async function startSession(data: Schemas['TokenResponse']): Promise<LoginResult> {
   // The console is for staff: another account's new session ends at once.

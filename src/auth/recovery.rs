@@ -7,6 +7,7 @@ use super::error::AuthError;
 use super::model::{Email, Password};
 use super::repo::{NewAccountToken, TokenPurpose};
 use super::service::{Accounts, Principal};
+use super::social::drop_unproven_identities;
 use crate::events::{Effects, EventType};
 use crate::jobs::{Completion, Done, Job, JobHandler, NewJob};
 use crate::notify::mail::mail_job;
@@ -78,13 +79,18 @@ impl Accounts {
         Effects::default().job(mail).write(tx, token.now).await
     }
 
-    pub async fn verify_email(&self, token: &str) -> Result<(), AuthError> {
+    /// Marks the email verified with the mailed token. Identities its owner did not prove go
+    /// (`social::drop_unproven_identities`), and with them every session.
+    pub async fn verify_email(&self, token: &str, origin: Origin) -> Result<(), AuthError> {
         let hash = sha256_hex(token.as_bytes());
-        let hash = hash.as_str();
+        let (hash, origin) = (hash.as_str(), &origin);
         self.transact(|mut tx| async move {
             let Some(user_id) = self.repo.consume_token(&mut tx, hash, TokenPurpose::VerifyEmail, now()).await? else {
                 return Err(bad_token());
             };
+            if self.mailbox_proven(&mut tx, &user_id, origin).await? > 0 {
+                self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
+            }
             self.repo.mark_email_verified(&mut tx, &user_id, now()).await?;
             Effects::default().event(EventType::AccountEmailVerified, &user_id, json!({})).write(&mut tx, now()).await?;
             Ok((tx, ()))
@@ -134,10 +140,12 @@ impl Accounts {
             let Some(user_id) = self.repo.consume_token(&mut tx, token_hash, TokenPurpose::ResetPassword, now()).await? else {
                 return Err(bad_token());
             };
+            self.mailbox_proven(&mut tx, &user_id, origin).await?;
             if !self.repo.set_password_hash(&mut tx, &user_id, hash, now()).await? {
                 return Err(bad_token());
             }
-            // Whoever knew the old password is signed out everywhere.
+            // Whoever knew the old password, or came in through a removed identity, is signed
+            // out everywhere.
             self.repo.revoke_sessions(&mut tx, &user_id, None, now()).await?;
             // The token's holder acts as its account.
             Effects::default()
@@ -148,6 +156,13 @@ impl Accounts {
             Ok((tx, ()))
         })
         .await
+    }
+
+    /// The holder of a mailed token proved the account's mailbox: the identities they did not
+    /// prove are removed (reverse hijack); how many.
+    async fn mailbox_proven(&self, tx: &mut Tx, user_id: &str, origin: &Origin) -> Result<usize, StoreError> {
+        let Some(account) = self.repo.lock_user(tx, user_id).await? else { return Ok(0) };
+        drop_unproven_identities(self.identities.as_ref(), tx, &account, &Actor::user(user_id, origin.clone()), now()).await
     }
 }
 

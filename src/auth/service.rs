@@ -11,6 +11,7 @@ use super::model::{AdminPatch, AdminUser, Email, Me, Password, ProfilePatch, Rol
 use super::password::Hasher;
 use super::repo::{AccountRepo, NewSession, ProfileUpdate, Renewal, TokenPurpose, UserFilter, UserRow};
 use super::sessions::SessionCache;
+use super::social::repo::SocialRepo;
 use super::tokens::TokenSigner;
 use crate::events::{Effects, EventType};
 use crate::http::pagination::{Page, PageRequest};
@@ -94,6 +95,8 @@ pub struct NewAccount {
 pub struct Accounts {
     pub(super) store: Store,
     pub(super) repo: Arc<dyn AccountRepo>,
+    /// Linked identities, which a proof of the mailbox can remove (`recovery`).
+    pub(super) identities: Arc<dyn SocialRepo>,
     pub(super) hasher: Hasher,
     signer: Arc<TokenSigner>,
     pub(super) cipher: Arc<FieldCipher>,
@@ -112,7 +115,17 @@ impl Accounts {
         jobs: Jobs,
         refresh_ttl: Duration,
     ) -> Self {
-        Self { repo: super::repo::for_store(&store), store, hasher, signer, cipher, jobs, refresh_ttl, sessions: None }
+        Self {
+            repo: super::repo::for_store(&store),
+            identities: super::social::repo::for_store(&store),
+            store,
+            hasher,
+            signer,
+            cipher,
+            jobs,
+            refresh_ttl,
+            sessions: None,
+        }
     }
 
     /// Remembers live sessions between requests: for a deployment of one instance only, where

@@ -1,6 +1,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { signIn, signInWithPasskey } from '../client';
 import { Field, ProblemAlert, useAction } from '../ui';
+import { SocialSignIn } from './social';
 
 /** Email and password, then the authenticator's code when the account has MFA on; or a passkey
  *  (which needs no email and no code: it verifies its user itself). */
@@ -74,6 +75,7 @@ export function SignIn() {
           Sign in with a passkey
         </button>
       </p>
+      <SocialSignIn />
     </main>
   );
 }

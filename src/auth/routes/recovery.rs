@@ -51,7 +51,7 @@ pub async fn verify_email(
     Json(req): Json<TokenRequest>,
 ) -> ApiResult<Response> {
     let rate = limit_ip(limiter.as_ref(), ip).await?;
-    Ok(rate.attach(accounts.verify_email(&req.token).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into)))
+    Ok(rate.attach(accounts.verify_email(&req.token, ip.origin()).await.map(|()| StatusCode::NO_CONTENT).map_err(Into::into)))
 }
 
 /// Mail a new verification link to the caller (the previous link stops working).

@@ -32,11 +32,11 @@ use crate::store::{StoreError, Tx, now};
 use crate::validation::Invalid;
 use error::SocialError;
 use model::{
-    Decision, Failure, Holder, LOGIN_CODE_TTL, LinkDecision, Profile, ProviderAnswer, ProviderView, SECOND_FACTOR_ATTEMPTS, STATE_TTL,
-    account_name, decide, decide_link, redirect_allowed, with_fragment,
+    Decision, Failure, Holder, LINK_TTL, LOGIN_CODE_TTL, LinkDecision, Profile, ProviderAnswer, ProviderView, SECOND_FACTOR_ATTEMPTS,
+    STATE_TTL, account_name, browser_cookie, decide, decide_link, redirect_allowed, survives_mailbox_proof, with_fragment,
 };
 use provider::{Provider, ProviderError};
-use repo::{IdentityRow, NewLoginCode, SocialRepo, StateRow};
+use repo::{IdentityRow, LinkTokenRow, NewLoginCode, SocialRepo, StateRow};
 
 /// The sealed column of a sign-in's PKCE verifier.
 const VERIFIER_COLUMN: &str = "oauth_states.verifier";
@@ -64,6 +64,21 @@ impl From<IdentityRow> for IdentityView {
     }
 }
 
+/// How a sign-in starts at Keel's authorize route.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// Someone signing in, to return to `redirect_to` (checked against the allowed app URLs).
+    SignIn { redirect_to: &'a str },
+    /// A signed-in account's linking, named by the single-use token `link_url` handed out.
+    Link { token: &'a str },
+}
+
+/// Where Keel's authorize route sends the browser, and the `Set-Cookie` binding it to the sign-in.
+pub struct Departure {
+    pub url: String,
+    pub cookie: String,
+}
+
 /// How a callback that got a person from the provider ends.
 enum Outcome {
     /// Signed in: the one-time login code for the app.
@@ -76,7 +91,7 @@ pub struct Social {
     accounts: Arc<Accounts>,
     repo: Arc<dyn SocialRepo>,
     providers: Vec<Provider>,
-    /// The app URLs a sign-in may return to, compared exactly.
+    /// The app URLs a sign-in may return to, compared exactly (with the console's, `<public_url>/admin/`).
     redirect_urls: Vec<String>,
     /// Keel's own public base URL, where providers send the browser back.
     public_url: String,
@@ -86,8 +101,11 @@ impl Social {
     pub fn new(accounts: Arc<Accounts>, config: &Config) -> anyhow::Result<Self> {
         let http = http::BackChannel::new(PROVIDER_TIMEOUT)?;
         let providers = config.oauth_providers.iter().map(|p| Provider::new(p.clone(), http.clone())).collect();
-        let redirect_urls = config.app_base_url.iter().chain(&config.oauth_redirect_urls).cloned().collect();
-        Ok(Self { repo: repo::for_store(&accounts.store), accounts, providers, redirect_urls, public_url: config.public_base_url() })
+        let public_url = config.public_base_url();
+        // The admin console signs staff in at its own URL.
+        let console = format!("{public_url}/admin/");
+        let redirect_urls = config.app_base_url.iter().chain(&config.oauth_redirect_urls).cloned().chain([console]).collect();
+        Ok(Self { repo: repo::for_store(&accounts.store), accounts, providers, redirect_urls, public_url })
     }
 
     pub fn providers(&self) -> Vec<ProviderView> {
@@ -107,63 +125,118 @@ impl Social {
         format!("{}/v1/auth/oauth/{}/callback", self.public_url, provider.settings.id)
     }
 
-    /// Starts a sign-in (or, with `link_to`, the linking of an identity to that account): stores
-    /// its state and returns the provider's authorization URL.
-    pub async fn authorize(&self, provider_id: &str, redirect_to: &str, link_to: Option<&str>) -> Result<String, SocialError> {
+    fn check_redirect(&self, redirect_to: &str) -> Result<(), SocialError> {
+        if redirect_allowed(redirect_to, &self.redirect_urls) {
+            return Ok(());
+        }
+        Err(Invalid::one(
+            "redirect_to",
+            "not_allowed",
+            "must be exactly one of the app URLs allowed by configuration (app_base_url, oauth_redirect_urls)",
+        )
+        .into())
+    }
+
+    /// Starts a sign-in, or a signed-in account's linking: stores its state, bound to the
+    /// browser at Keel's authorize route (`browser`: the binding it has already, if any), and
+    /// returns the provider's authorization URL with the cookie of that binding.
+    pub async fn authorize(&self, provider_id: &str, start: Start<'_>, browser: Option<&str>) -> Result<Departure, SocialError> {
         let provider = self.provider(provider_id)?;
-        if !redirect_allowed(redirect_to, &self.redirect_urls) {
-            return Err(Invalid::one(
-                "redirect_to",
-                "not_allowed",
-                "must be exactly one of the app URLs allowed by configuration (app_base_url, oauth_redirect_urls)",
-            )
-            .into());
+        if let Start::SignIn { redirect_to } = start {
+            self.check_redirect(redirect_to)?;
         }
         let state = random_token();
         let started = provider.start(&self.callback_url(provider), &state).await.map_err(|e| {
             tracing::warn!(provider = provider_id, error = %e, "cannot start a sign-in through the provider");
             SocialError::ProviderUnavailable
         })?;
+        // A browser keeps its binding, so that sign-ins started in two tabs both finish.
+        let binding = browser.map_or_else(random_token, str::to_owned);
         let at = now();
-        let row = StateRow {
-            state_hash: sha256_hex(state.as_bytes()),
+        let state_hash = sha256_hex(state.as_bytes());
+        let browser_hash = sha256_hex(binding.as_bytes());
+        let verifier_enc = self.accounts.cipher.encrypt(VERIFIER_COLUMN, &started.pkce_verifier);
+        let nonce_hash = sha256_hex(started.nonce.as_bytes());
+        let (state_hash, browser_hash, verifier_enc, nonce_hash) = (&state_hash, &browser_hash, &verifier_enc, &nonce_hash);
+        self.accounts
+            .store
+            .transact(|mut tx| async move {
+                let (redirect_to, link_user_id) = match start {
+                    Start::SignIn { redirect_to } => (redirect_to.to_owned(), None),
+                    Start::Link { token } => {
+                        let token_hash = sha256_hex(token.as_bytes());
+                        let (user_id, redirect_to) =
+                            self.repo.take_link_token(&mut tx, &token_hash, provider_id, at).await?.ok_or(SocialError::InvalidState)?;
+                        (redirect_to, Some(user_id))
+                    }
+                };
+                let row = StateRow {
+                    state_hash: state_hash.clone(),
+                    provider: provider_id.to_owned(),
+                    verifier_enc: verifier_enc.clone(),
+                    nonce_hash: nonce_hash.clone(),
+                    redirect_to,
+                    browser_hash: browser_hash.clone(),
+                    link_user_id,
+                    created_at: at,
+                    expires_at: at + STATE_TTL,
+                };
+                self.repo.insert_state(&mut tx, &row).await?;
+                Ok::<_, SocialError>((tx, ()))
+            })
+            .await?;
+        let secure = self.public_url.starts_with("https://");
+        Ok(Departure { url: started.url, cookie: browser_cookie(&binding, secure, provider.settings.posts_callback()) })
+    }
+
+    /// The linking of an identity to the signed-in caller: a single-use URL of Keel's authorize
+    /// route, so that the browser is bound to the linking there before it goes to the provider
+    /// (the caller's app asked with a bearer token, which its browser does not carry).
+    pub async fn link_url(&self, who: &Principal, provider_id: &str, redirect_to: &str) -> Result<String, SocialError> {
+        self.provider(provider_id)?;
+        self.check_redirect(redirect_to)?;
+        let token = random_token();
+        let at = now();
+        let row = LinkTokenRow {
+            token_hash: sha256_hex(token.as_bytes()),
+            user_id: who.user_id.clone(),
             provider: provider_id.to_owned(),
-            verifier_enc: self.accounts.cipher.encrypt(VERIFIER_COLUMN, &started.pkce_verifier),
-            nonce_hash: sha256_hex(started.nonce.as_bytes()),
             redirect_to: redirect_to.to_owned(),
-            link_user_id: link_to.map(str::to_owned),
             created_at: at,
-            expires_at: at + STATE_TTL,
+            expires_at: at + LINK_TTL,
         };
         let row = &row;
         self.accounts
             .store
             .transact(|mut tx| async move {
-                self.repo.insert_state(&mut tx, row).await?;
+                self.repo.insert_link_token(&mut tx, row).await?;
                 Ok::<_, SocialError>((tx, ()))
             })
             .await?;
-        Ok(started.url)
-    }
-
-    /// The linking of an identity to the signed-in caller: the provider's URL to send them to.
-    pub async fn link_url(&self, who: &Principal, provider_id: &str, redirect_to: &str) -> Result<String, SocialError> {
-        self.authorize(provider_id, redirect_to, Some(&who.user_id)).await
+        Ok(format!("{}/v1/auth/oauth/{provider_id}/authorize?link={token}", self.public_url))
     }
 
     /// Where the browser goes after the provider sent it back: the app's URL with `#code=…`,
     /// `#linked=<provider>` or `#error=…`. The state is spent whatever follows; without a live
-    /// one there is no app URL to trust, and the answer is `InvalidState`.
-    pub async fn callback(&self, provider_id: &str, answer: &ProviderAnswer, client: &Client) -> Result<String, SocialError> {
+    /// one started by this browser (`browser`: its binding) there is no app URL to trust, and
+    /// the answer is `InvalidState`.
+    pub async fn callback(
+        &self,
+        provider_id: &str,
+        answer: &ProviderAnswer,
+        browser: Option<&str>,
+        client: &Client,
+    ) -> Result<String, SocialError> {
         let provider = self.provider(provider_id)?;
         let state = answer.state.as_deref().filter(|s| !s.is_empty()).ok_or(SocialError::InvalidState)?;
-        let state_hash = sha256_hex(state.as_bytes());
-        let state_hash = state_hash.as_str();
+        let browser = browser.ok_or(SocialError::InvalidState)?;
+        let (state_hash, browser_hash) = (sha256_hex(state.as_bytes()), sha256_hex(browser.as_bytes()));
+        let (state_hash, browser_hash) = (state_hash.as_str(), browser_hash.as_str());
         let row = self
             .accounts
             .store
             .transact(|mut tx| async move {
-                let row = self.repo.take_state(&mut tx, state_hash, provider_id, now()).await?;
+                let row = self.repo.take_state(&mut tx, state_hash, provider_id, browser_hash, now()).await?;
                 Ok::<_, SocialError>((tx, row))
             })
             .await?
@@ -295,6 +368,7 @@ impl Social {
             issuer: profile.issuer.clone(),
             subject: profile.subject.clone(),
             email: profile.email.clone(),
+            email_verified: profile.email_verified,
             created_at: at,
         };
         self.repo.insert_identity(tx, &identity).await?;
@@ -318,7 +392,7 @@ impl Social {
     ) -> Result<(), SocialError> {
         let accounts = &self.accounts.repo;
         accounts.set_password_hash(tx, user_id, "", at).await?;
-        let identities = self.repo.delete_identities(tx, user_id).await?;
+        let removed = self.repo.remove_other_sign_in_methods(tx, user_id).await?;
         let sessions = accounts.revoke_sessions(tx, user_id, None, at).await?;
         accounts.void_tokens(tx, user_id, at).await?;
         accounts.disable_totp(tx, user_id, at).await?;
@@ -326,7 +400,7 @@ impl Social {
         accounts.mark_email_verified(tx, user_id, at).await?;
         let entry = NewEntry::new(Action::AccountTakenOver, &Actor::user(user_id, client.origin.clone()))
             .target(user_id)
-            .details(json!({ "provider": provider_id, "identities_removed": identities, "sessions_revoked": sessions }));
+            .details(json!({ "provider": provider_id, "identities_removed": removed.identities, "passkeys_removed": removed.passkeys, "sessions_revoked": sessions }));
         audit::append(tx, &entry, at).await?;
         Ok(())
     }
@@ -388,6 +462,33 @@ impl Social {
             })
             .await
     }
+}
+
+/// The mailbox of `account` (as it was before the proof) was just proven by a mailed token:
+/// removes the identities that do not survive it (`model::survives_mailbox_proof`), each
+/// audited; how many went. The caller revokes the sessions they may have opened.
+pub async fn drop_unproven_identities(
+    repo: &dyn SocialRepo,
+    tx: &mut Tx,
+    account: &UserRow,
+    actor: &Actor,
+    at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for identity in repo.identities_in(tx, &account.id).await? {
+        if survives_mailbox_proof(identity.email.as_deref(), identity.email_verified, &account.email, account.email_verified) {
+            continue;
+        }
+        repo.delete_identity(tx, &identity.id, &account.id).await?;
+        let entry = NewEntry::new(Action::IdentityUnlinked, actor).target(&account.id).details(json!({
+            "identity_id": identity.id,
+            "provider": identity.provider,
+            "reason": "mailbox_proven",
+        }));
+        audit::append(tx, &entry, at).await?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Runs a unit of work again when a unique constraint refused it: a concurrent callback for

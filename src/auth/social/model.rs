@@ -10,6 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 /// How long a started sign-in may take at the provider.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// How long a signed-in account's link token may wait for its browser at Keel's authorize route.
+pub const LINK_TTL: Duration = Duration::from_secs(300);
 /// How long the app has to exchange a login code.
 pub const LOGIN_CODE_TTL: Duration = Duration::from_secs(60);
 /// Refused second factors a login code survives; after that it is spent.
@@ -86,6 +88,35 @@ pub struct ProviderView {
     pub id: String,
     #[schema(example = "GitHub")]
     pub name: String,
+}
+
+/// The cookie binding a sign-in to the browser that started it (login and link CSRF): a random
+/// value, of which the sign-in's state keeps only the hash. Only the OAuth routes see it.
+pub const BROWSER_COOKIE: &str = "keel_oauth_state";
+const BROWSER_COOKIE_PATH: &str = "/v1/auth/oauth";
+
+/// The `Set-Cookie` of a browser binding. `SameSite=Lax` is sent on the top-level GET back
+/// from a provider; a provider that posts its callback (Apple's `form_post`) makes a cross-site
+/// POST, on which only a `SameSite=None; Secure` cookie travels, so such a provider gets that
+/// when Keel is served over https. (Over plain http a browser refuses `SameSite=None`, and Apple
+/// accepts only https return URLs anyway.) The value is what binds, not the attribute: a site
+/// that makes the browser post a callback cannot have a state bound to that browser's value.
+pub fn browser_cookie(value: &str, secure: bool, cross_site_post: bool) -> String {
+    let same_site = if cross_site_post && secure { "None" } else { "Lax" };
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{BROWSER_COOKIE}={value}; Max-Age={}; Path={BROWSER_COOKIE_PATH}; HttpOnly; SameSite={same_site}{secure}", STATE_TTL.as_secs())
+}
+
+/// The browser binding in `Cookie` headers, when it has the shape Keel gives it (a random
+/// token); anything else is no binding.
+pub fn browser_binding<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == BROWSER_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| (32..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 /// What the provider sends back to the callback (query string, or Apple's form POST). Other
@@ -263,6 +294,15 @@ pub fn decide_link(caller: &Holder, owner: Option<&Holder>) -> LinkDecision {
     }
 }
 
+/// Whether a linked identity stays when someone proves they control the account's mailbox (a
+/// mailed password reset or email verification), the reverse of the pre-hijack take-over: an
+/// identity whose email its provider did not verify goes; while the account's email was not
+/// verified yet, so does one verified for another address (whoever squatted the address could
+/// link their own).
+pub fn survives_mailbox_proof(identity_email: Option<&str>, identity_verified: bool, account_email: &str, account_verified: bool) -> bool {
+    identity_verified && (account_verified || identity_email == Some(account_email))
+}
+
 /// Whether the app may be sent back to `redirect_to`: only an allowed URL, compared exactly
 /// (no prefix or pattern matching: an open redirect would hand login codes to anyone).
 pub fn redirect_allowed(redirect_to: &str, allowed: &[String]) -> bool {
@@ -379,6 +419,48 @@ mod tests {
             assert!(!redirect_allowed(other, &allowed), "{other}");
         }
         assert_eq!(with_fragment("https://a.example/cb", "code", "abc"), "https://a.example/cb#code=abc");
+    }
+
+    #[test]
+    fn a_mailbox_proof_keeps_only_identities_proven_for_the_mailbox() {
+        let ada = "ada@example.com";
+        assert!(survives_mailbox_proof(Some(ada), true, ada, false));
+        assert!(survives_mailbox_proof(Some(ada), true, ada, true));
+        assert!(survives_mailbox_proof(Some("ada@work.example"), true, ada, true), "linked while the account was verified");
+        assert!(!survives_mailbox_proof(Some("squatter@example.com"), true, ada, false));
+        assert!(!survives_mailbox_proof(None, true, ada, false));
+        for account_verified in [false, true] {
+            assert!(!survives_mailbox_proof(Some(ada), false, ada, account_verified));
+        }
+    }
+
+    #[test]
+    fn the_browser_cookie_is_lax_unless_a_provider_posts_back_over_https() {
+        let v = "a".repeat(43);
+        assert_eq!(
+            browser_cookie(&v, false, false),
+            format!("keel_oauth_state={v}; Max-Age=600; Path=/v1/auth/oauth; HttpOnly; SameSite=Lax")
+        );
+        assert!(browser_cookie(&v, true, false).ends_with("; SameSite=Lax; Secure"));
+        assert!(browser_cookie(&v, true, true).ends_with("; SameSite=None; Secure"));
+        assert!(browser_cookie(&v, false, true).ends_with("; SameSite=Lax"), "no SameSite=None without Secure");
+    }
+
+    #[test]
+    fn the_browser_binding_is_read_from_any_cookie_header_and_must_look_like_a_token() {
+        let v = "Ab9-_".repeat(9);
+        let header = format!("other=1; keel_oauth_state={v}; x=y");
+        assert_eq!(browser_binding([header.as_str()]), Some(v.as_str()));
+        assert_eq!(browser_binding(["a=b", header.as_str()]), Some(v.as_str()));
+        for bad in [
+            "keel_oauth_state=",
+            "keel_oauth_state=short",
+            "keel_oauth_state=has space in it and is long enough to pass",
+            "keel_oauth_statex=1",
+        ] {
+            assert_eq!(browser_binding([bad]), None, "{bad}");
+        }
+        assert_eq!(browser_binding(std::iter::empty()), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct IdentityRow {
     pub issuer: String,
     pub subject: String,
     pub email: Option<String>,
+    /// Whether the provider verified `email` when the identity was linked.
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -28,10 +30,30 @@ pub struct StateRow {
     pub verifier_enc: String,
     pub nonce_hash: String,
     pub redirect_to: String,
+    /// The hash of the browser binding (the `keel_oauth_state` cookie) of the browser that started it.
+    pub browser_hash: String,
     /// Set when a signed-in account links an identity (rather than someone signing in).
     pub link_user_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A signed-in account's linking on its way to Keel's authorize route, stored as its token's hash.
+#[derive(Debug, Clone)]
+pub struct LinkTokenRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub provider: String,
+    pub redirect_to: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What `SocialRepo::remove_other_sign_in_methods` removed, for the take-over's audit entry.
+#[derive(Debug, Clone, Copy)]
+pub struct RemovedMethods {
+    pub identities: u64,
+    pub passkeys: u64,
 }
 
 /// A one-time login code, stored as its hash.
@@ -50,8 +72,27 @@ pub trait SocialRepo: Send + Sync {
 
     /// Stores a started sign-in (and forgets expired ones).
     async fn insert_state(&self, tx: &mut Tx, state: &StateRow) -> Result<(), StoreError>;
-    /// Spends a live state of `provider`; `None`: unknown, spent, expired or another provider's.
-    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError>;
+    /// Spends a live state of `provider` started by the browser with `browser_hash`; `None`:
+    /// unknown, spent, expired, another provider's or another browser's (then left unspent).
+    async fn take_state(
+        &self,
+        tx: &mut Tx,
+        state_hash: &str,
+        provider: &str,
+        browser_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StateRow>, StoreError>;
+
+    /// Stores a link token (and forgets expired ones).
+    async fn insert_link_token(&self, tx: &mut Tx, token: &LinkTokenRow) -> Result<(), StoreError>;
+    /// Spends a live link token of `provider`: the account and app URL of its linking.
+    async fn take_link_token(
+        &self,
+        tx: &mut Tx,
+        token_hash: &str,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String)>, StoreError>;
 
     /// The account holding the identity (issuer, subject), if any.
     async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError>;
@@ -59,8 +100,12 @@ pub trait SocialRepo: Send + Sync {
     async fn email_holder(&self, tx: &mut Tx, email: &str) -> Result<Option<Holder>, StoreError>;
     /// `Conflict { constraint: unique::IDENTITY }` when the identity is linked already.
     async fn insert_identity(&self, tx: &mut Tx, identity: &IdentityRow) -> Result<(), StoreError>;
-    /// Removes every identity of the account; how many there were.
-    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError>;
+    /// Every identity of the account, in the unit of work.
+    async fn identities_in(&self, tx: &mut Tx, user_id: &str) -> Result<Vec<IdentityRow>, StoreError>;
+    /// The take-over's removal of every way into the account besides its password (which the
+    /// take-over clears itself): its identities and its passkeys. Every new sign-in method
+    /// belongs here too.
+    async fn remove_other_sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<RemovedMethods, StoreError>;
     /// Removes one of the account's identities; the removed row, or `None` when it has no such.
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError>;
 
@@ -95,6 +140,7 @@ fn identity_from<R: Columns>(r: &R) -> Result<IdentityRow, StoreError> {
         issuer: r.text("issuer")?,
         subject: r.text("subject")?,
         email: r.opt_text("email")?,
+        email_verified: r.flag("email_verified")?,
         created_at: r.time("created_at")?,
     })
 }
@@ -108,7 +154,7 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
     async fn list_identities(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<IdentityRow>, StoreError> {
         let mut conn = self.db.reader().await?;
         let rows = Sql::<DB>::new(
-            "SELECT id, user_id, provider, issuer, subject, email, created_at FROM identities \
+            "SELECT id, user_id, provider, issuer, subject, email, email_verified, created_at FROM identities \
              WHERE user_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
         )
         .bind(user_id)
@@ -123,14 +169,16 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         let conn = tx.conn::<DB>()?;
         Sql::<DB>::new("DELETE FROM oauth_states WHERE expires_at < $1").bind(s.created_at).execute(conn).await?;
         Sql::<DB>::new(
-            "INSERT INTO oauth_states (state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO oauth_states \
+             (state_hash, provider, verifier_enc, nonce_hash, redirect_to, browser_hash, link_user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(s.state_hash.as_str())
         .bind(s.provider.as_str())
         .bind(s.verifier_enc.as_str())
         .bind(s.nonce_hash.as_str())
         .bind(s.redirect_to.as_str())
+        .bind(s.browser_hash.as_str())
         .bind(s.link_user_id.clone())
         .bind(s.created_at)
         .bind(s.expires_at)
@@ -139,14 +187,23 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         Ok(())
     }
 
-    async fn take_state(&self, tx: &mut Tx, state_hash: &str, provider: &str, now: DateTime<Utc>) -> Result<Option<StateRow>, StoreError> {
+    async fn take_state(
+        &self,
+        tx: &mut Tx,
+        state_hash: &str,
+        provider: &str,
+        browser_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StateRow>, StoreError> {
         let row = Sql::<DB>::new(
-            "UPDATE oauth_states SET used_at = $3 WHERE state_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3 \
-             RETURNING state_hash, provider, verifier_enc, nonce_hash, redirect_to, link_user_id, created_at, expires_at",
+            "UPDATE oauth_states SET used_at = $3 \
+             WHERE state_hash = $1 AND provider = $2 AND browser_hash = $4 AND used_at IS NULL AND expires_at > $3 \
+             RETURNING state_hash, provider, verifier_enc, nonce_hash, redirect_to, browser_hash, link_user_id, created_at, expires_at",
         )
         .bind(state_hash)
         .bind(provider)
         .bind(now)
+        .bind(browser_hash)
         .fetch_optional(tx.conn::<DB>()?)
         .await?;
         row.map(|r| {
@@ -156,12 +213,50 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
                 verifier_enc: r.text("verifier_enc")?,
                 nonce_hash: r.text("nonce_hash")?,
                 redirect_to: r.text("redirect_to")?,
+                browser_hash: r.text("browser_hash")?,
                 link_user_id: r.opt_text("link_user_id")?,
                 created_at: r.time("created_at")?,
                 expires_at: r.time("expires_at")?,
             })
         })
         .transpose()
+    }
+
+    async fn insert_link_token(&self, tx: &mut Tx, t: &LinkTokenRow) -> Result<(), StoreError> {
+        let conn = tx.conn::<DB>()?;
+        Sql::<DB>::new("DELETE FROM oauth_link_tokens WHERE expires_at < $1").bind(t.created_at).execute(conn).await?;
+        Sql::<DB>::new(
+            "INSERT INTO oauth_link_tokens (token_hash, user_id, provider, redirect_to, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(t.token_hash.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.provider.as_str())
+        .bind(t.redirect_to.as_str())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_link_token(
+        &self,
+        tx: &mut Tx,
+        token_hash: &str,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = Sql::<DB>::new(
+            "UPDATE oauth_link_tokens SET used_at = $3 \
+             WHERE token_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3 RETURNING user_id, redirect_to",
+        )
+        .bind(token_hash)
+        .bind(provider)
+        .bind(now)
+        .fetch_optional(tx.conn::<DB>()?)
+        .await?;
+        row.map(|r| Ok((r.text("user_id")?, r.text("redirect_to")?))).transpose()
     }
 
     async fn identity_owner(&self, tx: &mut Tx, issuer: &str, subject: &str) -> Result<Option<Holder>, StoreError> {
@@ -186,7 +281,8 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
 
     async fn insert_identity(&self, tx: &mut Tx, i: &IdentityRow) -> Result<(), StoreError> {
         Sql::<DB>::new(
-            "INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO identities (id, user_id, provider, issuer, subject, email, email_verified, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(i.id.as_str())
         .bind(i.user_id.as_str())
@@ -194,19 +290,32 @@ impl<DB: Backend> SocialRepo for SqlSocial<DB> {
         .bind(i.issuer.as_str())
         .bind(i.subject.as_str())
         .bind(i.email.clone())
+        .bind(i.email_verified)
         .bind(i.created_at)
         .execute(tx.conn::<DB>()?)
         .await?;
         Ok(())
     }
 
-    async fn delete_identities(&self, tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
-        Sql::<DB>::new("DELETE FROM identities WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await
+    async fn identities_in(&self, tx: &mut Tx, user_id: &str) -> Result<Vec<IdentityRow>, StoreError> {
+        let rows = Sql::<DB>::new(
+            "SELECT id, user_id, provider, issuer, subject, email, email_verified, created_at FROM identities WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(tx.conn::<DB>()?)
+        .await?;
+        rows.iter().map(identity_from).collect()
+    }
+
+    async fn remove_other_sign_in_methods(&self, tx: &mut Tx, user_id: &str) -> Result<RemovedMethods, StoreError> {
+        let identities = Sql::<DB>::new("DELETE FROM identities WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await?;
+        let passkeys = Sql::<DB>::new("DELETE FROM passkeys WHERE user_id = $1").bind(user_id).execute(tx.conn::<DB>()?).await?;
+        Ok(RemovedMethods { identities, passkeys })
     }
 
     async fn delete_identity(&self, tx: &mut Tx, id: &str, user_id: &str) -> Result<Option<IdentityRow>, StoreError> {
         const SQL: &str = "DELETE FROM identities WHERE id = $1 AND user_id = $2 \
-                           RETURNING id, user_id, provider, issuer, subject, email, created_at";
+                           RETURNING id, user_id, provider, issuer, subject, email, email_verified, created_at";
         let row = Sql::<DB>::new(SQL).bind(id).bind(user_id).fetch_optional(tx.conn::<DB>()?).await?;
         row.as_ref().map(identity_from).transpose()
     }

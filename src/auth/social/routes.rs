@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{ProviderAnswer, ProviderView};
-use super::{IdentityView, Social};
+use super::model::{ProviderAnswer, ProviderView, browser_binding};
+use super::{IdentityView, Social, Start};
 use crate::app::AppState;
 use crate::auth::extract::AuthUser;
 use crate::auth::routes::limits::limit_ip;
@@ -38,8 +38,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AuthorizeQuery {
     /// Where the browser returns with the result in the fragment: exactly one of the allowed
     /// app URLs (`app_base_url`, `oauth_redirect_urls`).
-    #[param(required = true, example = "https://shop.example/auth/callback")]
+    /// Required unless `link` is given.
+    #[param(example = "https://shop.example/auth/callback")]
     pub redirect_to: Option<String>,
+    /// The single-use link token of an `authorize_url` from `POST /v1/me/identities/{provider}`
+    /// (the linking's app URL is the one given there).
+    pub link: Option<String>,
+}
+
+impl AuthorizeQuery {
+    fn start(&self) -> Result<Start<'_>, Invalid> {
+        match (&self.link, &self.redirect_to) {
+            (Some(token), None) => Ok(Start::Link { token }),
+            (Some(_), Some(_)) => Err(Invalid::one("redirect_to", "not_allowed", "a linking returns to the app URL it was started with")),
+            (None, Some(redirect_to)) => Ok(Start::SignIn { redirect_to }),
+            (None, None) => Err(Invalid::one("redirect_to", "required", "redirect_to is required")),
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,8 +86,9 @@ fn found(location: &str) -> ApiResult<Response> {
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
 }
 
-fn required_redirect(redirect_to: Option<String>) -> Result<String, Invalid> {
-    redirect_to.ok_or_else(|| Invalid::one("redirect_to", "required", "redirect_to is required"))
+/// The browser binding the request carries (the `keel_oauth_state` cookie), if any.
+fn browser(headers: &HeaderMap) -> Option<&str> {
+    browser_binding(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
 }
 
 /// The configured social login providers.
@@ -84,21 +100,32 @@ pub async fn list_providers(State(social): State<Arc<Social>>) -> Json<Vec<Provi
 /// Start a sign-in with a provider: `302` to its authorization page.
 ///
 /// Open this in the browser (not with `fetch`). Keel keeps the sign-in's state server-side
-/// (single use, 10 min) with a PKCE S256 verifier and, for OpenID Connect, a nonce; the
+/// (single use, 10 min) with a PKCE S256 verifier and, for OpenID Connect, a nonce, bound to
+/// this browser by the `keel_oauth_state` cookie set here (HttpOnly, `Path=/v1/auth/oauth`;
+/// `SameSite=Lax`, or `None; Secure` over https for a provider that posts its callback); the
 /// provider sends the browser back to the callback, which ends at `redirect_to`.
 #[utoipa::path(get, path = "/v1/auth/oauth/{provider}/authorize", tag = "auth",
     params(("provider" = String, Path, description = "a configured provider's id (`github`, `google`, `apple`, …)"), AuthorizeQuery),
     responses(
-        (status = 302, description = "To the provider's authorization page", headers(("Location" = String, description = "The provider's authorization URL"))),
-        (status = 422, description = "`validation_failed`: `redirect_to` is missing or not exactly an allowed app URL", body = Problem),
+        (status = 302, description = "To the provider's authorization page", headers(
+            ("Location" = String, description = "The provider's authorization URL"),
+            ("Set-Cookie" = String, description = "`keel_oauth_state`: binds the sign-in to this browser"))),
+        (status = 400, description = "`invalid_state`: the `link` token is unknown, used, expired or another provider's", body = Problem),
+        (status = 422, description = "`validation_failed`: `redirect_to` is missing (without `link`), given with `link`, or not exactly an allowed app URL", body = Problem),
         (status = 502, description = "`provider_error`: the provider's discovery document cannot be had", body = Problem)))]
 pub async fn authorize(
     State(social): State<Arc<Social>>,
+    headers: HeaderMap,
     Path(provider): Path<String>,
     Query(query): Query<AuthorizeQuery>,
 ) -> ApiResult<Response> {
     social.check_provider(&provider)?;
-    found(&social.authorize(&provider, &required_redirect(query.redirect_to)?, None).await?)
+    let departure = social.authorize(&provider, query.start()?, browser(&headers)).await?;
+    let cookie =
+        HeaderValue::from_str(&departure.cookie).map_err(|e| ApiError::internal(anyhow::anyhow!("a cookie that is no header: {e}")))?;
+    let mut response = found(&departure.url)?;
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
 }
 
 /// The provider's return: `302` to the app's `redirect_to`.
@@ -108,12 +135,14 @@ pub async fn authorize(
 /// `#error=<code>` with `code` one of `access_denied`, `provider_error`, `invalid_id_token`,
 /// `email_missing`, `email_taken` (the email is an account's and the provider did not verify
 /// it: sign in and link), `identity_taken`, `account_disabled`, `server_error`. A state that is
-/// unknown, spent or expired has no app URL to trust: `400 invalid_state`, no redirect.
+/// unknown, spent or expired, or that this browser did not start (no `keel_oauth_state` cookie,
+/// or another one: login and link CSRF), has no app URL to trust: `400 invalid_state`, no
+/// redirect.
 #[utoipa::path(get, path = "/v1/auth/oauth/{provider}/callback", tag = "auth",
     params(("provider" = String, Path, description = "a configured provider's id"), ProviderAnswer),
     responses(
         (status = 302, description = "To `redirect_to` with the result in the fragment", headers(("Location" = String, description = "`redirect_to#code=…`, `#linked=…` or `#error=…`"))),
-        (status = 400, description = "`invalid_state`: the sign-in is unknown, spent or expired", body = Problem),
+        (status = 400, description = "`invalid_state`: the sign-in is unknown, spent, expired or another browser's", body = Problem),
         (status = 429, body = Problem)))]
 pub async fn callback(
     State(social): State<Arc<Social>>,
@@ -135,7 +164,7 @@ pub async fn callback(
     request_body(content = ProviderAnswer, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 302, description = "To `redirect_to` with the result in the fragment", headers(("Location" = String, description = "`redirect_to#code=…`, `#linked=…` or `#error=…`"))),
-        (status = 400, description = "`invalid_state`: the sign-in is unknown, spent or expired", body = Problem),
+        (status = 400, description = "`invalid_state`: the sign-in is unknown, spent, expired or another browser's", body = Problem),
         (status = 429, body = Problem)))]
 pub async fn callback_form(
     State(social): State<Arc<Social>>,
@@ -160,7 +189,9 @@ async fn back_from_provider(
     answer: &ProviderAnswer,
 ) -> ApiResult<Response> {
     let rate = limit_ip(limiter, ip).await?;
-    Ok(rate.attach(social.callback(provider, answer, &client(ip, headers)).await.map_err(Into::into).and_then(|to| found(&to))))
+    Ok(rate.attach(
+        social.callback(provider, answer, browser(headers), &client(ip, headers)).await.map_err(Into::into).and_then(|to| found(&to)),
+    ))
 }
 
 /// Exchange a one-time login code for a token pair, like a login.
@@ -193,13 +224,16 @@ pub async fn list_identities(
 
 /// Link a provider's identity to the caller: the URL to send the browser to.
 ///
+/// It is Keel's authorize route with a single-use link token (5 min): the browser is bound to
+/// the linking there, then sent on to the provider.
+///
 /// Following it links whatever identity the person signs in with at the provider, whatever its
 /// email, unless it is linked to another account (`#error=identity_taken`).
 #[utoipa::path(post, path = "/v1/me/identities/{id}", tag = "profile", security(("bearer" = [])), request_body = LinkRequest,
     params(("id" = String, Path, description = "a configured provider's id (`github`, `google`, …)")),
     responses((status = 200, body = AuthorizeUrl),
-        (status = 422, description = "`validation_failed`: `redirect_to` is not exactly an allowed app URL", body = Problem),
-        (status = 502, description = "`provider_error`: the provider's discovery document cannot be had", body = Problem)))]
+        (status = 404, description = "`not_found`: no such provider", body = Problem),
+        (status = 422, description = "`validation_failed`: `redirect_to` is not exactly an allowed app URL", body = Problem)))]
 pub async fn link_identity(
     State(social): State<Arc<Social>>,
     AuthUser(me): AuthUser,

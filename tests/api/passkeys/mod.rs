@@ -2,7 +2,7 @@
 //! without an email) that satisfies MFA; single-use, expiring challenges; cloned authenticators,
 //! other accounts' challenges and garbage refused with exact codes; refusals audited.
 
-mod authenticator;
+pub mod authenticator;
 
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ async fn register_finish(app: &TestApp, who: &Tokens, challenge_id: &str, creden
 }
 
 /// Registers a new passkey for `who`; returns it and its id.
-async fn register(app: &TestApp, who: &Tokens) -> (SoftPasskey, String) {
+pub async fn register(app: &TestApp, who: &Tokens) -> (SoftPasskey, String) {
     let started = register_start(app, who).await;
     let (passkey, credential) = SoftPasskey::register(&started["options"], &origin(app));
     let created = register_finish(app, who, started["challenge_id"].as_str().unwrap(), &credential).await.expect(201).json();
@@ -42,7 +42,7 @@ async fn login_finish(app: &TestApp, challenge_id: &Value, credential: &Value) -
 }
 
 /// A whole login: start (with `body`), sign, finish.
-async fn login(app: &TestApp, passkey: &mut SoftPasskey, body: &Value) -> Reply {
+pub async fn login(app: &TestApp, passkey: &mut SoftPasskey, body: &Value) -> Reply {
     let started = login_start(app, body).await;
     let credential = passkey.assertion(&started["options"], &origin(app));
     login_finish(app, &started["challenge_id"], &credential).await

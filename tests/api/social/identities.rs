@@ -3,21 +3,9 @@
 
 use serde_json::json;
 
-use super::{APP_URL, at_provider, fragment, identities, location, social_tokens, spawn};
+use super::{APP_URL, identities, link, social_tokens, spawn};
 use crate::fake_oidc::Person;
-use crate::helpers::{PASSWORD, TestApp, Tokens};
-
-/// Links `person`'s identity at `provider` to the caller: the fragment the callback ends with.
-async fn link(app: &TestApp, fake: &crate::fake_oidc::FakeOidc, who: &Tokens, provider: &str, person: Person) -> (String, String) {
-    let started = app
-        .post_json_authed(&format!("/v1/me/identities/{provider}"), &who.access, &json!({ "redirect_to": APP_URL }))
-        .await
-        .expect(200)
-        .json();
-    fake.next(person);
-    let back = at_provider(app, started["authorize_url"].as_str().unwrap()).await;
-    fragment(&location(&app.send(back).await))
-}
+use crate::helpers::PASSWORD;
 
 #[tokio::test]
 async fn the_last_way_to_sign_in_cannot_be_removed_but_one_of_two_can() {

@@ -1,8 +1,10 @@
 //! Social login end to end against the fake provider (`tests/common/fake_oidc.rs`): the
 //! browser's round trip is followed by hand (authorize → provider → callback → app URL).
 
+mod browser_binding;
 mod id_tokens;
 mod identities;
+mod mailbox_proof;
 mod sign_in;
 
 use serde_json::{Value, json};
@@ -30,14 +32,51 @@ pub fn location(reply: &Reply) -> String {
     reply.header("location").expect("a Location header").to_owned()
 }
 
-/// Keel's authorize for `provider`: the provider's URL it redirects to.
-pub async fn authorize(app: &TestApp, provider: &str) -> String {
-    location(&app.get(&format!("/v1/auth/oauth/{provider}/authorize?redirect_to={}", url_encode(APP_URL))).await)
+/// A browser on its way from Keel's authorize route to the provider: the provider's URL, and
+/// the `Cookie` header that binds the sign-in to this browser.
+pub struct Started {
+    pub provider_url: String,
+    pub cookie: String,
+}
+
+/// The browser at Keel's authorize route (`request`): where it is sent, with its binding.
+pub async fn start(app: &TestApp, request: reqwest::RequestBuilder) -> Started {
+    let reply = app.send(request).await;
+    let provider_url = location(&reply);
+    let set_cookie = reply.header("set-cookie").expect("the authorize route binds the browser");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let (name, value) = cookie.split_once('=').unwrap();
+    assert_eq!(name, "keel_oauth_state");
+    crate::logs::remember_secret(value);
+    Started { provider_url, cookie }
+}
+
+/// Keel's authorize for `provider`.
+pub async fn authorize(app: &TestApp, provider: &str) -> Started {
+    start(app, app.client.get(app.url(&format!("/v1/auth/oauth/{provider}/authorize?redirect_to={}", url_encode(APP_URL))))).await
+}
+
+/// The signed-in caller starts linking an identity at `provider`: the `authorize_url` Keel gives.
+pub async fn link_url(app: &TestApp, who: &Tokens, provider: &str) -> String {
+    let started = app
+        .post_json_authed(&format!("/v1/me/identities/{provider}"), &who.access, &json!({ "redirect_to": APP_URL }))
+        .await
+        .expect(200)
+        .json();
+    started["authorize_url"].as_str().unwrap().to_owned()
+}
+
+/// Links `person`'s identity at `provider` to the caller: the fragment the callback ends with.
+pub async fn link(app: &TestApp, fake: &FakeOidc, who: &Tokens, provider: &str, person: Person) -> (String, String) {
+    let url = link_url(app, who, provider).await;
+    fake.next(person);
+    let started = start(app, app.client.get(url)).await;
+    follow(app, &started).await
 }
 
 /// The browser at the provider's URL: where the provider sends it back to Keel, as the request
-/// the browser makes there (a GET of the callback URL, or Apple's form POST).
-pub async fn at_provider(app: &TestApp, provider_url: &str) -> reqwest::RequestBuilder {
+/// the browser makes there (a GET of the callback URL, or Apple's form POST), without a cookie.
+pub async fn back_from_provider(app: &TestApp, provider_url: &str) -> reqwest::RequestBuilder {
     let answer = app.client.get(provider_url).send().await.expect("the fake provider answers");
     if answer.status() == 302 {
         let callback = answer.headers()["location"].to_str().unwrap().to_owned();
@@ -49,9 +88,14 @@ pub async fn at_provider(app: &TestApp, provider_url: &str) -> reqwest::RequestB
     app.client.post(form["action"].as_str().unwrap()).form(&fields)
 }
 
+/// The same, from the browser that started the sign-in (it sends its binding).
+pub async fn at_provider(app: &TestApp, started: &Started) -> reqwest::RequestBuilder {
+    back_from_provider(app, &started.provider_url).await.header(reqwest::header::COOKIE, &started.cookie)
+}
+
 /// Follows the browser from the provider's URL to the app: `(key, value)` of the fragment.
-pub async fn follow(app: &TestApp, provider_url: &str) -> (String, String) {
-    let back = at_provider(app, provider_url).await;
+pub async fn follow(app: &TestApp, started: &Started) -> (String, String) {
+    let back = at_provider(app, started).await;
     fragment(&location(&app.send(back).await))
 }
 
@@ -68,8 +112,8 @@ pub fn fragment(location: &str) -> (String, String) {
 /// A whole sign-in as `person` through `provider`: the fragment it ends with.
 pub async fn sign_in(app: &TestApp, fake: &FakeOidc, provider: &str, person: Person) -> (String, String) {
     fake.next(person);
-    let provider_url = authorize(app, provider).await;
-    follow(app, &provider_url).await
+    let started = authorize(app, provider).await;
+    follow(app, &started).await
 }
 
 /// A sign-in that must end with a login code.

@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use super::{
-    APP_URL, at_provider, authorize, exchange, fragment, identities, location, login_code, sign_in, social_tokens, spawn, verify_adas_email,
+    APP_URL, at_provider, authorize, exchange, fragment, identities, link, location, login_code, sign_in, social_tokens, spawn,
+    verify_adas_email,
 };
 use crate::fake_oidc::{CLIENT_ID, Person};
 use crate::helpers::{PASSWORD, url_encode};
@@ -80,6 +81,9 @@ async fn an_account_whose_email_was_never_verified_is_taken_over_by_the_verified
     let (app, fake) = spawn().await;
     // Someone registers the victim's address first (pre-hijacking) and keeps a session.
     let squatter = app.register("ada@example.com", PASSWORD, "Squatter").await;
+    let squatters_own = Person::new("666", "squatter@evil.example", true);
+    assert_eq!(link(&app, &fake, &squatter, "github", squatters_own.clone()).await.0, "linked");
+    let (mut squatters_passkey, _) = crate::passkeys::register(&app, &squatter).await;
     let tokens = social_tokens(&app, &fake, "corp", Person::new("ada-at-corp", "ada@example.com", true)).await;
     assert_eq!(tokens.user_id(), squatter.user_id(), "the account with the address is the provider's person's");
     // The squatter's ways in are gone: password, session, refresh token.
@@ -88,9 +92,16 @@ async fn an_account_whose_email_was_never_verified_is_taken_over_by_the_verified
     app.refresh(&squatter.refresh).await.problem(401, "invalid_token");
     let me = app.me(&tokens.access).await.expect(200).json();
     assert_eq!(me["email_verified"], true);
+    // Every other way in is gone too: the identity the squatter linked is the provider person's only one now.
+    let linked = identities(&app, &tokens.access).await;
+    assert_eq!(linked.iter().map(|i| i["provider"].as_str().unwrap()).collect::<Vec<_>>(), ["corp"]);
+    assert_ne!(social_tokens(&app, &fake, "github", squatters_own).await.user_id(), tokens.user_id());
+    crate::passkeys::login(&app, &mut squatters_passkey, &json!({})).await.problem(401, "invalid_credentials");
     let audited =
         app.texts("SELECT action FROM audit_log WHERE action IN ('account.taken_over', 'account.identity_linked') ORDER BY seq").await;
-    assert_eq!(audited, ["account.taken_over", "account.identity_linked"]);
+    assert_eq!(audited, ["account.identity_linked", "account.taken_over", "account.identity_linked", "account.identity_linked"]);
+    let details = app.texts("SELECT details FROM audit_log WHERE action = 'account.taken_over'").await;
+    assert!(details[0].contains(r#""identities_removed":1,"passkeys_removed":1"#), "{details:?}");
 }
 
 #[tokio::test]
@@ -101,10 +112,7 @@ async fn an_unverified_provider_email_of_an_account_is_refused_then_linked_by_it
     assert_eq!(sign_in(&app, &fake, "corp", person()).await, ("error".to_owned(), "email_taken".to_owned()));
     assert!(identities(&app, &ada.access).await.is_empty());
     // Ada, signed in, links it explicitly.
-    let started = app.post_json_authed("/v1/me/identities/corp", &ada.access, &json!({ "redirect_to": APP_URL })).await.expect(200).json();
-    fake.next(person());
-    let back = at_provider(&app, started["authorize_url"].as_str().unwrap()).await;
-    assert_eq!(fragment(&location(&app.send(back).await)), ("linked".to_owned(), "corp".to_owned()));
+    assert_eq!(link(&app, &fake, &ada, "corp", person()).await, ("linked".to_owned(), "corp".to_owned()));
     assert_eq!(identities(&app, &ada.access).await.len(), 1);
     // From now on the identity signs Ada in; her password is untouched.
     assert_eq!(social_tokens(&app, &fake, "corp", person()).await.user_id(), ada.user_id());
@@ -170,6 +178,9 @@ async fn redirect_to_must_be_an_allowed_app_url_exactly_and_the_provider_configu
         reply.field_error("redirect_to");
     }
     app.get("/v1/auth/oauth/corp/authorize").await.field_error("redirect_to");
+    // The admin console's own URL is allowed without configuration.
+    let console = app.url("/admin/");
+    assert_eq!(app.get(&format!("/v1/auth/oauth/corp/authorize?redirect_to={}", url_encode(&console))).await.status, 302);
     app.get(&format!("/v1/auth/oauth/nope/authorize?redirect_to={}", url_encode(APP_URL))).await.problem(404, "not_found");
 }
 
@@ -183,19 +194,19 @@ async fn a_callback_without_a_live_state_is_a_problem_and_sends_nobody_anywhere(
     }
     // A real callback replayed: the state is spent, and the provider's code is not redeemed twice.
     fake.next(Person::new("replay", "replay@example.com", true));
-    let provider_url = authorize(&app, "corp").await;
-    let answer = app.client.get(&provider_url).send().await.unwrap();
-    let callback = answer.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(fragment(&location(&app.send(app.client.get(&callback)).await)).0, "code");
-    app.send(app.client.get(&callback)).await.problem(400, "invalid_state");
-    let code = reqwest::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let started = authorize(&app, "corp").await;
+    let back = at_provider(&app, &started).await;
+    let callback = back.try_clone().unwrap().build().unwrap().url().clone();
+    assert_eq!(fragment(&location(&app.send(back.try_clone().unwrap()).await)).0, "code");
+    app.send(back).await.problem(400, "invalid_state");
+    let code = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     assert_eq!(fake.redemptions(&code), 1);
     // A state is for its own provider only.
     fake.next(Person::new("other", "other@example.com", true));
-    let provider_url = authorize(&app, "corp").await;
-    let callback = app.client.get(&provider_url).send().await.unwrap().headers()["location"].to_str().unwrap().to_owned();
+    let started = authorize(&app, "corp").await;
+    let callback = at_provider(&app, &started).await.build().unwrap().url().to_string();
     let elsewhere = callback.replace("/oauth/corp/", "/oauth/apple/");
-    app.send(app.client.get(&elsewhere)).await.problem(400, "invalid_state");
+    app.send(app.client.get(&elsewhere).header(reqwest::header::COOKIE, &started.cookie)).await.problem(400, "invalid_state");
 }
 
 #[tokio::test]
@@ -204,10 +215,10 @@ async fn two_callbacks_for_one_new_identity_make_one_account() {
     let mut callbacks = Vec::new();
     for _ in 0..2 {
         fake.next(Person::new("twice", "twice@example.com", true));
-        let provider_url = authorize(&app, "corp").await;
-        callbacks.push(app.client.get(&provider_url).send().await.unwrap().headers()["location"].to_str().unwrap().to_owned());
+        callbacks.push(at_provider(&app, &authorize(&app, "corp").await).await);
     }
-    let (a, b) = tokio::join!(app.send(app.client.get(&callbacks[0])), app.send(app.client.get(&callbacks[1])));
+    let (second, first) = (callbacks.pop().unwrap(), callbacks.pop().unwrap());
+    let (a, b) = tokio::join!(app.send(first), app.send(second));
     let (a, b) = (fragment(&location(&a)), fragment(&location(&b)));
     assert_eq!((a.0.as_str(), b.0.as_str()), ("code", "code"));
     let first = exchange(&app, &a.1, None).await.expect(200).json();
