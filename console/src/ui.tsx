@@ -175,6 +175,21 @@ export function Notice({ children }: { children: ComponentChildren }) {
   );
 }
 
+/** A secret the server shows this once (a signing secret, an API key), until the user has stored it. */
+export function SecretOnce({ message, label, secret, what, onStored }: { message: string; label: string; secret: string; what: string; onStored: () => void }) {
+  return (
+    <div class="notice" role="status">
+      <p>{message}</p>
+      <p class="secret" aria-label={label}>
+        {secret}
+      </p>
+      <button type="button" onClick={onStored}>
+        I have stored the {what}
+      </button>
+    </div>
+  );
+}
+
 export type PageOf<T> = { data: T[]; next_cursor: string | null };
 
 /**

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, formatTime, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, ListState, Notice, ProblemAlert, SecretOnce, TableWrap, useAction, usePaged } from '../ui';
 
 type ApiKey = Schemas['ApiKeyView'];
 type Scope = Schemas['Scope'];
@@ -38,15 +38,13 @@ export function ApiKeys() {
       <h1>API keys</h1>
       <NewKey onCreated={(key) => (setDone(''), setMinted({ verb: `Key “${key.name}” created.`, key }), paged.reload())} />
       {minted && (
-        <div class="notice" role="status">
-          <p>{minted.verb} The key is shown this once: store it where the server that uses it can read it.</p>
-          <p class="secret" aria-label="API key">
-            {minted.key.key}
-          </p>
-          <button type="button" onClick={() => setMinted(null)}>
-            I have stored the key
-          </button>
-        </div>
+        <SecretOnce
+          message={`${minted.verb} The key is shown this once: store it where the server that uses it can read it.`}
+          label="API key"
+          secret={minted.key.key}
+          what="key"
+          onStored={() => setMinted(null)}
+        />
       )}
       {done && <Notice>{done}</Notice>}
       <ProblemAlert problem={action.problem} />

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, formatTime, type Schemas } from '../client';
-import { call, Field, ListState, Notice, ProblemAlert, TableWrap, useAction, usePaged } from '../ui';
+import { call, Field, ListState, Notice, ProblemAlert, SecretOnce, TableWrap, useAction, usePaged } from '../ui';
 
 type Endpoint = Schemas['Endpoint'];
 type EventName = Schemas['NewEndpoint']['events'][number];
@@ -37,17 +37,13 @@ export function Webhooks() {
       <h1>Webhook endpoints</h1>
       <NewEndpoint onCreated={(e) => (setCreated(e), paged.reload())} />
       {created && (
-        <div class="notice" role="status">
-          <p>
-            Endpoint created. Its signing secret is shown this once: store it where the receiver can read it.
-          </p>
-          <p class="secret" aria-label="Signing secret">
-            {created.secret}
-          </p>
-          <button type="button" onClick={() => setCreated(null)}>
-            I have stored the secret
-          </button>
-        </div>
+        <SecretOnce
+          message="Endpoint created. Its signing secret is shown this once: store it where the receiver can read it."
+          label="Signing secret"
+          secret={created.secret}
+          what="secret"
+          onStored={() => setCreated(null)}
+        />
       )}
       {done && <Notice>{done}</Notice>}
       <ProblemAlert problem={action.problem} />
